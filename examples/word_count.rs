@@ -1,0 +1,34 @@
+//! word_count: counts words of the lines on the input topic, exactly-once.
+//!
+//! ```text
+//! cargo run --release --example word_count -- \
+//!   --bootstrap-servers 127.0.0.1:9092 --application-id wc \
+//!   --input-topic lines --output-topic counts
+//! ```
+//! Output: key = word (UTF-8), value = count (decimal UTF-8 text).
+
+mod common;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Counts words, exactly-once, with kstreams")]
+struct Cli {
+    #[command(flatten)]
+    common: common::CommonArgs,
+}
+
+fn main() -> ExitCode {
+    common::init_logging();
+    let cli = Cli::parse();
+    let topology = match kstreams::apps::word_count::topology(&cli.common.input_topic, &cli.common.output_topic) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("word_count: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    common::run("word_count", topology, &cli.common)
+}

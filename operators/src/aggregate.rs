@@ -1,0 +1,390 @@
+//! `aggregate`: fold the records of each key into a value kept in a store;
+//! also the engine under `count` and `reduce`.
+//!
+//! For each record the processor reads the key's current aggregate (from
+//! its record cache, else from the store), applies the aggregator, writes
+//! the result to the store, and hands it to the cache. The cache forwards
+//! the latest aggregate of each key downstream at the next commit or when it
+//! outgrows `cache.max.bytes.buffering` (see `record_cache.rs`); with a
+//! budget of 0, or with [`Materialized::with_caching_disabled`], every
+//! update is forwarded at once. An aborted transaction (`discard`) drops the
+//! cache along with the store's uncommitted writes, so nothing of the
+//! aborted work is forwarded.
+//!
+//! The store is a named key-value store (RocksDB and changelogged by
+//! default; see [`Materialized`]); its changelog is
+//! `<application.id>-<store>-changelog`. The result is a [`KTable`] whose
+//! changes are the forwarded aggregates.
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use kstreams_runtime::{
+    KeyValueStore, Processor, ProcessorContext, Record, Result, SerdeRef, StoreBuilder,
+    StreamsError,
+};
+
+use crate::record_cache::{CacheEntry, RecordCache, ENTRY_OVERHEAD};
+use crate::{KGroupedStream, KTable, Materialized};
+
+/// The aggregation node: store, cache and the folding function
+/// `f(key, value, current aggregate or None) -> new aggregate`.
+pub(crate) struct AggregateProcessor<K, V, VA, F> {
+    store_name: String,
+    aggregator: Arc<F>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<VA>,
+    caching: bool,
+    store: Option<KeyValueStore<K, VA>>,
+    cache: RecordCache<K, Option<VA>>,
+    max_bytes: usize,
+    scratch: Vec<u8>,
+    _in: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K, V, VA, F> AggregateProcessor<K, V, VA, F>
+where
+    K: Clone + Hash + Eq + 'static,
+    VA: Clone + 'static,
+{
+    fn measure_value(&mut self, value: &VA) -> usize {
+        self.scratch.clear();
+        let _ = self.value_serde.serialize(value, &mut self.scratch);
+        self.scratch.len()
+    }
+
+    fn measure_key(&mut self, key: &K) -> usize {
+        self.scratch.clear();
+        let _ = self.key_serde.serialize(key, &mut self.scratch);
+        self.scratch.len()
+    }
+
+    fn forward_entry(e: CacheEntry<K, Option<VA>>, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
+        ctx.forward(Record { key: e.key, value: e.value, timestamp: e.timestamp, headers: e.headers })
+    }
+}
+
+impl<K, V, VA, F> Processor<K, V, K, Option<VA>> for AggregateProcessor<K, V, VA, F>
+where
+    K: Clone + Hash + Eq + 'static,
+    V: 'static,
+    VA: Clone + 'static,
+    F: Fn(&K, V, Option<VA>) -> VA + 'static,
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
+        self.store = Some(ctx.key_value_store::<K, VA>(&self.store_name)?);
+        self.max_bytes = if self.caching { ctx.cache_max_bytes() } else { 0 };
+        Ok(())
+    }
+
+    fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
+        let Record { key, value, timestamp, headers } = record;
+        let Some(store) = self.store.clone() else {
+            return Err(StreamsError::IllegalState(format!(
+                "aggregation over store '{}' received a record before init",
+                self.store_name
+            )));
+        };
+        if self.max_bytes == 0 {
+            let new = (self.aggregator)(&key, value, store.get(&key)?);
+            store.put(&key, &new)?;
+            return ctx.forward(Record { key, value: Some(new), timestamp, headers });
+        }
+        if let Some(entry) = self.cache.get_mut(&key) {
+            let old = entry.value.take();
+            let new = (self.aggregator)(&key, value, old);
+            store.put(&key, &new)?;
+            entry.timestamp = timestamp;
+            entry.headers = headers;
+            let key_size = entry.key_size;
+            let old_size = entry.size;
+            let new_size = key_size + self.measure_value(&new) + ENTRY_OVERHEAD;
+            // Re-borrow: measuring needed `self` mutably.
+            if let Some(entry) = self.cache.get_mut(&key) {
+                entry.value = Some(new);
+                entry.size = new_size;
+            }
+            self.cache.resized(old_size, new_size);
+        } else {
+            let new = (self.aggregator)(&key, value, store.get(&key)?);
+            store.put(&key, &new)?;
+            let key_size = self.measure_key(&key);
+            let size = key_size + self.measure_value(&new) + ENTRY_OVERHEAD;
+            self.cache.insert(CacheEntry { key, value: Some(new), timestamp, headers, size, key_size });
+        }
+        while self.cache.bytes() > self.max_bytes {
+            match self.cache.pop_oldest() {
+                Some(e) => Self::forward_entry(e, ctx)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
+        // Forward one at a time: a downstream error must not lose the rest.
+        while let Some(e) = self.cache.pop_oldest() {
+            Self::forward_entry(e, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn discard(&mut self) {
+        self.cache.clear();
+    }
+}
+
+impl<K: Clone + Hash + Eq + 'static, V: Clone + 'static> KGroupedStream<K, V> {
+    /// Adds the aggregation node (after a repartition if needed) and its store.
+    pub(crate) fn aggregate_impl<VA, F>(
+        &self,
+        prefix: &str,
+        aggregator: F,
+        materialized: Materialized<K, VA>,
+        default_value_serde: Option<SerdeRef<VA>>,
+        op: &str,
+    ) -> KTable<K, VA>
+    where
+        VA: Clone + 'static,
+        F: Fn(&K, V, Option<VA>) -> VA + Send + Sync + 'static,
+    {
+        let builder = self.stream.builder.clone();
+        let name = builder.next_name(prefix);
+        let store_name = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| builder.next_name(&format!("{prefix}STATE-STORE-")));
+        let input = self.input(&store_name);
+        let key_serde = self.stream.resolve_serde(
+            self.store_key_serde(materialized.key_serde.clone()),
+            &None,
+            &format!("{op}() into store '{store_name}'"),
+            "Materialized::with_key_serde or Grouped::with",
+        );
+        let value_serde = self.stream.resolve_serde(
+            materialized.value_serde.clone().or(default_value_serde),
+            &None,
+            &format!("{op}() into store '{store_name}'"),
+            "Materialized::with_value_serde",
+        );
+        let table = KTable {
+            builder: builder.clone(),
+            node: name.clone(),
+            store_name: Some(store_name.clone()),
+            key_serde: key_serde.clone(),
+            value_serde: value_serde.clone(),
+        };
+        let (Some(ks), Some(vs)) = (key_serde, value_serde) else { return table };
+        let aggregator = Arc::new(aggregator);
+        let caching = materialized.caching;
+        let (sn, pks, pvs) = (store_name.clone(), ks.clone(), vs.clone());
+        let added = builder.add_processor::<K, V, K, Option<VA>, _, _>(
+            &name,
+            move || AggregateProcessor {
+                store_name: sn.clone(),
+                aggregator: aggregator.clone(),
+                key_serde: pks.clone(),
+                value_serde: pvs.clone(),
+                caching,
+                store: None,
+                cache: RecordCache::new(),
+                max_bytes: 0,
+                scratch: Vec::new(),
+                _in: std::marker::PhantomData,
+            },
+            &[&input.node],
+        );
+        if added {
+            let mut store = StoreBuilder::key_value(store_name, ks, vs);
+            if !materialized.persistent {
+                store = store.in_memory();
+            }
+            if !materialized.logged {
+                store = store.with_logging_disabled();
+            }
+            builder.with_topology(|t| t.add_state_store(store, &[&name]).map(|_| ()));
+        }
+        table
+    }
+
+    /// Folds the values of each key into an aggregate: `initializer()` for a
+    /// new key, then `aggregator(&key, value, aggregate)` per record. The
+    /// store needs a value serde ([`Materialized::with_value_serde`]).
+    ///
+    /// ```
+    /// use kstreams_operators::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    /// use kstreams_runtime::{Serdes, TopologyTestDriver};
+    /// let b = StreamsBuilder::new();
+    /// b.stream("purchases", Consumed::with(Serdes::string(), Serdes::i64_text()))
+    ///     .group_by_key(Grouped::default())
+    ///     .aggregate(
+    ///         || (0u64, 0i64),
+    ///         |_user, amount, (n, total)| (n + 1, total + amount),
+    ///         Materialized::as_("spend").with_value_serde(Serdes::json::<(u64, i64)>()),
+    ///     )
+    ///     .to_stream()
+    ///     .to("spend", Produced::default());
+    /// let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    /// d.pipe_str("purchases", Some("ann"), "30", 0).unwrap();
+    /// d.pipe_str("purchases", Some("ann"), "12", 0).unwrap();
+    /// assert_eq!(d.read_output("spend")[1].value_str(), Some("[2,42]"));
+    /// ```
+    pub fn aggregate<VA, I, A>(
+        &self,
+        initializer: I,
+        aggregator: A,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA>
+    where
+        VA: Clone + 'static,
+        I: Fn() -> VA + Send + Sync + 'static,
+        A: Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    {
+        self.aggregate_impl(
+            "KSTREAM-AGGREGATE-",
+            move |k: &K, v: V, old: Option<VA>| aggregator(k, v, old.unwrap_or_else(&initializer)),
+            materialized,
+            None,
+            "aggregate",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use crate::kstream::test_util::*;
+    use crate::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+    use kstreams_runtime::{Serdes, TopologyTestDriver};
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Stats {
+        n: u64,
+        min: i64,
+        max: i64,
+    }
+
+    fn stats_topology(materialized: Materialized<String, Stats>) -> kstreams_runtime::Topology {
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(Serdes::string(), Serdes::i64_text()))
+            .group_by_key(Grouped::default())
+            .aggregate(
+                || Stats { n: 0, min: i64::MAX, max: i64::MIN },
+                |_, x, s| Stats { n: s.n + 1, min: s.min.min(x), max: s.max.max(x) },
+                materialized.with_value_serde(Serdes::json()),
+            )
+            .to_stream()
+            .to("out", Produced::default());
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn aggregate_forwards_every_update_when_committing_every_record() {
+        let mut d = driver(stats_topology(Materialized::as_("stats")));
+        for (k, x) in [("a", "5"), ("b", "1"), ("a", "-2"), ("a", "9")] {
+            d.pipe_str("in", Some(k), x, 0).unwrap();
+        }
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[
+                ("a", r#"{"n":1,"min":5,"max":5}"#),
+                ("b", r#"{"n":1,"min":1,"max":1}"#),
+                ("a", r#"{"n":2,"min":-2,"max":5}"#),
+                ("a", r#"{"n":3,"min":-2,"max":9}"#),
+            ])
+        );
+        assert_eq!(
+            d.key_value_store_all::<String, Stats>("stats").unwrap(),
+            vec![
+                ("a".to_string(), Stats { n: 3, min: -2, max: 9 }),
+                ("b".to_string(), Stats { n: 1, min: 1, max: 1 }),
+            ]
+        );
+        // One changelog record per key per commit.
+        assert_eq!(
+            kv(&d.all_records("test-app-stats-changelog")),
+            pairs(&[
+                ("a", r#"{"n":1,"min":5,"max":5}"#),
+                ("b", r#"{"n":1,"min":1,"max":1}"#),
+                ("a", r#"{"n":2,"min":-2,"max":5}"#),
+                ("a", r#"{"n":3,"min":-2,"max":9}"#),
+            ])
+        );
+    }
+
+    #[test]
+    fn cache_coalesces_per_commit_and_keeps_first_update_order() {
+        let t = stats_topology(Materialized::as_("stats"));
+        let mut d = TopologyTestDriver::builder(t).commit_every(3).build().unwrap();
+        for (k, x) in [("b", "1"), ("a", "5"), ("b", "7")] {
+            d.pipe_str("in", Some(k), x, 0).unwrap();
+        }
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[("b", r#"{"n":2,"min":1,"max":7}"#), ("a", r#"{"n":1,"min":5,"max":5}"#)])
+        );
+        d.pipe_str("in", Some("a"), "6", 0).unwrap();
+        assert!(d.read_output("out").is_empty(), "nothing before the commit");
+        d.commit().unwrap();
+        assert_eq!(kv(&d.read_output("out")), pairs(&[("a", r#"{"n":2,"min":5,"max":6}"#)]));
+    }
+
+    #[test]
+    fn caching_disabled_forwards_every_update_despite_the_budget() {
+        let t = stats_topology(Materialized::as_("stats").with_caching_disabled());
+        let mut d = TopologyTestDriver::builder(t).commit_every(100).build().unwrap();
+        d.pipe_str("in", Some("a"), "1", 0).unwrap();
+        d.pipe_str("in", Some("a"), "2", 0).unwrap();
+        assert_eq!(d.read_output("out").len(), 2);
+    }
+
+    #[test]
+    fn a_small_cache_evicts_oldest_first() {
+        // Each entry is estimated at key + JSON value + 64 bytes, about 90:
+        // a 200-byte budget holds two keys.
+        let t = stats_topology(Materialized::as_("stats"));
+        let mut d =
+            TopologyTestDriver::builder(t).commit_every(100).cache_max_bytes(200).build().unwrap();
+        for (k, x) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")] {
+            d.pipe_str("in", Some(k), x, 0).unwrap();
+        }
+        assert_eq!(kv(&d.read_output("out")), pairs(&[("a", r#"{"n":2,"min":1,"max":3}"#)]));
+        d.commit().unwrap();
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[("b", r#"{"n":1,"min":2,"max":2}"#), ("c", r#"{"n":1,"min":4,"max":4}"#)])
+        );
+    }
+
+    #[test]
+    fn aggregate_without_value_serde_is_a_clear_error() {
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(Serdes::string(), Serdes::i64_text()))
+            .group_by_key(Grouped::default())
+            .aggregate(|| 0i64, |_, v, a| a + v, Materialized::as_("sum"));
+        let err = b.build().unwrap_err().to_string();
+        assert!(err.contains("aggregate() into store 'sum'"), "{err}");
+        assert!(err.contains("Materialized::with_value_serde"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_store_names_are_an_error() {
+        let b = StreamsBuilder::new();
+        let g = b
+            .stream("in", Consumed::with(Serdes::string(), Serdes::i64_text()))
+            .group_by_key(Grouped::default());
+        g.count(Materialized::as_("same"));
+        g.count(Materialized::as_("same"));
+        let err = b.build().unwrap_err().to_string();
+        assert!(err.contains("a store named 'same' already exists"), "{err}");
+    }
+
+    #[test]
+    fn in_memory_unlogged_store_writes_no_changelog() {
+        let mut d = driver(stats_topology(Materialized::as_("stats").in_memory().with_logging_disabled()));
+        d.pipe_str("in", Some("a"), "1", 0).unwrap();
+        assert!(d.all_records("test-app-stats-changelog").is_empty());
+        assert_eq!(d.key_value_store_all::<String, Stats>("stats").unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,283 @@
+//! Start-up checks, internal topics, and partitions → tasks.
+//!
+//! Why there is no custom assignor: librdkafka cannot plug one in. Every
+//! member subscribes to the same topics with the eager `range` strategy,
+//! which gives a member the same partition numbers of every topic when the
+//! partition counts are equal. So co-partitioned topics land in the same
+//! task, provided the counts really are equal; that is checked here, before
+//! anything runs, and a mismatch stops start-up with an error naming the
+//! topics and counts.
+//!
+//! This module also decides the partition count of every internal topic
+//! (repartition topics: the writer's task count unless fixed; changelogs:
+//! the owning sub-topology's task count) and creates missing ones, with
+//! changelogs compacted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::error::{Result, StreamsError};
+use crate::topology::{Subtopology, Topology};
+use crate::TaskId;
+
+/// An internal topic the application needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// Full name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: usize,
+    /// Whether it is compacted (changelogs).
+    pub compacted: bool,
+}
+
+/// What start-up decided: task counts and internal topics.
+#[derive(Clone, Debug, Default)]
+pub struct TopicPlan {
+    /// Number of tasks (partitions) per sub-topology.
+    pub tasks_per_subtopology: BTreeMap<u32, usize>,
+    /// Internal topics with their partition counts.
+    pub internal_topics: Vec<InternalTopic>,
+    /// Resolved source topic → sub-topology.
+    pub source_topics: HashMap<String, u32>,
+}
+
+impl TopicPlan {
+    /// The task that processes `partition` of source `topic`.
+    pub fn task_for(&self, topic: &str, partition: i32) -> Option<TaskId> {
+        self.source_topics.get(topic).map(|&s| TaskId { subtopology: s, partition })
+    }
+}
+
+/// Reads the partition count of every topic in the cluster.
+pub(crate) fn fetch_partition_counts(base: &ClientConfig, timeout: Duration) -> Result<HashMap<String, usize>> {
+    let consumer: BaseConsumer = base
+        .create()
+        .map_err(|e| StreamsError::Kafka(format!("cannot create a metadata client: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+            Ok(md) => {
+                return Ok(md
+                    .topics()
+                    .iter()
+                    .filter(|t| t.error().is_none() || !t.partitions().is_empty())
+                    .map(|t| (t.name().to_string(), t.partitions().len()))
+                    .collect())
+            }
+            Err(e) => {
+                if Instant::now() >= deadline {
+                    let servers = base.get("bootstrap.servers").unwrap_or("?");
+                    return Err(StreamsError::Kafka(format!(
+                        "cannot reach Kafka at {servers} after {:?}: {e}. Check bootstrap.servers and that the broker is running \
+                         (startup.timeout.ms sets how long to retry)",
+                        timeout
+                    )));
+                }
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Kafka not reachable yet; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Validates the topology against the cluster and plans internal topics.
+pub(crate) fn plan(topology: &Topology, application_id: &str, existing: &HashMap<String, usize>) -> Result<TopicPlan> {
+    let subs = topology.subtopologies();
+    let mut plan = TopicPlan::default();
+    let mut missing = Vec::new();
+    // External sources fix task counts.
+    for s in &subs {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for t in s.source_topics.iter().filter(|t| !t.internal) {
+            match existing.get(&t.name) {
+                Some(&n) => counts.push((t.name.clone(), n)),
+                None => missing.push(t.name.clone()),
+            }
+        }
+        if let Some((_, first)) = counts.first() {
+            if counts.iter().any(|(_, n)| n != first) {
+                return Err(StreamsError::Config(format!(
+                    "co-partitioning mismatch in sub-topology {}: {}. Topics read (or joined) together must have the same \
+                     number of partitions; repartition one of them or recreate it with a matching count",
+                    s.id,
+                    counts.iter().map(|(t, n)| format!("'{t}' has {n}")).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            plan.tasks_per_subtopology.insert(s.id, *first);
+        }
+        for t in &s.source_topics {
+            plan.source_topics.insert(t.resolve(application_id), s.id);
+        }
+    }
+    for s in &subs {
+        for t in s.sink_topics.iter().filter(|t| !t.internal) {
+            if !existing.contains_key(&t.name) && !missing.contains(&t.name) {
+                missing.push(t.name.clone());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(StreamsError::Config(format!(
+            "topic(s) {} do not exist. Create them before starting the application, e.g. \
+             kafka-topics.sh --create --topic <name> --partitions <n> --bootstrap-server <host:port>",
+            missing.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    // Repartition topics: fixed count, or the writer's task count; iterate
+    // because a writer may itself read a repartition topic.
+    let mut repartition: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..=subs.len() {
+        let mut changed = false;
+        for s in &subs {
+            let Some(&tasks) = plan.tasks_per_subtopology.get(&s.id) else { continue };
+            for t in s.sink_topics.iter().filter(|t| t.internal) {
+                let n = topology.fixed_repartition_partitions(&t.name).unwrap_or(tasks);
+                if repartition.insert(t.name.clone(), n) != Some(n) {
+                    changed = true;
+                }
+            }
+        }
+        for s in &subs {
+            if plan.tasks_per_subtopology.contains_key(&s.id) {
+                continue;
+            }
+            let counts: Vec<(String, usize)> = s
+                .source_topics
+                .iter()
+                .filter(|t| t.internal)
+                .filter_map(|t| repartition.get(&t.name).map(|n| (t.resolve(application_id), *n)))
+                .collect();
+            if counts.len() == s.source_topics.len() && !counts.is_empty() {
+                if counts.iter().any(|(_, n)| *n != counts[0].1) {
+                    return Err(StreamsError::Config(format!(
+                        "co-partitioning mismatch in sub-topology {}: {}",
+                        s.id,
+                        counts.iter().map(|(t, n)| format!("'{t}' has {n}")).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                plan.tasks_per_subtopology.insert(s.id, counts[0].1);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for s in &subs {
+        if !plan.tasks_per_subtopology.contains_key(&s.id) {
+            return Err(StreamsError::Topology(format!(
+                "cannot determine the partition count of sub-topology {} (sources: {:?})",
+                s.id,
+                s.source_topics.iter().map(|t| t.name.clone()).collect::<Vec<_>>()
+            )));
+        }
+    }
+    for (name, n) in repartition {
+        plan.internal_topics.push(InternalTopic { name: format!("{application_id}-{name}"), partitions: n, compacted: false });
+    }
+    for s in &subs {
+        let tasks = plan.tasks_per_subtopology[&s.id];
+        for store in &s.stores {
+            if let Some(topic) = topology.store_def(store).and_then(|d| d.changelog_topic(application_id)) {
+                plan.internal_topics.push(InternalTopic { name: topic, partitions: tasks, compacted: true });
+            }
+        }
+    }
+    // Existing internal topics must already have the right counts.
+    for t in &plan.internal_topics {
+        if let Some(&n) = existing.get(&t.name) {
+            if n != t.partitions {
+                return Err(StreamsError::Config(format!(
+                    "internal topic '{}' has {n} partitions but this topology needs {}. The input partition count changed \
+                     or another application uses the same application.id. Delete the internal topic (and the state \
+                     directory) to reset the application, or use a new application.id",
+                    t.name, t.partitions
+                )));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Creates the internal topics that do not exist yet and waits until the
+/// cluster reports them.
+pub(crate) fn create_internal_topics(
+    base: &ClientConfig,
+    plan: &TopicPlan,
+    existing: &HashMap<String, usize>,
+    replication_factor: i32,
+    timeout: Duration,
+) -> Result<()> {
+    let to_create: Vec<&InternalTopic> = plan.internal_topics.iter().filter(|t| !existing.contains_key(&t.name)).collect();
+    if to_create.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        base.create().map_err(|e| StreamsError::Kafka(format!("cannot create an admin client: {e}")))?;
+    let new_topics: Vec<NewTopic<'_>> = to_create
+        .iter()
+        .map(|t| {
+            let nt = NewTopic::new(&t.name, t.partitions as i32, TopicReplication::Fixed(replication_factor));
+            if t.compacted {
+                nt.set("cleanup.policy", "compact")
+            } else {
+                nt
+            }
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StreamsError::Kafka(format!("cannot start the admin runtime: {e}")))?;
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = rt
+        .block_on(admin.create_topics(new_topics.iter(), &opts))
+        .map_err(|e| StreamsError::Kafka(format!("creating internal topics failed: {e}")))?;
+    for r in results {
+        match r {
+            Ok(name) => tracing::info!(topic = %name, "created internal topic"),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => tracing::debug!(topic = %name, "internal topic exists"),
+            Err((name, code)) => {
+                return Err(StreamsError::Kafka(format!("cannot create internal topic '{name}': {code}")));
+            }
+        }
+    }
+    // Wait until metadata shows them with all partitions.
+    let deadline = Instant::now() + timeout;
+    loop {
+        let counts = fetch_partition_counts(base, timeout)?;
+        if to_create.iter().all(|t| counts.get(&t.name) == Some(&t.partitions)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(StreamsError::Kafka("internal topics were created but do not appear in metadata".into()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Groups assigned partitions into tasks.
+pub(crate) fn tasks_for(plan: &TopicPlan, partitions: &[(String, i32)]) -> BTreeMap<TaskId, Vec<(String, i32)>> {
+    let mut out: BTreeMap<TaskId, Vec<(String, i32)>> = BTreeMap::new();
+    for (t, p) in partitions {
+        if let Some(id) = plan.task_for(t, *p) {
+            out.entry(id).or_default().push((t.clone(), *p));
+        }
+    }
+    out
+}
+
+#[allow(dead_code)]
+pub(crate) fn subtopology<'a>(subs: &'a [Subtopology], id: u32) -> Option<&'a Subtopology> {
+    subs.iter().find(|s| s.id == id)
+}

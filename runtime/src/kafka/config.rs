@@ -1,0 +1,250 @@
+//! `StreamsConfig`: the settings of a kstreams application.
+//!
+//! The names follow Kafka Streams, so a `streams.properties` file carries
+//! over. Keys kstreams does not know are passed to librdkafka unchanged
+//! (consumer and producer), so any client setting can be tuned.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Result, StreamsError};
+use crate::DeserializationErrorPolicy;
+
+/// `processing.guarantee`.
+///
+/// ```
+/// use kstreams_runtime::kafka::ProcessingGuarantee;
+/// assert_eq!("exactly_once".parse::<ProcessingGuarantee>().unwrap(), ProcessingGuarantee::ExactlyOnce);
+/// let err = "exactly-once".parse::<ProcessingGuarantee>().unwrap_err();
+/// assert!(err.to_string().contains("at_least_once"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// Offsets, changelogs and outputs commit in one transaction per task.
+    ExactlyOnce,
+    /// No loss; duplicates possible after a failure.
+    AtLeastOnce,
+}
+
+impl FromStr for ProcessingGuarantee {
+    type Err = StreamsError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "exactly_once" | "exactly_once_v2" => Ok(Self::ExactlyOnce),
+            "at_least_once" => Ok(Self::AtLeastOnce),
+            other => Err(StreamsError::Config(format!(
+                "processing.guarantee: '{other}' is not valid; use exactly_once or at_least_once"
+            ))),
+        }
+    }
+}
+
+/// The configuration of a [`crate::KafkaStreams`] application.
+///
+/// ```
+/// use kstreams_runtime::StreamsConfig;
+/// let cfg = StreamsConfig::builder("word-count", "127.0.0.1:9092")
+///     .set("processing.guarantee", "exactly_once")
+///     .set("commit.interval.ms", "100")
+///     .set("state.dir", "/tmp/kstreams")
+///     .set("fetch.min.bytes", "1") // passed through to librdkafka
+///     .build()
+///     .unwrap();
+/// assert_eq!(cfg.commit_interval().as_millis(), 100);
+/// assert!(StreamsConfig::builder("x", "h:1").set("num.stream.threads", "zero").build().is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct StreamsConfig {
+    pub(crate) application_id: String,
+    pub(crate) bootstrap_servers: String,
+    pub(crate) guarantee: ProcessingGuarantee,
+    pub(crate) commit_interval: Duration,
+    pub(crate) num_threads: usize,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) cache_max_bytes: usize,
+    pub(crate) deserialization_policy: DeserializationErrorPolicy,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) passthrough: BTreeMap<String, String>,
+}
+
+/// Builds a [`StreamsConfig`] from key/value settings.
+///
+/// ```
+/// let b = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9092");
+/// let cfg = b.build().unwrap();
+/// assert_eq!(cfg.application_id(), "app");
+/// ```
+#[derive(Clone, Debug)]
+pub struct StreamsConfigBuilder {
+    settings: BTreeMap<String, String>,
+}
+
+impl StreamsConfig {
+    /// Starts a configuration with the two required settings.
+    ///
+    /// ```
+    /// let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9092").build().unwrap();
+    /// assert_eq!(cfg.bootstrap_servers(), "127.0.0.1:9092");
+    /// ```
+    pub fn builder(application_id: &str, bootstrap_servers: &str) -> StreamsConfigBuilder {
+        let mut settings = BTreeMap::new();
+        settings.insert("application.id".into(), application_id.into());
+        settings.insert("bootstrap.servers".into(), bootstrap_servers.into());
+        StreamsConfigBuilder { settings }
+    }
+
+    /// `application.id`: the consumer group, the prefix of internal topics
+    /// and transactional ids.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").build().unwrap();
+    /// assert_eq!(cfg.application_id(), "app");
+    /// ```
+    pub fn application_id(&self) -> &str {
+        &self.application_id
+    }
+    /// `bootstrap.servers`.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").build().unwrap();
+    /// assert_eq!(cfg.bootstrap_servers(), "h:1");
+    /// ```
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+    /// `processing.guarantee` (default `exactly_once`).
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").build().unwrap();
+    /// assert_eq!(cfg.processing_guarantee(), kstreams_runtime::kafka::ProcessingGuarantee::ExactlyOnce);
+    /// ```
+    pub fn processing_guarantee(&self) -> ProcessingGuarantee {
+        self.guarantee
+    }
+    /// `commit.interval.ms` (default 100 under exactly-once, 30000 otherwise).
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").set("processing.guarantee", "at_least_once").build().unwrap();
+    /// assert_eq!(cfg.commit_interval().as_millis(), 30_000);
+    /// ```
+    pub fn commit_interval(&self) -> Duration {
+        self.commit_interval
+    }
+    /// `num.stream.threads` (default 1).
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").build().unwrap();
+    /// assert_eq!(cfg.num_stream_threads(), 1);
+    /// ```
+    pub fn num_stream_threads(&self) -> usize {
+        self.num_threads
+    }
+    /// `state.dir` (default `<tmp>/kstreams`).
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").set("state.dir", "/data").build().unwrap();
+    /// assert_eq!(cfg.state_dir(), std::path::Path::new("/data"));
+    /// ```
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+    /// Settings passed to librdkafka as they are.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").set("session.timeout.ms", "6000").build().unwrap();
+    /// assert_eq!(cfg.passthrough().get("session.timeout.ms").map(String::as_str), Some("6000"));
+    /// ```
+    pub fn passthrough(&self) -> &BTreeMap<String, String> {
+        &self.passthrough
+    }
+}
+
+fn parse_num<T: FromStr>(key: &str, v: &str, what: &str) -> Result<T> {
+    v.trim().parse::<T>().map_err(|_| StreamsError::Config(format!("{key}: '{v}' is not {what}")))
+}
+
+impl StreamsConfigBuilder {
+    /// Sets a key. Known kstreams keys are validated by [`Self::build`];
+    /// all others go to librdkafka.
+    ///
+    /// ```
+    /// let b = kstreams_runtime::StreamsConfig::builder("app", "h:1").set("cache.max.bytes.buffering", "0");
+    /// assert!(b.build().is_ok());
+    /// ```
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.settings.insert(key.trim().to_string(), value.trim().to_string());
+        self
+    }
+
+    /// Validates the settings.
+    ///
+    /// ```
+    /// let err = kstreams_runtime::StreamsConfig::builder("", "h:1").build().unwrap_err();
+    /// assert!(err.to_string().contains("application.id"));
+    /// ```
+    pub fn build(self) -> Result<StreamsConfig> {
+        let mut s = self.settings;
+        let application_id = s.remove("application.id").unwrap_or_default();
+        if application_id.is_empty()
+            || !application_id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(StreamsError::Config(format!(
+                "application.id '{application_id}' is not valid: it must be non-empty and use only ASCII letters, digits, '.', '_' and '-'"
+            )));
+        }
+        let bootstrap_servers = s.remove("bootstrap.servers").unwrap_or_default();
+        if bootstrap_servers.is_empty() {
+            return Err(StreamsError::Config("bootstrap.servers is required, e.g. 127.0.0.1:9092".into()));
+        }
+        let guarantee = match s.remove("processing.guarantee") {
+            Some(v) => v.parse()?,
+            None => ProcessingGuarantee::ExactlyOnce,
+        };
+        let commit_ms: u64 = match s.remove("commit.interval.ms") {
+            Some(v) => parse_num("commit.interval.ms", &v, "a number of milliseconds")?,
+            None if guarantee == ProcessingGuarantee::ExactlyOnce => 100,
+            None => 30_000,
+        };
+        let num_threads: usize = match s.remove("num.stream.threads") {
+            Some(v) => parse_num("num.stream.threads", &v, "a positive number")?,
+            None => 1,
+        };
+        if num_threads == 0 {
+            return Err(StreamsError::Config("num.stream.threads must be at least 1".into()));
+        }
+        let state_dir = s.remove("state.dir").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("kstreams"));
+        let cache_max_bytes = match s.remove("cache.max.bytes.buffering") {
+            Some(v) => parse_num("cache.max.bytes.buffering", &v, "a number of bytes")?,
+            None => 10 << 20,
+        };
+        let deserialization_policy = match s.remove("default.deserialization.exception.handler") {
+            Some(v) => v.parse()?,
+            None => DeserializationErrorPolicy::default(),
+        };
+        let startup_timeout = match s.remove("startup.timeout.ms") {
+            Some(v) => Duration::from_millis(parse_num("startup.timeout.ms", &v, "a number of milliseconds")?),
+            None => Duration::from_secs(60),
+        };
+        for forbidden in ["group.id", "transactional.id", "enable.auto.commit", "isolation.level"] {
+            if s.contains_key(forbidden) {
+                return Err(StreamsError::Config(format!(
+                    "{forbidden} is managed by kstreams and cannot be set; remove it from the configuration"
+                )));
+            }
+        }
+        Ok(StreamsConfig {
+            application_id,
+            bootstrap_servers,
+            guarantee,
+            commit_interval: Duration::from_millis(commit_ms),
+            num_threads,
+            state_dir,
+            cache_max_bytes,
+            deserialization_policy,
+            startup_timeout,
+            passthrough: s,
+        })
+    }
+}

@@ -1,0 +1,443 @@
+//! The Kafka runtime: runs a [`Topology`] against a real Kafka cluster,
+//! exactly-once, across any number of instances.
+//!
+//! Roles, each in its own file, named after Kafka Streams' internals:
+//! - [`KafkaStreams`] (this file): the entry point; start-up, state, shutdown.
+//! - `assignment.rs`: start-up checks, internal topics, partitions → tasks.
+//! - `thread.rs`: `StreamThread`, one group member and its poll loop.
+//! - `task_manager.rs`: the thread's tasks across rebalances, and commits.
+//! - `record_collector.rs`: a task's producer (transactional under EOS).
+//! - `changelog_reader.rs`: restores stores from their changelogs.
+//!
+//! The path of a record: consumer poll (thread) → task by partition (task
+//! manager) → the task's nodes (`task.rs`) → sink / store write set → the
+//! task's producer (record collector) → commit: offsets + transaction, then
+//! the write sets go to RocksDB.
+
+mod assignment;
+mod changelog_reader;
+mod config;
+mod record_collector;
+mod task_manager;
+mod thread;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+
+pub use assignment::{InternalTopic, TopicPlan};
+pub use changelog_reader::RestoreStats;
+pub use config::{ProcessingGuarantee, StreamsConfig, StreamsConfigBuilder};
+
+use crate::error::{Result, StreamsError};
+use crate::topology::Topology;
+use task_manager::RuntimeShared;
+use thread::StreamThread;
+
+/// The life-cycle state of a [`KafkaStreams`] instance.
+///
+/// ```
+/// assert_ne!(kstreams_runtime::StreamsState::Running, kstreams_runtime::StreamsState::Error);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamsState {
+    /// Built, not started.
+    Created,
+    /// Joining the group or moving tasks.
+    Rebalancing,
+    /// Every thread has its tasks and processes.
+    Running,
+    /// A thread failed; see [`KafkaStreams::close`]'s error.
+    Error,
+    /// Shut down.
+    Stopped,
+}
+
+/// Counters of one stream thread.
+#[derive(Default, Debug)]
+pub struct ThreadMetrics {
+    processed: AtomicU64,
+    restored: AtomicU64,
+    commits: AtomicU64,
+    commit_nanos: AtomicU64,
+    aborts: AtomicU64,
+    rebalances: AtomicU64,
+    in_rebalance: AtomicBool,
+    assigned: AtomicBool,
+}
+
+impl ThreadMetrics {
+    pub(crate) fn add_processed(&self, n: u64) {
+        self.processed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_restored(&self, n: u64) {
+        self.restored.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_commit(&self, d: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.commit_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn add_abort(&self) {
+        self.aborts.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn rebalance_started(&self) {
+        self.in_rebalance.store(true, Ordering::Relaxed);
+    }
+    pub(crate) fn rebalance_finished(&self) {
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
+        self.in_rebalance.store(false, Ordering::Relaxed);
+        self.assigned.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the application's counters, summed over threads.
+///
+/// ```
+/// let m = kstreams_runtime::kafka::MetricsSnapshot::default();
+/// assert_eq!(m.records_processed, 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Input records processed.
+    pub records_processed: u64,
+    /// Changelog records restored.
+    pub records_restored: u64,
+    /// Commits.
+    pub commits: u64,
+    /// Total time spent committing.
+    pub commit_time: Duration,
+    /// Aborted transactions.
+    pub transaction_aborts: u64,
+    /// Completed rebalances.
+    pub rebalances: u64,
+}
+
+/// A handle that asks a running [`KafkaStreams`] to stop; cheap to clone
+/// and usable from any thread (e.g. a signal handler).
+///
+/// ```
+/// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9").build().unwrap();
+/// let streams = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+/// let handle = streams.shutdown_handle();
+/// handle.shutdown();
+/// ```
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<AtomicBool>);
+
+impl ShutdownHandle {
+    /// Requests a clean shutdown.
+    ///
+    /// ```no_run
+    /// # fn f(h: kstreams_runtime::kafka::ShutdownHandle) { h.shutdown(); }
+    /// ```
+    pub fn shutdown(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Runs a topology against Kafka.
+///
+/// ```no_run
+/// use kstreams_runtime::{KafkaStreams, StreamsConfig, Topology, Serdes};
+/// let mut t = Topology::new();
+/// t.add_source("src", &["in"], Serdes::string(), Serdes::string())?;
+/// t.add_sink("out", "out", Serdes::string(), Serdes::string(), &["src"])?;
+/// let cfg = StreamsConfig::builder("copy-app", "127.0.0.1:9092").build()?;
+/// let streams = KafkaStreams::new(t, cfg)?;
+/// streams.run_until_signal()?; // SIGINT/SIGTERM → clean shutdown
+/// # Ok::<(), kstreams_runtime::StreamsError>(())
+/// ```
+pub struct KafkaStreams {
+    topology: Option<Topology>,
+    config: StreamsConfig,
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<(String, JoinHandle<Result<()>>)>,
+    metrics: Vec<Arc<ThreadMetrics>>,
+    state: Arc<Mutex<StreamsState>>,
+    plan: Option<TopicPlan>,
+}
+
+impl KafkaStreams {
+    /// Prepares an application; nothing connects until [`Self::start`].
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9").build().unwrap();
+    /// let s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// assert_eq!(s.state(), kstreams_runtime::StreamsState::Created);
+    /// ```
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        Ok(KafkaStreams {
+            topology: Some(topology),
+            config,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            metrics: Vec::new(),
+            state: Arc::new(Mutex::new(StreamsState::Created)),
+            plan: None,
+        })
+    }
+
+    fn base_client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("partitioner", "murmur2_random")
+            .set("log_level", "4");
+        for (k, v) in &self.config.passthrough {
+            if k != "replication.factor" {
+                c.set(k, v);
+            }
+        }
+        c
+    }
+
+    /// Connects, validates topics, creates internal topics, starts the threads.
+    /// Errors here (unreachable broker, missing topic, co-partitioning
+    /// mismatch) say what to fix.
+    ///
+    /// ```no_run
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9092").build().unwrap();
+    /// let mut s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// s.start().unwrap();
+    /// ```
+    pub fn start(&mut self) -> Result<()> {
+        let topology = self
+            .topology
+            .take()
+            .ok_or_else(|| StreamsError::IllegalState("KafkaStreams can be started only once".into()))?;
+        if topology.subtopologies().is_empty() {
+            return Err(StreamsError::Topology("the topology is empty: add at least one source".into()));
+        }
+        std::fs::create_dir_all(self.config.state_dir.join(&self.config.application_id)).map_err(|e| StreamsError::Io {
+            path: self.config.state_dir.display().to_string(),
+            source: e,
+        })?;
+        let probe = self.config.state_dir.join(&self.config.application_id).join(".write-test");
+        std::fs::write(&probe, b"ok").map_err(|e| StreamsError::Config(format!(
+            "state.dir '{}' is not writable ({e}); point state.dir at a writable directory",
+            self.config.state_dir.display()
+        )))?;
+        let _ = std::fs::remove_file(&probe);
+        let base = self.base_client();
+        let existing = assignment::fetch_partition_counts(&base, self.config.startup_timeout)?;
+        let plan = assignment::plan(&topology, &self.config.application_id, &existing)?;
+        let rf: i32 = self.config.passthrough.get("replication.factor").and_then(|v| v.parse().ok()).unwrap_or(-1);
+        assignment::create_internal_topics(&base, &plan, &existing, rf, Duration::from_secs(30))?;
+        self.plan = Some(plan.clone());
+        let shared = Arc::new(RuntimeShared { config: self.config.clone(), topology: Arc::new(topology), plan, base_client: base });
+        *self.state.lock().unwrap() = StreamsState::Rebalancing;
+        for i in 0..self.config.num_threads {
+            let metrics = Arc::new(ThreadMetrics::default());
+            let name = StreamThread::thread_name(&self.config.application_id, i);
+            let state = self.state.clone();
+            let shutdown = self.shutdown.clone();
+            let shared = shared.clone();
+            let m = metrics.clone();
+            // Tasks hold `Rc`s and stay on their thread, so the thread
+            // object is created on the thread that runs it.
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+            let handle = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    let thread = match StreamThread::new(i, shared, shutdown.clone(), m) {
+                        Ok(t) => {
+                            let _ = ready_tx.send(Ok(()));
+                            t
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let _ = ready_tx.send(Err(e));
+                            return Err(StreamsError::IllegalState(msg));
+                        }
+                    };
+                    let r = thread.run();
+                    if let Err(e) = &r {
+                        tracing::error!(error = %e, "stream thread failed; stopping the application");
+                        *state.lock().unwrap() = StreamsState::Error;
+                        shutdown.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+                .map_err(|e| StreamsError::IllegalState(format!("cannot spawn a stream thread: {e}")))?;
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.shutdown.store(true, Ordering::SeqCst);
+                    let _ = handle.join();
+                    return Err(e);
+                }
+                Err(_) => return Err(StreamsError::IllegalState("stream thread died while starting".into())),
+            }
+            self.threads.push((name, handle));
+            self.metrics.push(metrics);
+        }
+        Ok(())
+    }
+
+    /// The current state.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9").build().unwrap();
+    /// # let s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// println!("{:?}", s.state());
+    /// ```
+    pub fn state(&self) -> StreamsState {
+        let s = *self.state.lock().unwrap();
+        match s {
+            StreamsState::Rebalancing | StreamsState::Running => {
+                let settled = self
+                    .metrics
+                    .iter()
+                    .all(|m| m.assigned.load(Ordering::Relaxed) && !m.in_rebalance.load(Ordering::Relaxed));
+                if settled {
+                    StreamsState::Running
+                } else {
+                    StreamsState::Rebalancing
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The topic plan decided at start-up (task counts, internal topics).
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9").build().unwrap();
+    /// # let s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// assert!(s.topic_plan().is_none());
+    /// ```
+    pub fn topic_plan(&self) -> Option<&TopicPlan> {
+        self.plan.as_ref()
+    }
+
+    /// Counters summed over all threads.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9").build().unwrap();
+    /// # let s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// assert_eq!(s.metrics().commits, 0);
+    /// ```
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut m = MetricsSnapshot::default();
+        for t in &self.metrics {
+            m.records_processed += t.processed.load(Ordering::Relaxed);
+            m.records_restored += t.restored.load(Ordering::Relaxed);
+            m.commits += t.commits.load(Ordering::Relaxed);
+            m.commit_time += Duration::from_nanos(t.commit_nanos.load(Ordering::Relaxed));
+            m.transaction_aborts += t.aborts.load(Ordering::Relaxed);
+            m.rebalances += t.rebalances.load(Ordering::Relaxed);
+        }
+        m
+    }
+
+    /// A handle to request shutdown from elsewhere.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9").build().unwrap();
+    /// # let s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// let h = s.shutdown_handle();
+    /// # drop(h);
+    /// ```
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Whether any thread has stopped (failed or shut down).
+    fn any_thread_finished(&self) -> bool {
+        self.threads.iter().any(|(_, h)| h.is_finished())
+    }
+
+    /// Stops every thread: commits, closes tasks, writes checkpoints, leaves
+    /// the group. Returns the first thread error, if any.
+    ///
+    /// ```no_run
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9092").build().unwrap();
+    /// # let mut s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// s.start()?;
+    /// s.close()?;
+    /// # Ok::<(), kstreams_runtime::StreamsError>(())
+    /// ```
+    pub fn close(&mut self) -> Result<()> {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let mut first_err = None;
+        for (name, h) in self.threads.drain(..) {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(StreamsError::IllegalState(format!("stream thread {name} panicked")));
+                }
+            }
+        }
+        let mut st = self.state.lock().unwrap();
+        match first_err {
+            Some(e) => {
+                *st = StreamsState::Error;
+                Err(e)
+            }
+            None => {
+                *st = StreamsState::Stopped;
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the application and runs it until SIGINT or SIGTERM (then
+    /// shuts down cleanly and returns `Ok`), or until a thread fails (then
+    /// returns its error).
+    ///
+    /// ```no_run
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9092").build().unwrap();
+    /// let s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// s.run_until_signal().unwrap();
+    /// ```
+    pub fn run_until_signal(mut self) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StreamsError::IllegalState(format!("cannot start the control runtime: {e}")))?;
+        let handle = self.shutdown_handle();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        rt.spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            }
+            stop2.store(true, Ordering::SeqCst);
+            handle.shutdown();
+        });
+        self.start()?;
+        let started = Instant::now();
+        let mut logged_running = false;
+        rt.block_on(async {
+            while !stop.load(Ordering::SeqCst) && !self.any_thread_finished() {
+                if !logged_running && self.state() == StreamsState::Running {
+                    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "application is running");
+                    logged_running = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        self.close()
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.close();
+        }
+    }
+}

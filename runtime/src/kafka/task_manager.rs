@@ -1,0 +1,416 @@
+//! `TaskManager`: a thread's tasks, created, suspended, resumed and closed
+//! as the group's assignment changes, and committed together.
+//!
+//! Eager rebalancing revokes everything, so a plain implementation would
+//! close and re-open (and re-restore) every task on every rebalance. Instead
+//! revoked tasks are committed and *suspended*: their stores stay open. When
+//! the new assignment comes, suspended tasks that came back are resumed
+//! without restoring; the rest are closed, their state kept on disk for
+//! later.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::producer::Producer;
+use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
+
+use super::assignment::{tasks_for, TopicPlan};
+use super::changelog_reader::ChangelogReader;
+use super::config::{ProcessingGuarantee, StreamsConfig};
+use super::record_collector::{classify, CollectorContext, DeliveryTracker, KafkaRecordCollector, TaskProducer, TxnErrorKind};
+use super::ThreadMetrics;
+use crate::error::{Result, StreamsError};
+use crate::record::Headers;
+use crate::task::{StreamTask, TaskConfig};
+use crate::topology::Topology;
+use crate::TaskId;
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the tasks of all threads share.
+pub(crate) struct RuntimeShared {
+    pub config: StreamsConfig,
+    pub topology: Arc<Topology>,
+    pub plan: TopicPlan,
+    pub base_client: ClientConfig,
+}
+
+struct ActiveTask {
+    task: StreamTask,
+    producer: Arc<TaskProducer>,
+    partitions: Vec<(String, i32)>,
+}
+
+pub(crate) struct TaskManager {
+    shared: Arc<RuntimeShared>,
+    thread_name: String,
+    active: BTreeMap<TaskId, ActiveTask>,
+    suspended: BTreeMap<TaskId, ActiveTask>,
+    by_partition: HashMap<(String, i32), TaskId>,
+    restore: ChangelogReader,
+    alos_producer: Option<(Arc<TaskProducer>, Arc<DeliveryTracker>)>,
+    pub metrics: Arc<ThreadMetrics>,
+}
+
+impl TaskManager {
+    pub fn new(shared: Arc<RuntimeShared>, thread_name: String, metrics: Arc<ThreadMetrics>) -> Result<TaskManager> {
+        let restore = ChangelogReader::new(&shared.base_client)?;
+        let alos_producer = if shared.config.guarantee == ProcessingGuarantee::AtLeastOnce {
+            let tracker = Arc::new(DeliveryTracker::default());
+            let mut cfg = shared.base_client.clone();
+            cfg.set("enable.idempotence", "true").set("client.id", format!("{thread_name}-producer"));
+            let p: TaskProducer = cfg
+                .create_with_context(CollectorContext { tracker: tracker.clone() })
+                .map_err(|e| StreamsError::Kafka(format!("cannot create the producer: {e}")))?;
+            Some((Arc::new(p), tracker))
+        } else {
+            None
+        };
+        Ok(TaskManager {
+            shared,
+            thread_name,
+            active: BTreeMap::new(),
+            suspended: BTreeMap::new(),
+            by_partition: HashMap::new(),
+            restore,
+            alos_producer,
+            metrics,
+        })
+    }
+
+    fn eos(&self) -> bool {
+        self.shared.config.guarantee == ProcessingGuarantee::ExactlyOnce
+    }
+
+    fn state_dir(&self, id: TaskId) -> PathBuf {
+        self.shared.config.state_dir.join(&self.shared.config.application_id).join(id.to_string())
+    }
+
+    fn create_task(&self, id: TaskId, partitions: Vec<(String, i32)>) -> Result<ActiveTask> {
+        let cfg = &self.shared.config;
+        let sub = self
+            .shared
+            .topology
+            .subtopologies()
+            .into_iter()
+            .find(|s| s.id == id.subtopology)
+            .ok_or_else(|| StreamsError::IllegalState(format!("no sub-topology {}", id.subtopology)))?;
+        let (producer, tracker) = match &self.alos_producer {
+            Some((p, t)) => (p.clone(), t.clone()),
+            None => {
+                let tracker = Arc::new(DeliveryTracker::default());
+                let mut pc = self.shared.base_client.clone();
+                pc.set("transactional.id", format!("{}-{id}", cfg.application_id))
+                    .set("enable.idempotence", "true")
+                    .set("transaction.timeout.ms", "10000")
+                    .set("client.id", format!("{}-{id}-producer", cfg.application_id));
+                let p: TaskProducer = pc
+                    .create_with_context(CollectorContext { tracker: tracker.clone() })
+                    .map_err(|e| StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}")))?;
+                // Fences any older producer with this transactional.id and
+                // aborts its open transaction.
+                p.init_transactions(TXN_TIMEOUT)
+                    .map_err(|e| StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}")))?;
+                (Arc::new(p), tracker)
+            }
+        };
+        let task = StreamTask::new(TaskConfig {
+            application_id: cfg.application_id.clone(),
+            task_id: id,
+            topology: self.shared.topology.clone(),
+            subtopology: sub,
+            state_dir: Some(self.state_dir(id)),
+            collector: Box::new(KafkaRecordCollector { producer: producer.clone(), tracker }),
+            wall_clock: now_ms(),
+            lock_wait: Duration::from_secs(60),
+            deserialization_policy: cfg.deserialization_policy,
+            max_write_set_bytes: 64 << 20,
+            cache_max_bytes: cfg.cache_max_bytes,
+        })?;
+        Ok(ActiveTask { task, producer, partitions })
+    }
+
+    /// A new assignment: resume, create and restore tasks, then assign the
+    /// partitions to the consumer at their committed offsets.
+    pub fn on_assign<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList) -> Result<()> {
+        let started = Instant::now();
+        let parts: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let wanted = tasks_for(&self.shared.plan, &parts);
+        // Close suspended tasks that did not come back; their state stays on disk.
+        let gone: Vec<TaskId> = self.suspended.keys().filter(|id| !wanted.contains_key(id)).copied().collect();
+        for id in gone {
+            if let Some(mut t) = self.suspended.remove(&id) {
+                tracing::info!(thread = %self.thread_name, task = %id, "closing task that moved to another member");
+                t.task.close();
+                if self.eos() {
+                    let _ = t.producer.abort_transaction(Duration::from_secs(5));
+                }
+            }
+        }
+        self.by_partition.clear();
+        for (id, partitions) in wanted {
+            let mut t = match self.suspended.remove(&id) {
+                Some(t) => {
+                    tracing::info!(thread = %self.thread_name, task = %id, "resuming suspended task");
+                    t
+                }
+                None => {
+                    tracing::info!(thread = %self.thread_name, task = %id, "creating task");
+                    self.create_task(id, partitions.clone())?
+                }
+            };
+            // Always catch up with the changelog: a no-op for a task that
+            // did not move, the tail for one that crashed, everything for a
+            // new machine.
+            let stats = self.restore.restore(&mut t.task)?;
+            self.metrics.add_restored(stats.records);
+            t.task.init()?;
+            t.partitions = partitions.clone();
+            if self.eos() {
+                t.producer
+                    .begin_transaction()
+                    .map_err(|e| StreamsError::Kafka(format!("begin_transaction for task {id}: {e}")))?;
+            }
+            for p in &partitions {
+                self.by_partition.insert(p.clone(), id);
+            }
+            self.active.insert(id, t);
+        }
+        consumer.assign(tpl).map_err(|e| StreamsError::Kafka(format!("assign failed: {e}")))?;
+        // Remember where each input partition starts, to rewind after an abort.
+        if let Ok(committed) = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
+            for e in committed.elements() {
+                if let (Offset::Offset(o), Some(id)) =
+                    (e.offset(), self.by_partition.get(&(e.topic().to_string(), e.partition())))
+                {
+                    if let Some(t) = self.active.get_mut(id) {
+                        t.task.set_committed_offset(e.topic(), e.partition(), o);
+                    }
+                }
+            }
+        }
+        tracing::info!(thread = %self.thread_name, tasks = ?self.active.keys().map(|t| t.to_string()).collect::<Vec<_>>(),
+            elapsed_ms = started.elapsed().as_millis() as u64, "assignment applied");
+        Ok(())
+    }
+
+    /// Partitions revoked: commit (unless they were lost), suspend, unassign.
+    pub fn on_revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, lost: bool) -> Result<()> {
+        if lost {
+            tracing::warn!(thread = %self.thread_name, "partitions lost (this member was out of the group); closing tasks without commit");
+            self.close_all_dirty();
+        } else {
+            self.commit_all(consumer)?;
+            for (id, mut t) in std::mem::take(&mut self.active) {
+                if self.eos() {
+                    // The transaction was committed; nothing is open.
+                    let _ = &mut t;
+                }
+                self.suspended.insert(id, t);
+            }
+        }
+        self.by_partition.clear();
+        let _ = consumer.unassign();
+        Ok(())
+    }
+
+    fn close_all_dirty(&mut self) {
+        let eos = self.eos();
+        for (_, mut t) in std::mem::take(&mut self.active).into_iter().chain(std::mem::take(&mut self.suspended)) {
+            t.task.close();
+            if eos {
+                let _ = t.producer.abort_transaction(Duration::from_secs(5));
+            }
+        }
+        self.by_partition.clear();
+    }
+
+    /// Runs one input record through its task.
+    pub fn process(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
+        let key = (m.topic().to_string(), m.partition());
+        let Some(id) = self.by_partition.get(&key) else {
+            // A partition whose task was fenced or closed: skip; the next
+            // assignment re-reads from the committed offset.
+            return Ok(());
+        };
+        let Some(t) = self.active.get_mut(id) else { return Ok(()) };
+        let ts = match m.timestamp() {
+            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
+            Timestamp::NotAvailable => now_ms(),
+        };
+        let headers = match m.headers() {
+            None => Headers::default(),
+            Some(h) => Headers(
+                h.iter().map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec()).unwrap_or_default())).collect(),
+            ),
+        };
+        t.task.process(m.topic(), m.partition(), m.offset(), ts, m.key(), m.payload(), headers)?;
+        self.metrics.add_processed(1);
+        Ok(())
+    }
+
+    pub fn commit_requested(&self) -> bool {
+        self.active.values().any(|t| t.task.commit_requested())
+    }
+
+    pub fn punctuate(&mut self, now: i64) -> Result<()> {
+        for t in self.active.values_mut() {
+            t.task.punctuate_wall_clock(now)?;
+        }
+        Ok(())
+    }
+
+    /// Serves producer delivery reports.
+    pub fn poll_producers(&self) {
+        if let Some((p, _)) = &self.alos_producer {
+            p.poll(Duration::ZERO);
+        } else {
+            for t in self.active.values() {
+                t.producer.poll(Duration::ZERO);
+            }
+        }
+    }
+
+    /// Commits every active task that has something to commit.
+    pub fn commit_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let started = Instant::now();
+        let n = if self.eos() { self.commit_eos(consumer)? } else { self.commit_alos(consumer)? };
+        if n > 0 {
+            self.metrics.add_commit(started.elapsed());
+        }
+        Ok(())
+    }
+
+    fn commit_alos<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<usize> {
+        let Some((producer, tracker)) = self.alos_producer.clone() else { return Ok(0) };
+        let mut tpl = TopicPartitionList::new();
+        let mut n = 0;
+        for t in self.active.values_mut() {
+            if !t.task.commit_needed() {
+                continue;
+            }
+            n += 1;
+            t.task.prepare_commit()?;
+            for (topic, p, o) in t.task.offsets_to_commit() {
+                let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(o));
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        producer.flush(Duration::from_secs(60)).map_err(|e| StreamsError::Kafka(format!("producer flush failed: {e}")))?;
+        if let Some(e) = tracker.take_error() {
+            return Err(StreamsError::Kafka(e));
+        }
+        for t in self.active.values_mut() {
+            t.task.post_commit()?;
+        }
+        if tpl.count() > 0 {
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(|e| StreamsError::Kafka(format!("offset commit failed: {e}")))?;
+        }
+        Ok(n)
+    }
+
+    fn commit_eos<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<usize> {
+        let ids: Vec<TaskId> = self.active.keys().copied().collect();
+        let mut n = 0;
+        for id in ids {
+            let t = self.active.get_mut(&id).unwrap();
+            if !t.task.commit_needed() {
+                continue;
+            }
+            n += 1;
+            match commit_task_eos(t, consumer) {
+                Ok(()) => {}
+                Err(CommitFailure::Abortable(msg)) => {
+                    tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
+                    self.metrics.add_abort();
+                    let _ = t.producer.abort_transaction(TXN_TIMEOUT);
+                    for (topic, p, o) in t.task.abort() {
+                        let offset = if o >= 0 { Offset::Offset(o) } else { Offset::Beginning };
+                        if let Err(e) = consumer.seek(&topic, p, offset, Duration::from_secs(10)) {
+                            tracing::warn!(task = %id, error = %e, "seek after abort failed");
+                        }
+                    }
+                    t.producer
+                        .begin_transaction()
+                        .map_err(|e| StreamsError::Kafka(format!("begin_transaction for task {id} after abort: {e}")))?;
+                }
+                Err(CommitFailure::Fenced(msg)) => {
+                    tracing::warn!(task = %id, error = %msg, "task was fenced: another instance owns it now; closing it without commit");
+                    let mut t = self.active.remove(&id).unwrap();
+                    t.task.close();
+                    for p in &t.partitions {
+                        self.by_partition.remove(p);
+                    }
+                }
+                Err(CommitFailure::Fatal(e)) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Clean shutdown: commit and close everything.
+    pub fn shutdown<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let result = self.commit_all(consumer);
+        for (_, mut t) in std::mem::take(&mut self.active).into_iter().chain(std::mem::take(&mut self.suspended)) {
+            t.task.close();
+        }
+        if let Some((p, _)) = &self.alos_producer {
+            let _ = p.flush(Duration::from_secs(30));
+        }
+        result
+    }
+
+    pub fn close_dirty(&mut self) {
+        self.close_all_dirty();
+    }
+}
+
+enum CommitFailure {
+    Abortable(String),
+    Fenced(String),
+    Fatal(StreamsError),
+}
+
+fn commit_task_eos<C: ConsumerContext>(t: &mut ActiveTask, consumer: &BaseConsumer<C>) -> std::result::Result<(), CommitFailure> {
+    let id = t.task.id;
+    t.task.prepare_commit().map_err(|e| match e {
+        StreamsError::Kafka(m) => CommitFailure::Abortable(m),
+        other => CommitFailure::Fatal(other),
+    })?;
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, o) in t.task.offsets_to_commit() {
+        let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(o));
+    }
+    let kafka_failure = |what: &str, e: rdkafka::error::KafkaError| {
+        let msg = format!("{what} for task {id}: {e}");
+        match classify(&e) {
+            TxnErrorKind::Abortable => CommitFailure::Abortable(msg),
+            TxnErrorKind::Fenced => CommitFailure::Fenced(msg),
+            TxnErrorKind::Fatal => CommitFailure::Fatal(StreamsError::Kafka(msg)),
+        }
+    };
+    if tpl.count() > 0 {
+        let gm = consumer
+            .group_metadata()
+            .ok_or_else(|| CommitFailure::Abortable("no consumer group metadata (not in the group)".into()))?;
+        t.producer.send_offsets_to_transaction(&tpl, &gm, TXN_TIMEOUT).map_err(|e| kafka_failure("send_offsets_to_transaction", e))?;
+    }
+    t.producer.commit_transaction(TXN_TIMEOUT).map_err(|e| kafka_failure("commit_transaction", e))?;
+    t.producer.poll(Duration::ZERO);
+    t.task.post_commit().map_err(CommitFailure::Fatal)?;
+    t.producer.begin_transaction().map_err(|e| kafka_failure("begin_transaction", e))?;
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,188 @@
+//! `StreamThread`: one consumer-group member and the loop that drives its tasks.
+//!
+//! The loop is synchronous and hot: poll a record, run it through its task,
+//! repeat; every `commit.interval.ms` commit all tasks. librdkafka's own
+//! threads do the network I/O underneath.
+//!
+//! Rebalances: librdkafka reports them inside `poll`, in a callback. The
+//! callback only records the event; the loop handles it right after `poll`
+//! returns (commit and suspend on revoke, create and restore on assign) and
+//! then completes it with `assign`/`unassign`. librdkafka waits for that
+//! call, so no record of a revoked partition is processed after its commit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use super::task_manager::{now_ms, RuntimeShared, TaskManager};
+use super::ThreadMetrics;
+use crate::error::{Result, StreamsError};
+
+enum RebalanceEvent {
+    Assign(TopicPartitionList),
+    Revoke { lost: bool },
+}
+
+/// The consumer context: queues rebalance events for the thread's loop.
+pub(crate) struct ThreadContext {
+    events: Mutex<Vec<RebalanceEvent>>,
+    closing: AtomicBool,
+}
+
+impl ClientContext for ThreadContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "consumer client error");
+    }
+}
+
+impl ConsumerContext for ThreadContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        if self.closing.load(Ordering::SeqCst) {
+            // Leaving the group: just complete the protocol.
+            let _ = consumer.unassign();
+            return;
+        }
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.events.lock().unwrap().push(RebalanceEvent::Assign(tpl.clone()));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                self.events.lock().unwrap().push(RebalanceEvent::Revoke { lost });
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error; unassigning");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+pub(crate) struct StreamThread {
+    name: String,
+    shared: Arc<RuntimeShared>,
+    consumer: BaseConsumer<ThreadContext>,
+    tasks: TaskManager,
+    shutdown: Arc<AtomicBool>,
+    metrics: Arc<ThreadMetrics>,
+}
+
+impl StreamThread {
+    pub fn new(index: usize, shared: Arc<RuntimeShared>, shutdown: Arc<AtomicBool>, metrics: Arc<ThreadMetrics>) -> Result<Self> {
+        let cfg = &shared.config;
+        let name = Self::thread_name(&cfg.application_id, index);
+        let mut cc = shared.base_client.clone();
+        cc.set("group.id", &cfg.application_id)
+            .set("client.id", format!("{name}-consumer"))
+            .set("partition.assignment.strategy", "range")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "isolation.level",
+                if cfg.guarantee == super::ProcessingGuarantee::ExactlyOnce { "read_committed" } else { "read_uncommitted" },
+            );
+        for (k, v) in &cfg.passthrough {
+            cc.set(k, v);
+        }
+        let consumer: BaseConsumer<ThreadContext> = cc
+            .create_with_context(ThreadContext { events: Mutex::new(Vec::new()), closing: AtomicBool::new(false) })
+            .map_err(|e| StreamsError::Kafka(format!("cannot create the consumer: {e}")))?;
+        let tasks = TaskManager::new(shared.clone(), name.clone(), metrics.clone())?;
+        Ok(StreamThread { name, shared, consumer, tasks, shutdown, metrics })
+    }
+
+    pub fn thread_name(application_id: &str, index: usize) -> String {
+        format!("{application_id}-StreamThread-{}", index + 1)
+    }
+
+    fn handle_events(&mut self) -> Result<bool> {
+        let events: Vec<RebalanceEvent> = std::mem::take(&mut *self.consumer.context().events.lock().unwrap());
+        let had = !events.is_empty();
+        for ev in events {
+            match ev {
+                RebalanceEvent::Revoke { lost } => {
+                    self.metrics.rebalance_started();
+                    self.tasks.on_revoke(&self.consumer, lost)?;
+                }
+                RebalanceEvent::Assign(tpl) => {
+                    self.tasks.on_assign(&self.consumer, &tpl)?;
+                    self.metrics.rebalance_finished();
+                }
+            }
+        }
+        Ok(had)
+    }
+
+    /// Runs until shutdown is requested or a fatal error happens.
+    pub fn run(mut self) -> Result<()> {
+        let topics: Vec<String> = self.shared.plan.source_topics.keys().cloned().collect();
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topic_refs).map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))?;
+        tracing::info!(thread = %self.name, topics = ?topics, "started");
+        let result = self.run_loop();
+        // Leave the group cleanly in every case.
+        match &result {
+            Ok(()) => {
+                if let Err(e) = self.tasks.shutdown(&self.consumer) {
+                    tracing::error!(thread = %self.name, error = %e, "commit during shutdown failed");
+                }
+            }
+            Err(_) => self.tasks.close_dirty(),
+        }
+        self.consumer.context().closing.store(true, Ordering::SeqCst);
+        self.consumer.unsubscribe();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !self.consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+            let _ = self.consumer.poll(Duration::from_millis(50));
+        }
+        tracing::info!(thread = %self.name, "stopped");
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        let commit_interval = self.shared.config.commit_interval;
+        let mut last_commit = Instant::now();
+        let mut last_punctuate = Instant::now();
+        while !self.shutdown.load(Ordering::SeqCst) {
+            let mut polled = 0usize;
+            let mut timeout = Duration::from_millis(50);
+            while polled < 1000 {
+                match self.consumer.poll(timeout) {
+                    None => break,
+                    Some(Ok(m)) => {
+                        self.tasks.process(&m)?;
+                        polled += 1;
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(thread = %self.name, error = %e, "consumer error");
+                        break;
+                    }
+                }
+                timeout = Duration::ZERO;
+                if !self.consumer.context().events.lock().unwrap().is_empty() {
+                    break;
+                }
+            }
+            if self.handle_events()? {
+                last_commit = Instant::now();
+            }
+            if last_punctuate.elapsed() >= Duration::from_millis(100) {
+                self.tasks.punctuate(now_ms())?;
+                last_punctuate = Instant::now();
+            }
+            self.tasks.poll_producers();
+            if last_commit.elapsed() >= commit_interval || self.tasks.commit_requested() {
+                self.tasks.commit_all(&self.consumer)?;
+                last_commit = Instant::now();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! The task's state manager: opens the task's stores, sends their changelog
+//! records before a commit, and applies their write sets after it.
+//!
+//! The commit protocol, seen from the stores:
+//! 1. `send_changelogs`: every dirty key's latest value (or a tombstone) goes
+//!    to `<application.id>-<store>-changelog`, partition = task partition,
+//!    inside the task's open transaction.
+//! 2. The runtime commits the transaction (offsets included).
+//! 3. `apply_committed`: the write sets and the new checkpoints (last
+//!    changelog offset + 1) go to RocksDB in one atomic batch.
+//!
+//! If the process dies between 2 and 3, the local checkpoint is older than
+//! the changelog, and restore replays the difference. If it dies before 2,
+//! the transaction aborts and the local state is already right.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rocksdb::WriteBatch;
+
+use crate::error::Result;
+use crate::record::Headers;
+use crate::task_context::RecordCollector;
+
+use super::builder::StoreDef;
+use super::memory_backend::MemoryBackend;
+use super::{Backend, TaskDb, TxnStore};
+
+pub(crate) struct ManagedStore {
+    pub def: StoreDef,
+    pub store: Rc<RefCell<TxnStore>>,
+    /// For in-memory stores: the changelog offset restored or written so far.
+    pub memory_checkpoint: Option<i64>,
+}
+
+pub(crate) struct StateManager {
+    pub stores: Vec<ManagedStore>,
+    pub db: Option<Rc<TaskDb>>,
+    pub partition: i32,
+    empty_headers: Headers,
+}
+
+impl StateManager {
+    /// Opens the stores of one task. Persistent stores share one RocksDB
+    /// instance at `dir` (which must be given when any store is persistent).
+    pub fn open(
+        defs: &[StoreDef],
+        application_id: &str,
+        dir: Option<PathBuf>,
+        partition: i32,
+        lock_wait: Duration,
+    ) -> Result<StateManager> {
+        let persistent: Vec<String> = defs.iter().filter(|d| d.persistent).map(|d| d.name.clone()).collect();
+        let db = match (&dir, persistent.is_empty()) {
+            (_, true) => None,
+            (Some(dir), false) => Some(Rc::new(TaskDb::open(dir, &persistent, lock_wait)?)),
+            (None, false) => {
+                return Err(crate::StreamsError::Config(
+                    "persistent stores need a state directory: set state.dir".into(),
+                ))
+            }
+        };
+        let stores = defs
+            .iter()
+            .map(|def| {
+                let backend = match (&db, def.persistent) {
+                    (Some(db), true) => Backend::Rocks { db: db.clone(), cf: def.name.clone() },
+                    _ => Backend::Memory(MemoryBackend::default()),
+                };
+                let store = TxnStore::new(def.name.clone(), def.changelog_topic(application_id), backend);
+                ManagedStore { def: def.clone(), store: Rc::new(RefCell::new(store)), memory_checkpoint: None }
+            })
+            .collect();
+        Ok(StateManager { stores, db, partition, empty_headers: Headers::default() })
+    }
+
+    /// The committed changelog position of a store: where its restore starts.
+    pub fn checkpoint(&self, index: usize) -> Result<Option<i64>> {
+        let s = &self.stores[index];
+        match (&self.db, s.def.persistent) {
+            (Some(db), true) => db.checkpoint(&s.def.name),
+            _ => Ok(s.memory_checkpoint),
+        }
+    }
+
+    /// Bytes held in all write sets.
+    pub fn write_set_bytes(&self) -> usize {
+        self.stores.iter().map(|s| s.store.borrow().write_set_bytes()).sum()
+    }
+
+    /// Step 1 of a commit: the write sets go to the changelogs.
+    pub fn send_changelogs(&self, collector: &mut dyn RecordCollector, timestamp: i64) -> Result<()> {
+        for s in &self.stores {
+            let store = s.store.borrow();
+            let Some(topic) = &store.changelog else { continue };
+            for (k, v) in store.write_set() {
+                collector.send(topic, Some(self.partition), Some(k), v.as_deref(), timestamp, &self.empty_headers)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 3 of a commit: write sets and checkpoints become local state.
+    pub fn apply_committed(&mut self, collector: &dyn RecordCollector) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let mut rocks_dirty = false;
+        for s in &mut self.stores {
+            let mut store = s.store.borrow_mut();
+            let checkpoint =
+                store.changelog.as_ref().and_then(|t| collector.last_offset(t, self.partition)).map(|o| o + 1);
+            let ws = store.take_write_set();
+            match &mut store.backend {
+                Backend::Rocks { db, cf } => {
+                    for (k, v) in &ws {
+                        db.batch_write(&mut batch, cf, k, v.as_deref())?;
+                    }
+                    if let Some(c) = checkpoint {
+                        TaskDb::batch_checkpoint(&mut batch, &s.def.name, c);
+                    }
+                    rocks_dirty |= !ws.is_empty() || checkpoint.is_some();
+                }
+                Backend::Memory(m) => {
+                    for (k, v) in ws {
+                        match v {
+                            Some(v) => m.put(k, v),
+                            None => m.delete(&k),
+                        }
+                    }
+                    if checkpoint.is_some() {
+                        s.memory_checkpoint = checkpoint;
+                    }
+                }
+            }
+        }
+        if rocks_dirty {
+            if let Some(db) = &self.db {
+                db.write(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After an abort: forget everything not committed.
+    pub fn discard(&self) {
+        for s in &self.stores {
+            s.store.borrow_mut().discard();
+        }
+    }
+
+    /// Restore: applies changelog records directly to committed state, with
+    /// the new checkpoint, atomically.
+    pub fn apply_restored(&mut self, index: usize, records: &[(Vec<u8>, Option<Vec<u8>>)], next_offset: i64) -> Result<()> {
+        let s = &mut self.stores[index];
+        let mut store = s.store.borrow_mut();
+        match &mut store.backend {
+            Backend::Rocks { db, cf } => {
+                let mut batch = WriteBatch::default();
+                for (k, v) in records {
+                    db.batch_write(&mut batch, cf, k, v.as_deref())?;
+                }
+                TaskDb::batch_checkpoint(&mut batch, &s.def.name, next_offset);
+                db.write(batch)?;
+            }
+            Backend::Memory(m) => {
+                for (k, v) in records {
+                    match v {
+                        Some(v) => m.put(k.clone(), v.clone()),
+                        None => m.delete(k),
+                    }
+                }
+                s.memory_checkpoint = Some(next_offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties a store before a full restore.
+    pub fn wipe(&mut self, index: usize) -> Result<()> {
+        let s = &mut self.stores[index];
+        let mut store = s.store.borrow_mut();
+        store.discard();
+        let name = store.name.clone();
+        match &mut store.backend {
+            Backend::Rocks { db, cf } => db.wipe(&name, cf)?,
+            Backend::Memory(m) => {
+                m.clear();
+                s.memory_checkpoint = None;
+            }
+        }
+        Ok(())
+    }
+}

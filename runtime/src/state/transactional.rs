@@ -1,0 +1,167 @@
+//! The transactional layer of every store: a write set in front of a backend.
+//!
+//! Why: under exactly-once, a store's local state must never run ahead of
+//! what Kafka committed. Writes therefore stay in memory (the write set) until
+//! the task's transaction commits; then the state manager applies them to the
+//! backend together with the changelog checkpoint in one atomic batch. Reads
+//! look in the write set first, so a processor always sees its own writes.
+//!
+//! The write set also coalesces: a key updated a thousand times in one commit
+//! interval produces one changelog record.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::error::Result;
+
+use super::memory_backend::MemoryBackend;
+use super::rocksdb_backend::TaskDb;
+
+/// Where committed state lives.
+pub(crate) enum Backend {
+    Rocks { db: Rc<TaskDb>, cf: String },
+    Memory(MemoryBackend),
+}
+
+impl Backend {
+    fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self {
+            Backend::Rocks { db, cf } => db.get(store, cf, key),
+            Backend::Memory(m) => Ok(m.get(key).map(|v| v.to_vec())),
+        }
+    }
+
+    fn scan(&self, store: &str, from: Option<&[u8]>, keep: &dyn Fn(&[u8]) -> bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        match self {
+            Backend::Rocks { db, cf } => db.scan(store, cf, from, keep),
+            Backend::Memory(m) => Ok(m.scan(from, keep)),
+        }
+    }
+
+    pub fn approximate_len(&self) -> u64 {
+        match self {
+            Backend::Rocks { db, cf } => db.approximate_len(cf),
+            Backend::Memory(m) => m.len() as u64,
+        }
+    }
+}
+
+/// A store's committed backend plus its uncommitted write set.
+pub(crate) struct TxnStore {
+    pub name: String,
+    pub changelog: Option<String>,
+    pub backend: Backend,
+    write_set: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    write_bytes: usize,
+}
+
+impl TxnStore {
+    pub fn new(name: String, changelog: Option<String>, backend: Backend) -> Self {
+        TxnStore { name, changelog, backend, write_set: HashMap::new(), write_bytes: 0 }
+    }
+
+    /// Reads a key and hands the bytes (or `None`) to `f` without copying
+    /// them out of the write set.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+        if let Some(v) = self.write_set.get(key) {
+            return Ok(f(v.as_deref()));
+        }
+        let v = self.backend.get(&self.name, key)?;
+        Ok(f(v.as_deref()))
+    }
+
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        match self.write_set.get_mut(key) {
+            Some(Some(buf)) => {
+                self.write_bytes = self.write_bytes + value.len() - buf.len().min(self.write_bytes);
+                buf.clear();
+                buf.extend_from_slice(value);
+            }
+            Some(slot) => {
+                self.write_bytes += value.len();
+                *slot = Some(value.to_vec());
+            }
+            None => {
+                self.write_bytes += key.len() + value.len() + 48;
+                self.write_set.insert(key.to_vec(), Some(value.to_vec()));
+            }
+        }
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        match self.write_set.get_mut(key) {
+            Some(slot) => *slot = None,
+            None => {
+                self.write_bytes += key.len() + 48;
+                self.write_set.insert(key.to_vec(), None);
+            }
+        }
+    }
+
+    /// Entries with `from <= key` (all if `None`) for which `keep` holds,
+    /// stopping at the first key where it does not; write set merged in.
+    pub fn scan(&self, from: Option<&[u8]>, keep: &dyn Fn(&[u8]) -> bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let committed = self.backend.scan(&self.name, from, keep)?;
+        if self.write_set.is_empty() {
+            return Ok(committed);
+        }
+        let mut pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
+            .write_set
+            .iter()
+            .filter(|(k, _)| from.is_none_or(|f| k.as_slice() >= f) && keep(k))
+            .collect();
+        pending.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::with_capacity(committed.len() + pending.len());
+        let mut c = committed.into_iter().peekable();
+        let mut p = pending.into_iter().peekable();
+        loop {
+            match (c.peek(), p.peek()) {
+                (None, None) => break,
+                (Some(_), None) => out.push(c.next().unwrap()),
+                (None, Some(_)) => {
+                    let (k, v) = p.next().unwrap();
+                    if let Some(v) = v {
+                        out.push((k.clone(), v.clone()));
+                    }
+                }
+                (Some((ck, _)), Some((pk, _))) => {
+                    if ck < *pk {
+                        out.push(c.next().unwrap());
+                    } else {
+                        if ck == *pk {
+                            c.next();
+                        }
+                        let (k, v) = p.next().unwrap();
+                        if let Some(v) = v {
+                            out.push((k.clone(), v.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The uncommitted writes, one per key (the latest).
+    pub fn write_set(&self) -> &HashMap<Vec<u8>, Option<Vec<u8>>> {
+        &self.write_set
+    }
+
+    pub fn take_write_set(&mut self) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+        self.write_bytes = 0;
+        std::mem::take(&mut self.write_set)
+    }
+
+    pub fn discard(&mut self) {
+        self.write_set.clear();
+        self.write_bytes = 0;
+    }
+
+    pub fn write_set_bytes(&self) -> usize {
+        self.write_bytes
+    }
+
+    pub fn approximate_len(&self) -> u64 {
+        self.backend.approximate_len() + self.write_set.len() as u64
+    }
+}

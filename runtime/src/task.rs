@@ -1,0 +1,366 @@
+//! `StreamTask`: one sub-topology instantiated for one partition number.
+//!
+//! A task owns its nodes, its stores (through the state manager) and its
+//! record collector. The Kafka runtime and the test driver both drive tasks
+//! through the same calls: `process` for each input record, `punctuate`
+//! for wall-clock time, then `prepare_commit` → (the caller commits) →
+//! `post_commit`. So users' unit tests run the very code that runs in
+//! production.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Result, StreamsError};
+use crate::processor::{NodeLifecycle, PunctuationType};
+use crate::record::{Headers, RecordMetadata};
+use crate::state::StateManager;
+use crate::task_context::{RecordCollector, StoreSlot, TaskMetrics, TaskShared};
+use crate::topology::nodes::{BuildArgs, RawSource};
+use crate::topology::{NodeKind, Subtopology, Topology};
+use crate::{DeserializationErrorPolicy, TaskId};
+
+/// Everything needed to create a task.
+pub(crate) struct TaskConfig {
+    pub application_id: String,
+    pub task_id: TaskId,
+    pub topology: Arc<Topology>,
+    pub subtopology: Subtopology,
+    /// `state.dir/<application.id>/<task id>`; required if any store is persistent.
+    pub state_dir: Option<PathBuf>,
+    pub collector: Box<dyn RecordCollector>,
+    pub wall_clock: i64,
+    pub lock_wait: Duration,
+    pub deserialization_policy: DeserializationErrorPolicy,
+    /// Write-set size that triggers an early commit.
+    pub max_write_set_bytes: usize,
+    /// `cache.max.bytes.buffering` for this task's processors.
+    pub cache_max_bytes: usize,
+}
+
+pub(crate) struct StreamTask {
+    pub id: TaskId,
+    pub shared: Rc<TaskShared>,
+    pub state: StateManager,
+    #[allow(dead_code)]
+    pub subtopology: Subtopology,
+    sources: HashMap<String, Rc<RefCell<dyn RawSource>>>,
+    lifecycles: BTreeMap<usize, Rc<RefCell<dyn NodeLifecycle>>>,
+    /// Next offset to read, per input partition, for what was processed.
+    consumed: BTreeMap<(String, i32), i64>,
+    /// Next offset to read, per input partition, as of the last commit.
+    committed: BTreeMap<(String, i32), i64>,
+    deserialization_policy: DeserializationErrorPolicy,
+    max_write_set_bytes: usize,
+    initialized: bool,
+}
+
+impl StreamTask {
+    pub fn new(cfg: TaskConfig) -> Result<StreamTask> {
+        let TaskConfig {
+            application_id,
+            task_id,
+            topology,
+            subtopology,
+            state_dir,
+            collector,
+            wall_clock,
+            lock_wait,
+            deserialization_policy,
+            max_write_set_bytes,
+            cache_max_bytes,
+        } = cfg;
+        let defs: Vec<_> = subtopology
+            .stores
+            .iter()
+            .map(|s| topology.store_def(s).cloned().ok_or_else(|| StreamsError::UnknownStore(s.clone())))
+            .collect::<Result<_>>()?;
+        let state = StateManager::open(&defs, &application_id, state_dir, task_id.partition, lock_wait)?;
+        let mut slots = HashMap::new();
+        for ms in &state.stores {
+            slots.insert(
+                ms.def.name.clone(),
+                StoreSlot {
+                    store: ms.store.clone(),
+                    key_serde: ms.def.key_serde.clone(),
+                    value_serde: ms.def.value_serde.clone(),
+                    ttl_ms: match ms.def.kind {
+                        crate::StoreKind::Ttl { ttl_ms } => Some(ttl_ms),
+                        crate::StoreKind::KeyValue => None,
+                    },
+                },
+            );
+        }
+        let shared = Rc::new(TaskShared {
+            task_id,
+            application_id: application_id.clone(),
+            metadata: RefCell::new(None),
+            stream_time: Cell::new(i64::MIN),
+            wall_clock: Cell::new(wall_clock),
+            punctuations: RefCell::new(Vec::new()),
+            next_punctuator_id: Cell::new(0),
+            collector: RefCell::new(collector),
+            stores: RefCell::new(slots),
+            commit_requested: Cell::new(false),
+            metrics: TaskMetrics::default(),
+            cache_max_bytes,
+        });
+
+        // Build leaves first, so every node gets its built children.
+        let mut inputs: HashMap<usize, Box<dyn Fn() -> Box<dyn std::any::Any>>> = HashMap::new();
+        let mut sources = HashMap::new();
+        let mut lifecycles = BTreeMap::new();
+        for &idx in subtopology.nodes.iter().rev() {
+            let def = &topology.nodes[idx];
+            let children = def
+                .children
+                .iter()
+                .map(|c| {
+                    let make = inputs.get(c).ok_or_else(|| {
+                        StreamsError::Topology(format!("child {} of '{}' was not built", topology.nodes[*c].name, def.name))
+                    })?;
+                    Ok((topology.nodes[*c].name.clone(), make()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let sink_topic = match &def.kind {
+                NodeKind::Sink { topic } => Some(topic.resolve(&application_id)),
+                _ => None,
+            };
+            let built = def.factory.build(BuildArgs {
+                name: &def.name,
+                index: idx,
+                children,
+                task: &shared,
+                stores: def.stores.iter().cloned().collect::<HashSet<_>>(),
+                sink_topic,
+            })?;
+            if let Some(input) = built.input {
+                inputs.insert(idx, input);
+            }
+            if let Some(l) = built.lifecycle {
+                lifecycles.insert(idx, l);
+            }
+            if let (Some(src), NodeKind::Source { topics }) = (built.source, &def.kind) {
+                for t in topics {
+                    sources.insert(t.resolve(&application_id), src.clone());
+                }
+            }
+        }
+        Ok(StreamTask {
+            id: task_id,
+            shared,
+            state,
+            subtopology,
+            sources,
+            lifecycles,
+            consumed: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            deserialization_policy,
+            max_write_set_bytes,
+            initialized: false,
+        })
+    }
+
+    /// The resolved input topics of this task.
+    pub fn input_topics(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.sources.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Calls `init` on every processor (after restore, before the first record).
+    pub fn init(&mut self) -> Result<()> {
+        if self.initialized {
+            return Ok(());
+        }
+        for l in self.lifecycles.values() {
+            l.borrow_mut().init()?;
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    /// Sets where reading starts for an input partition (the committed offset).
+    pub fn set_committed_offset(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.committed.insert((topic.to_string(), partition), offset);
+        self.consumed.insert((topic.to_string(), partition), offset);
+    }
+
+    /// Processes one input record.
+    #[allow(clippy::too_many_arguments)]
+    pub fn process(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Headers,
+    ) -> Result<()> {
+        let source = self
+            .sources
+            .get(topic)
+            .ok_or_else(|| StreamsError::IllegalState(format!("task {} has no source for topic '{topic}'", self.id)))?
+            .clone();
+        *self.shared.metadata.borrow_mut() = Some(RecordMetadata { topic: topic.to_string(), partition, offset });
+        if timestamp > self.shared.stream_time.get() {
+            self.shared.stream_time.set(timestamp);
+        }
+        let result = source.borrow_mut().process_raw(key, value, timestamp, headers);
+        match result {
+            Ok(()) => {}
+            Err(e @ StreamsError::Deserialization { .. }) => match self.deserialization_policy {
+                DeserializationErrorPolicy::LogAndContinue => {
+                    tracing::warn!(task = %self.id, error = %e, "skipping a record that cannot be deserialized (policy log_and_continue)");
+                    let m = &self.shared.metrics.skipped_deserialization;
+                    m.set(m.get() + 1);
+                }
+                DeserializationErrorPolicy::LogAndFail => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+        *self.shared.metadata.borrow_mut() = None;
+        let m = &self.shared.metrics.processed;
+        m.set(m.get() + 1);
+        match self.consumed.get_mut(&(topic.to_string(), partition)) {
+            Some(o) => *o = offset + 1,
+            None => {
+                self.consumed.insert((topic.to_string(), partition), offset + 1);
+            }
+        }
+        self.punctuate_kind(PunctuationType::StreamTime, self.shared.stream_time.get())?;
+        if self.state.write_set_bytes() > self.max_write_set_bytes {
+            self.shared.commit_requested.set(true);
+        }
+        Ok(())
+    }
+
+    /// Advances the wall clock and fires due wall-clock punctuators.
+    pub fn punctuate_wall_clock(&mut self, now: i64) -> Result<()> {
+        self.shared.wall_clock.set(now);
+        self.punctuate_kind(PunctuationType::WallClockTime, now)
+    }
+
+    fn punctuate_kind(&mut self, kind: PunctuationType, now: i64) -> Result<()> {
+        if now == i64::MIN {
+            return Ok(());
+        }
+        let due: Vec<(usize, crate::PunctuatorId)> = {
+            let mut ps = self.shared.punctuations.borrow_mut();
+            let mut due = Vec::new();
+            for p in ps.iter_mut().filter(|p| p.kind == kind) {
+                if p.next == i64::MIN {
+                    p.next = now;
+                }
+                if p.next <= now {
+                    due.push((p.node, p.id));
+                    let missed = (now - p.next) / p.interval_ms;
+                    p.next += (missed + 1) * p.interval_ms;
+                }
+            }
+            due
+        };
+        for (node, id) in due {
+            if let Some(l) = self.lifecycles.get(&node) {
+                let saved = self.shared.metadata.borrow_mut().take();
+                l.borrow_mut().punctuate(id, now)?;
+                *self.shared.metadata.borrow_mut() = saved;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether there is anything to commit.
+    pub fn commit_needed(&self) -> bool {
+        self.consumed != self.committed
+            || self.shared.commit_requested.get()
+            || self.state.stores.iter().any(|s| !s.store.borrow().write_set().is_empty())
+    }
+
+    /// Whether a processor asked for a commit.
+    pub fn commit_requested(&self) -> bool {
+        self.shared.commit_requested.get()
+    }
+
+    /// Commit, step 1: flush processor caches downstream, then send the
+    /// stores' changelog records.
+    pub fn prepare_commit(&mut self) -> Result<()> {
+        self.flush_processors()?;
+        self.send_changelogs()
+    }
+
+    /// Lets every processor forward what it buffered.
+    pub fn flush_processors(&mut self) -> Result<()> {
+        for l in self.lifecycles.values() {
+            l.borrow_mut().flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the stores' write sets to their changelogs.
+    pub fn send_changelogs(&mut self) -> Result<()> {
+        let ts = self.shared.stream_time.get().max(0);
+        let mut collector = self.shared.collector.borrow_mut();
+        self.state.send_changelogs(&mut **collector, ts)
+    }
+
+    /// The offsets to commit for this task's input partitions.
+    pub fn offsets_to_commit(&self) -> Vec<(String, i32, i64)> {
+        self.consumed.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect()
+    }
+
+    /// Commit, step 3 (after the caller committed): write sets become local
+    /// state and the consumed offsets become the committed ones.
+    pub fn post_commit(&mut self) -> Result<()> {
+        {
+            let collector = self.shared.collector.borrow();
+            self.state.apply_committed(&**collector)?;
+        }
+        self.committed = self.consumed.clone();
+        self.shared.commit_requested.set(false);
+        Ok(())
+    }
+
+    /// After an aborted transaction: drop all uncommitted work. Returns the
+    /// offsets to rewind the input partitions to.
+    pub fn abort(&mut self) -> Vec<(String, i32, i64)> {
+        for l in self.lifecycles.values() {
+            l.borrow_mut().discard();
+        }
+        self.state.discard();
+        let mut rewind: Vec<(String, i32, i64)> = self.committed.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect();
+        for (t, p) in self.consumed.keys() {
+            if !self.committed.contains_key(&(t.clone(), *p)) {
+                // Never committed: start again from the beginning.
+                rewind.push((t.clone(), *p, -1));
+            }
+        }
+        self.consumed = self.committed.clone();
+        self.shared.commit_requested.set(false);
+        rewind
+    }
+
+    /// Closes the processors. Uncommitted state is dropped.
+    pub fn close(&mut self) {
+        for l in self.lifecycles.values() {
+            l.borrow_mut().close();
+        }
+        self.state.discard();
+    }
+
+    pub fn processed(&self) -> u64 {
+        self.shared.metrics.processed.get()
+    }
+
+    pub fn skipped_deserialization(&self) -> u64 {
+        self.shared.metrics.skipped_deserialization.get()
+    }
+
+    pub fn dropped(&self) -> BTreeMap<(String, String), u64> {
+        self.shared.metrics.dropped.borrow().clone()
+    }
+}

@@ -1,0 +1,1 @@
+pub use kstreams_runtime as runtime;

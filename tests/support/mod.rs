@@ -1,0 +1,201 @@
+//! Support for tests that run the example binaries against the real broker.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use kstreams_testkit::{read_to_end, ConsumedRecord, Isolation};
+
+/// Path of an example binary built by `cargo test` next to this test binary.
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("examples").join(name);
+    assert!(bin.exists(), "example binary {} not built; run the tests with `cargo test --workspace`", bin.display());
+    bin
+}
+
+/// A running example job (one instance).
+pub struct Job {
+    pub name: String,
+    bin: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    pub log: PathBuf,
+    starts: usize,
+}
+
+impl Job {
+    pub fn new(bin: &str, name: &str, args: Vec<String>, log_dir: &Path) -> Job {
+        Job {
+            name: name.to_string(),
+            bin: example_bin(bin),
+            args,
+            child: None,
+            log: log_dir.join(format!("{name}.log")),
+            starts: 0,
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log = File::options().create(true).append(true).open(&self.log).expect("log file");
+        self.starts += 1;
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("KSTREAMS_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn example");
+        self.child = Some(child);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+        }
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    pub fn sigstop(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn sigcont(&self) {
+        self.signal("CONT");
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal("TERM");
+        self.wait(timeout)
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.kill9();
+        }
+    }
+}
+
+/// Common arguments of the example binaries.
+pub fn job_args(bootstrap: &str, app: &str, input: &str, output: &str, state_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "--bootstrap-servers".into(),
+        bootstrap.into(),
+        "--application-id".into(),
+        app.into(),
+        "--input-topic".into(),
+        input.into(),
+        "--output-topic".into(),
+        output.into(),
+        "--state-dir".into(),
+        state_dir.display().to_string(),
+        // Short session timeout so a killed instance's tasks move quickly.
+        "--config".into(),
+        "session.timeout.ms=6000".into(),
+        "--config".into(),
+        "heartbeat.interval.ms=1000".into(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// Reads `topic` read_committed and groups the values by key, in offset order per partition.
+pub fn values_by_key(bootstrap: &str, topic: &str) -> HashMap<String, Vec<String>> {
+    let records: Vec<ConsumedRecord> = read_to_end(bootstrap, topic, Isolation::ReadCommitted).expect("read output");
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for r in records {
+        if let (Some(k), Some(v)) = (r.key_str(), r.value_str()) {
+            out.entry(k).or_default().push(v);
+        }
+    }
+    out
+}
+
+/// Waits until `check` returns true, or panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// An env-configurable size (so a larger soak can be run by hand).
+pub fn size(var: &str, default: usize) -> usize {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A temp dir for state and logs, kept if the test fails.
+pub fn work_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kstreams-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Deterministic pseudo-random numbers (xorshift), so failures reproduce.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
