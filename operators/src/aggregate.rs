@@ -42,26 +42,22 @@ pub(crate) struct AggregateProcessor<K, V, VA, F> {
     _in: std::marker::PhantomData<fn(V)>,
 }
 
-impl<K, V, VA, F> AggregateProcessor<K, V, VA, F>
+/// Serialized length of `value`, as the cache's size estimate.
+fn measure<T>(serde: &SerdeRef<T>, scratch: &mut Vec<u8>, value: &T) -> usize {
+    scratch.clear();
+    let _ = serde.serialize(value, scratch);
+    scratch.len()
+}
+
+fn forward_entry<K, VA>(
+    e: CacheEntry<K, Option<VA>>,
+    ctx: &mut ProcessorContext<K, Option<VA>>,
+) -> Result<()>
 where
-    K: Clone + Hash + Eq + 'static,
+    K: Clone + 'static,
     VA: Clone + 'static,
 {
-    fn measure_value(&mut self, value: &VA) -> usize {
-        self.scratch.clear();
-        let _ = self.value_serde.serialize(value, &mut self.scratch);
-        self.scratch.len()
-    }
-
-    fn measure_key(&mut self, key: &K) -> usize {
-        self.scratch.clear();
-        let _ = self.key_serde.serialize(key, &mut self.scratch);
-        self.scratch.len()
-    }
-
-    fn forward_entry(e: CacheEntry<K, Option<VA>>, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
-        ctx.forward(Record { key: e.key, value: e.value, timestamp: e.timestamp, headers: e.headers })
-    }
+    ctx.forward(Record { key: e.key, value: e.value, timestamp: e.timestamp, headers: e.headers })
 }
 
 impl<K, V, VA, F> Processor<K, V, K, Option<VA>> for AggregateProcessor<K, V, VA, F>
@@ -79,7 +75,7 @@ where
 
     fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
         let Record { key, value, timestamp, headers } = record;
-        let Some(store) = self.store.clone() else {
+        let Some(store) = self.store.as_ref() else {
             return Err(StreamsError::IllegalState(format!(
                 "aggregation over store '{}' received a record before init",
                 self.store_name
@@ -91,30 +87,25 @@ where
             return ctx.forward(Record { key, value: Some(new), timestamp, headers });
         }
         if let Some(entry) = self.cache.get_mut(&key) {
-            let old = entry.value.take();
-            let new = (self.aggregator)(&key, value, old);
+            let new = (self.aggregator)(&key, value, entry.value.take());
             store.put(&key, &new)?;
+            let old_size = entry.size;
+            entry.size = entry.key_size + measure(&self.value_serde, &mut self.scratch, &new) + ENTRY_OVERHEAD;
+            let new_size = entry.size;
+            entry.value = Some(new);
             entry.timestamp = timestamp;
             entry.headers = headers;
-            let key_size = entry.key_size;
-            let old_size = entry.size;
-            let new_size = key_size + self.measure_value(&new) + ENTRY_OVERHEAD;
-            // Re-borrow: measuring needed `self` mutably.
-            if let Some(entry) = self.cache.get_mut(&key) {
-                entry.value = Some(new);
-                entry.size = new_size;
-            }
             self.cache.resized(old_size, new_size);
         } else {
             let new = (self.aggregator)(&key, value, store.get(&key)?);
             store.put(&key, &new)?;
-            let key_size = self.measure_key(&key);
-            let size = key_size + self.measure_value(&new) + ENTRY_OVERHEAD;
+            let key_size = measure(&self.key_serde, &mut self.scratch, &key);
+            let size = key_size + measure(&self.value_serde, &mut self.scratch, &new) + ENTRY_OVERHEAD;
             self.cache.insert(CacheEntry { key, value: Some(new), timestamp, headers, size, key_size });
         }
         while self.cache.bytes() > self.max_bytes {
             match self.cache.pop_oldest() {
-                Some(e) => Self::forward_entry(e, ctx)?,
+                Some(e) => forward_entry(e, ctx)?,
                 None => break,
             }
         }
@@ -124,7 +115,7 @@ where
     fn flush(&mut self, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
         // Forward one at a time: a downstream error must not lose the rest.
         while let Some(e) = self.cache.pop_oldest() {
-            Self::forward_entry(e, ctx)?;
+            forward_entry(e, ctx)?;
         }
         Ok(())
     }
