@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use kstreams_testkit::{
-    create_topic, partition_count, produce, read_to_end, shared_broker, topic_config,
-    unique_name, BrokerOptions, Isolation, KafkaBroker, TestRecord,
+    create_topic, partition_count, produce, read_to_end, shared_broker, topic_config, unique_name,
+    BrokerOptions, Isolation, KafkaBroker, TestRecord,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -53,7 +53,9 @@ fn transactions_are_isolated_by_read_committed() {
         .set("enable.idempotence", "true")
         .create()
         .expect("transactional producer");
-    producer.init_transactions(TIMEOUT).expect("init_transactions");
+    producer
+        .init_transactions(TIMEOUT)
+        .expect("init_transactions");
     send_transaction(&producer, &topic, "committed", true);
     send_transaction(&producer, &topic, "aborted", false);
 
@@ -71,7 +73,9 @@ fn transactions_are_isolated_by_read_committed() {
     );
     let partitions: HashSet<i32> = committed.iter().map(|r| r.partition).collect();
     assert_eq!(partitions, HashSet::from([0, 1, 2]));
-    assert!(committed.iter().all(|r| r.key.is_some() && r.topic == topic));
+    assert!(committed
+        .iter()
+        .all(|r| r.key.is_some() && r.topic == topic));
 }
 
 #[test]
@@ -118,7 +122,10 @@ fn compacted_topic_has_compact_cleanup_policy() {
     let plain = unique_name("plain");
     create_topic(&bootstrap, &plain, 1, false).unwrap();
     let cfg = topic_config(&bootstrap, &plain).unwrap();
-    assert_eq!(cfg.get("cleanup.policy").map(String::as_str), Some("delete"));
+    assert_eq!(
+        cfg.get("cleanup.policy").map(String::as_str),
+        Some("delete")
+    );
 }
 
 #[test]
@@ -155,7 +162,12 @@ fn restart_with_data_dir_keeps_topics_and_records() {
     assert_eq!(values(&records), HashSet::from(["1".into(), "2".into()]));
 
     // Crash (SIGKILL) + restart: acknowledged (acks=all) records survive too.
-    produce(&bootstrap, &topic, &[TestRecord::kv("c", "3").with_partition(0)]).unwrap();
+    produce(
+        &bootstrap,
+        &topic,
+        &[TestRecord::kv("c", "3").with_partition(0)],
+    )
+    .unwrap();
     broker.kill().unwrap();
     assert!(!broker.is_running());
     broker.restart().unwrap();
@@ -168,7 +180,35 @@ fn restart_with_data_dir_keeps_topics_and_records() {
     // A fresh broker process on the same (already formatted) directory sees the data.
     drop(broker);
     let again = KafkaBroker::start(BrokerOptions::default().with_data_dir(dir.path())).unwrap();
-    let records = read_to_end(&again.bootstrap_servers(), &topic, Isolation::ReadCommitted).unwrap();
+    let records =
+        read_to_end(&again.bootstrap_servers(), &topic, Isolation::ReadCommitted).unwrap();
     assert_eq!(records.len(), 3);
-    assert!(again.log_path().starts_with(dir.path().canonicalize().unwrap()));
+    assert!(again
+        .log_path()
+        .starts_with(dir.path().canonicalize().unwrap()));
+}
+
+#[test]
+fn delete_topic_and_committed_offsets() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let bootstrap = shared_broker().bootstrap_servers();
+    let topic = unique_name("offsets");
+    kstreams_testkit::create_topic(&bootstrap, &topic, 2, false).unwrap();
+    let group = unique_name("group");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 1, Offset::Offset(0))
+        .unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+    let committed = kstreams_testkit::committed_offsets(&bootstrap, &group, &topic).unwrap();
+    assert_eq!(committed, [(1, 0)].into_iter().collect());
+
+    kstreams_testkit::delete_topic(&bootstrap, &topic).unwrap();
+    assert_eq!(partition_count(&bootstrap, &topic).unwrap(), None);
 }

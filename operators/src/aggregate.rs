@@ -43,7 +43,7 @@ pub(crate) struct AggregateProcessor<K, V, VA, F> {
 }
 
 /// Serialized length of `value`, as the cache's size estimate.
-fn measure<T>(serde: &SerdeRef<T>, scratch: &mut Vec<u8>, value: &T) -> usize {
+fn measure<T: 'static>(serde: &SerdeRef<T>, scratch: &mut Vec<u8>, value: &T) -> usize {
     scratch.clear();
     let _ = serde.serialize(value, scratch);
     scratch.len()

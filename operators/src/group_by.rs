@@ -122,7 +122,7 @@ mod tests {
     fn grouped_name_wins_over_store_name_for_the_repartition_topic() {
         let b = StreamsBuilder::new();
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
-            .group_by(|_, v| v.clone(), Grouped::as_("by-value"))
+            .group_by(|_, v| v.clone(), Grouped::as_("by-value").with_key_serde(Serdes::string()))
             .count(Materialized::as_("counts"));
         let t = b.build().unwrap();
         assert_eq!(t.subtopologies().len(), 2);
@@ -144,7 +144,7 @@ mod tests {
     fn unnamed_grouping_and_store_get_generated_names() {
         let b = StreamsBuilder::new();
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
-            .group_by(|_, v| v.clone(), Grouped::default())
+            .group_by(|_, v| v.clone(), Grouped::default().with_key_serde(Serdes::string()))
             .count(Materialized::default());
         let text = b.build().unwrap().describe().to_string();
         assert!(

@@ -85,14 +85,6 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
         Some(e)
     }
 
-    /// Removes every entry, oldest first.
-    pub fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, CacheEntry<K, V>> {
-        self.index.clear();
-        self.base += self.entries.len() as u64;
-        self.bytes = 0;
-        self.entries.drain(..)
-    }
-
     /// Drops every entry without forwarding it (after an aborted commit).
     pub fn clear(&mut self) {
         self.index.clear();
@@ -106,9 +98,15 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
         self.bytes
     }
 
+    /// Removes every entry, oldest first.
+    #[cfg(test)]
+    fn drain(&mut self) -> Vec<CacheEntry<K, V>> {
+        std::iter::from_fn(|| self.pop_oldest()).collect()
+    }
+
     /// Number of keys held.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.entries.len()
     }
 }
@@ -136,7 +134,7 @@ mod tests {
         c.get_mut(&"a".to_string()).unwrap().value = 2;
         c.insert(entry("c", 1));
         assert_eq!(c.bytes(), 30);
-        let got: Vec<(String, u64)> = c.drain().map(|e| (e.key, e.value)).collect();
+        let got: Vec<(String, u64)> = c.drain().into_iter().map(|e| (e.key, e.value)).collect();
         assert_eq!(got, [("a".into(), 2), ("b".into(), 1), ("c".into(), 1)]);
         assert_eq!((c.len(), c.bytes()), (0, 0));
     }
@@ -150,7 +148,7 @@ mod tests {
         assert!(c.get_mut(&"a".to_string()).is_none());
         c.insert(entry("a", 5));
         c.get_mut(&"b".to_string()).unwrap().value = 7;
-        let got: Vec<(String, u64)> = c.drain().map(|e| (e.key, e.value)).collect();
+        let got: Vec<(String, u64)> = c.drain().into_iter().map(|e| (e.key, e.value)).collect();
         assert_eq!(got, [("b".into(), 7), ("a".into(), 5)]);
         // Positions keep counting after a drain.
         c.insert(entry("z", 1));

@@ -8,9 +8,40 @@
 
 use std::marker::PhantomData;
 
-use kstreams_runtime::{Processor, ProcessorContext, Record, Result, Serdes};
+use std::sync::Arc;
+
+use kstreams_runtime::{Processor, ProcessorContext, Record, Result, Serde, SerdeError, SerdeRef};
 
 use crate::{KStream, KTable};
+
+/// `inner` with Kafka null as `None`. Like `Serdes::optional`, without
+/// its `T: Send + Sync` bound (a serde is shareable whatever `T` is).
+fn optional<T: 'static>(inner: SerdeRef<T>) -> SerdeRef<Option<T>> {
+    Arc::new(OptionalSerde(inner))
+}
+
+struct OptionalSerde<T>(SerdeRef<T>);
+
+impl<T: 'static> Serde<Option<T>> for OptionalSerde<T> {
+    fn serialize(&self, value: &Option<T>, out: &mut Vec<u8>) -> std::result::Result<(), SerdeError> {
+        match value {
+            Some(v) => self.0.serialize(v, out),
+            None => Ok(()),
+        }
+    }
+    fn deserialize(&self, bytes: &[u8]) -> std::result::Result<Option<T>, SerdeError> {
+        self.0.deserialize(bytes).map(Some)
+    }
+    fn deserialize_null(&self) -> std::result::Result<Option<T>, SerdeError> {
+        Ok(None)
+    }
+    fn is_null(&self, value: &Option<T>) -> bool {
+        value.is_none()
+    }
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+}
 
 pub(crate) struct ToStreamProcessor<K, V>(PhantomData<fn(K, V)>);
 
@@ -94,7 +125,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             builder: self.builder.clone(),
             node: name,
             key_serde: self.key_serde.clone(),
-            value_serde: self.value_serde.clone().map(Serdes::optional),
+            value_serde: self.value_serde.clone().map(optional),
             repartition_required: false,
         }
     }

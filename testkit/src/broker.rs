@@ -335,11 +335,14 @@ impl KafkaBroker {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let log_start = fs::metadata(self.log_path()).map(|m| m.len()).unwrap_or(0);
             match self.launch(&mut st) {
                 // Another process may have grabbed an automatically chosen port between
-                // our probe and the JVM's bind: pick new ports and try again.
-                Err(Error::BrokerExited { ref log_tail, .. })
-                    if attempt < 3 && log_tail.contains("Address already in use") =>
+                // our probe and the JVM's bind: pick new ports and try again. (The bind
+                // error may be far above the log tail, so search this attempt's log.)
+                Err(Error::BrokerExited { .. })
+                    if attempt < 3
+                        && self.log_since(log_start).contains("Address already in use") =>
                 {
                     let (port, controller_port) =
                         pick_ports(if self.port_fixed { Some(st.port) } else { None })?;
@@ -349,6 +352,16 @@ impl KafkaBroker {
                 other => return other,
             }
         }
+    }
+
+    fn log_since(&self, offset: u64) -> String {
+        let mut buf = Vec::new();
+        if let Ok(mut f) = File::open(self.log_path()) {
+            if f.seek(SeekFrom::Start(offset)).is_ok() {
+                let _ = f.read_to_end(&mut buf);
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
     }
 
     fn launch(&self, st: &mut State) -> Result<()> {
@@ -395,8 +408,8 @@ impl KafkaBroker {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr));
         let started = Instant::now();
-        let child = spawn_guarded(cmd)
-            .map_err(|e| Error::io(format!("starting {}", java.display()), e))?;
+        let child =
+            spawn_guarded(cmd).map_err(|e| Error::io(format!("starting {}", java.display()), e))?;
         st.child = Some(child);
 
         let bootstrap = format!("127.0.0.1:{}", st.port);
@@ -472,8 +485,8 @@ impl KafkaBroker {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let child = spawn_guarded(cmd)
-            .map_err(|e| Error::io(format!("starting {}", java.display()), e))?;
+        let child =
+            spawn_guarded(cmd).map_err(|e| Error::io(format!("starting {}", java.display()), e))?;
         let out = child
             .wait_with_output()
             .map_err(|e| Error::io("waiting for the Kafka storage tool", e))?;
@@ -595,13 +608,33 @@ fn pick_ports(port: Option<u16>) -> Result<(u16, u16)> {
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| Error::io("finding a free port on 127.0.0.1", e))
     };
-    // Hold both listeners at once so the two ports are distinct.
-    let a = bind()?;
-    let b = bind()?;
-    let pa = a.local_addr().map_err(|e| Error::io("reading port", e))?.port();
-    let pb = b.local_addr().map_err(|e| Error::io("reading port", e))?.port();
+    // Ports already handed out in this process (to brokers started concurrently from
+    // other threads) are never handed out again.
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    // Hold all listeners at once so the ports are distinct.
+    let mut held = Vec::new();
+    let mut free = Vec::new();
+    while free.len() < 2 {
+        let l = bind()?;
+        let p = l
+            .local_addr()
+            .map_err(|e| Error::io("reading port", e))?
+            .port();
+        if !taken.contains(&p) && Some(p) != port {
+            free.push(p);
+        }
+        held.push(l);
+        if held.len() > 50 {
+            return Err(Error::io(
+                "finding a free port on 127.0.0.1",
+                std::io::Error::other("no unused ephemeral port found"),
+            ));
+        }
+    }
+    taken.extend_from_slice(&free);
+    let (pa, pb) = (free[0], free[1]);
     Ok(match port {
-        Some(p) if p == pb => (p, pa),
         Some(p) => (p, pb),
         None => (pa, pb),
     })

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{
-    AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -375,10 +373,9 @@ pub fn partition_count(bootstrap: &str, topic: &str) -> Result<Option<usize>> {
 /// ```
 pub fn topic_config(bootstrap: &str, topic: &str) -> Result<HashMap<String, String>> {
     let admin = admin_client(bootstrap)?;
-    let results = block_on(
-        admin.describe_configs([&ResourceSpecifier::Topic(topic)], &admin_options()),
-    )
-    .map_err(|e| Error::kafka(format!("describing the config of topic {topic:?}"), e))?;
+    let results =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &admin_options()))
+            .map_err(|e| Error::kafka(format!("describing the config of topic {topic:?}"), e))?;
     let mut map = HashMap::new();
     for r in results {
         let resource = r.map_err(|code| {
@@ -642,14 +639,12 @@ pub fn committed_offsets(
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, TIMEOUT)
-        .map_err(|e| {
-            Error::kafka(
-                format!("fetching committed offsets of group {group_id:?} for {topic:?}"),
-                e,
-            )
-        })?;
+    let committed = consumer.committed_offsets(tpl, TIMEOUT).map_err(|e| {
+        Error::kafka(
+            format!("fetching committed offsets of group {group_id:?} for {topic:?}"),
+            e,
+        )
+    })?;
     Ok(committed
         .elements()
         .iter()

@@ -32,8 +32,22 @@ pub struct RestoreStats {
     pub elapsed: Duration,
 }
 
+/// The restore consumer's context: end-of-partition is how a restore
+/// finishes, not an error worth logging.
+pub(crate) struct RestoreContext;
+
+impl rdkafka::ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "restore consumer error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RestoreContext {}
+
 pub(crate) struct ChangelogReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RestoreContext>,
     poll_timeout: Duration,
     stall_timeout: Duration,
 }
@@ -49,8 +63,8 @@ impl ChangelogReader {
             .set("max.partition.fetch.bytes", "10485760")
             .set("queued.max.messages.kbytes", "262144")
             .set("group.id", "kstreams-restore-unused");
-        let consumer: BaseConsumer =
-            cfg.create().map_err(|e| StreamsError::Kafka(format!("cannot create the restore consumer: {e}")))?;
+        let consumer: BaseConsumer<RestoreContext> =
+            cfg.create_with_context(RestoreContext).map_err(|e| StreamsError::Kafka(format!("cannot create the restore consumer: {e}")))?;
         Ok(ChangelogReader { consumer, poll_timeout: Duration::from_millis(500), stall_timeout: Duration::from_secs(120) })
     }
 

@@ -44,6 +44,20 @@ struct ActiveTask {
     task: StreamTask,
     producer: Arc<TaskProducer>,
     partitions: Vec<(String, i32)>,
+    /// Whether this task's transaction is open (EOS only).
+    in_txn: bool,
+}
+
+impl ActiveTask {
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_txn {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| StreamsError::Kafka(format!("begin_transaction for task {}: {e}", self.task.id)))?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct TaskManager {
@@ -132,7 +146,7 @@ impl TaskManager {
             max_write_set_bytes: 64 << 20,
             cache_max_bytes: cfg.cache_max_bytes,
         })?;
-        Ok(ActiveTask { task, producer, partitions })
+        Ok(ActiveTask { task, producer, partitions, in_txn: false })
     }
 
     /// A new assignment: resume, create and restore tasks, then assign the
@@ -147,7 +161,7 @@ impl TaskManager {
             if let Some(mut t) = self.suspended.remove(&id) {
                 tracing::info!(thread = %self.thread_name, task = %id, "closing task that moved to another member");
                 t.task.close();
-                if self.eos() {
+                if self.eos() && t.in_txn {
                     let _ = t.producer.abort_transaction(Duration::from_secs(5));
                 }
             }
@@ -172,9 +186,7 @@ impl TaskManager {
             t.task.init()?;
             t.partitions = partitions.clone();
             if self.eos() {
-                t.producer
-                    .begin_transaction()
-                    .map_err(|e| StreamsError::Kafka(format!("begin_transaction for task {id}: {e}")))?;
+                t.begin()?;
             }
             for p in &partitions {
                 self.by_partition.insert(p.clone(), id);
@@ -223,7 +235,7 @@ impl TaskManager {
         let eos = self.eos();
         for (_, mut t) in std::mem::take(&mut self.active).into_iter().chain(std::mem::take(&mut self.suspended)) {
             t.task.close();
-            if eos {
+            if eos && t.in_txn {
                 let _ = t.producer.abort_transaction(Duration::from_secs(5));
             }
         }
@@ -333,15 +345,14 @@ impl TaskManager {
                     tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
                     self.metrics.add_abort();
                     let _ = t.producer.abort_transaction(TXN_TIMEOUT);
+                    t.in_txn = false;
                     for (topic, p, o) in t.task.abort() {
                         let offset = if o >= 0 { Offset::Offset(o) } else { Offset::Beginning };
                         if let Err(e) = consumer.seek(&topic, p, offset, Duration::from_secs(10)) {
                             tracing::warn!(task = %id, error = %e, "seek after abort failed");
                         }
                     }
-                    t.producer
-                        .begin_transaction()
-                        .map_err(|e| StreamsError::Kafka(format!("begin_transaction for task {id} after abort: {e}")))?;
+                    t.begin()?;
                 }
                 Err(CommitFailure::Fenced(msg)) => {
                     tracing::warn!(task = %id, error = %msg, "task was fenced: another instance owns it now; closing it without commit");
@@ -405,9 +416,11 @@ fn commit_task_eos<C: ConsumerContext>(t: &mut ActiveTask, consumer: &BaseConsum
         t.producer.send_offsets_to_transaction(&tpl, &gm, TXN_TIMEOUT).map_err(|e| kafka_failure("send_offsets_to_transaction", e))?;
     }
     t.producer.commit_transaction(TXN_TIMEOUT).map_err(|e| kafka_failure("commit_transaction", e))?;
+    t.in_txn = false;
     t.producer.poll(Duration::ZERO);
     t.task.post_commit().map_err(CommitFailure::Fatal)?;
     t.producer.begin_transaction().map_err(|e| kafka_failure("begin_transaction", e))?;
+    t.in_txn = true;
     Ok(())
 }
 

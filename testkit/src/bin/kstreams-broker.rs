@@ -48,9 +48,11 @@ async fn run(args: Args) -> i32 {
             return 1;
         }
     };
-    let mut options = BrokerOptions::default();
-    options.port = args.port;
-    options.data_dir = args.data_dir;
+    let options = BrokerOptions {
+        port: args.port,
+        data_dir: args.data_dir,
+        ..BrokerOptions::default()
+    };
     let broker = match KafkaBroker::start(options) {
         Ok(b) => b,
         Err(e) => {
@@ -59,7 +61,10 @@ async fn run(args: Args) -> i32 {
         }
     };
     println!("bootstrap.servers={}", broker.bootstrap_servers());
-    eprintln!("kstreams-broker: broker log: {}", broker.log_path().display());
+    eprintln!(
+        "kstreams-broker: broker log: {}",
+        broker.log_path().display()
+    );
 
     let mut check = tokio::time::interval(Duration::from_secs(1));
     let code = loop {

@@ -1,0 +1,10 @@
+//! Example topologies, as library functions so the example binaries, the
+//! integration and crash tests, and users' own tests all run the same code.
+//!
+//! - [`word_count`]: lines → words → counts (stateless split, repartition,
+//!   count with a record cache).
+//! - [`order_aggregation`]: JSON orders → parsed (malformed ones dropped and
+//!   counted) → de-duplicated by order id → totals per customer.
+
+pub mod order_aggregation;
+pub mod word_count;

@@ -1,0 +1,74 @@
+//! Word count: the "hello world" of stream processing, and the topology the
+//! crash tests and benchmarks run.
+//!
+//! ```text
+//! lines (value: UTF-8 text; key ignored)
+//!   → flat_map_values: lowercase, split on every non-alphanumeric char, drop empty words
+//!   → group_by(word)            (repartition topic <app>-counts-repartition)
+//!   → count into store `counts` (changelog <app>-counts-changelog; record cache)
+//!   → to_stream → output topic  (key: word, value: count as decimal text)
+//! ```
+//!
+//! A line that is not valid UTF-8 cannot be deserialized by the source; the
+//! task's deserialization policy (`log_and_continue` by default) skips and
+//! counts it, so it does not stop the job.
+//!
+//! With the record cache on (the default), the output carries the latest
+//! count of each word per commit interval, not every increment; the last
+//! record of each word is always its exact total.
+
+use kstreams_operators::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+use kstreams_runtime::{Result, Serdes, Topology};
+
+/// The name of the count store (and so of its changelog and of the
+/// repartition topic, `<application.id>-counts-repartition`).
+pub const COUNTS_STORE: &str = "counts";
+
+/// The words of `line`: lowercased, split on every character that is not
+/// alphanumeric (Unicode `char::is_alphanumeric`), empty words dropped.
+///
+/// ```
+/// use kstreams::apps::word_count::words;
+/// assert_eq!(words("Hello, hello WORLD!"), ["hello", "hello", "world"]);
+/// assert_eq!(words("Größe straße--ÉTÉ 42"), ["größe", "straße", "été", "42"]);
+/// assert!(words(" ... ").is_empty());
+/// ```
+pub fn words(line: &str) -> Vec<String> {
+    line.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The word-count topology: reads lines from `input_topic`, writes
+/// `(word, count)` to `output_topic`.
+///
+/// ```
+/// use kstreams::runtime::{Serdes, TopologyTestDriver};
+/// let t = kstreams::apps::word_count::topology("lines", "counts").unwrap();
+/// let mut d = TopologyTestDriver::new(t).unwrap();
+/// d.pipe_str("lines", None, "a rose is a rose", 0).unwrap();
+/// let out = d.read_output_as("counts", &Serdes::string(), &Serdes::u64_text()).unwrap();
+/// // One commit per piped line: the cache sends each word's latest count,
+/// // in the order of the words' first appearance.
+/// let expected = [("a", 2), ("rose", 2), ("is", 1)].map(|(w, n)| (w.to_string(), n));
+/// assert_eq!(out, expected);
+/// ```
+pub fn topology(input_topic: &str, output_topic: &str) -> Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(input_topic, Consumed::with(Serdes::unit(), Serdes::string()))
+        .flat_map_values(|line: String| words(&line))
+        .group_by(
+            |_, word: &String| word.clone(),
+            Grouped::with(Serdes::string(), Serdes::string()),
+        )
+        .count(Materialized::as_(COUNTS_STORE))
+        .to_stream()
+        .to(
+            output_topic,
+            Produced::with(Serdes::string(), Serdes::u64_text()),
+        );
+    builder.build()
+}
