@@ -58,6 +58,18 @@ pub enum StreamsError {
         /// The serde failure.
         source: SerdeError,
     },
+    /// Processing a record failed (an operator error or a panic).
+    #[error("processing the record at {topic}-{partition} offset {offset} failed: {source}")]
+    AtRecord {
+        /// Source topic.
+        topic: String,
+        /// Source partition.
+        partition: i32,
+        /// Offset of the record.
+        offset: i64,
+        /// What went wrong.
+        source: Box<StreamsError>,
+    },
     /// Kafka reported an error.
     #[error("kafka: {0}")]
     Kafka(String),

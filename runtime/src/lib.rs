@@ -79,31 +79,59 @@ impl FromStr for TaskId {
     }
 }
 
-/// What to do with an input record whose key or value cannot be deserialized.
+/// What to do with a record that fails: it cannot be deserialized
+/// (`default.deserialization.exception.handler`, default `log_and_continue`)
+/// or a processor returned an error or panicked on it
+/// (`processing.exception.handler`, default `log_and_fail`).
 ///
 /// ```
-/// use kstreams_runtime::DeserializationErrorPolicy;
-/// assert_eq!("log_and_fail".parse::<DeserializationErrorPolicy>().unwrap(), DeserializationErrorPolicy::LogAndFail);
-/// assert!("ignore".parse::<DeserializationErrorPolicy>().is_err());
+/// use kstreams_runtime::ErrorPolicy;
+/// assert_eq!("log_and_fail".parse::<ErrorPolicy>().unwrap(), ErrorPolicy::LogAndFail);
+/// assert_eq!("dead_letter:orders-dlq".parse::<ErrorPolicy>().unwrap(), ErrorPolicy::DeadLetter("orders-dlq".into()));
+/// assert!("ignore".parse::<ErrorPolicy>().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DeserializationErrorPolicy {
-    /// Log it, count it, skip it (the default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ErrorPolicy {
+    /// Log it, count it, skip it.
     #[default]
     LogAndContinue,
     /// Stop the application with an error naming the topic, partition and offset.
     LogAndFail,
+    /// Write the original key and value bytes to this topic, with headers
+    /// saying where the record came from and what went wrong (under
+    /// exactly-once, inside the task's transaction), then continue.
+    DeadLetter(String),
 }
 
-impl FromStr for DeserializationErrorPolicy {
+/// The policy type used for deserialization errors (an [`ErrorPolicy`]).
+pub type DeserializationErrorPolicy = ErrorPolicy;
+
+impl FromStr for ErrorPolicy {
     type Err = StreamsError;
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "log_and_continue" => Ok(Self::LogAndContinue),
             "log_and_fail" => Ok(Self::LogAndFail),
-            other => Err(StreamsError::Config(format!(
-                "default.deserialization.exception.handler: '{other}' is not valid; use log_and_continue or log_and_fail"
-            ))),
+            other => match other.strip_prefix("dead_letter:") {
+                Some(topic) if !topic.is_empty() => Ok(Self::DeadLetter(topic.to_string())),
+                _ => Err(StreamsError::Config(format!(
+                    "error handler '{other}' is not valid; use log_and_continue, log_and_fail or dead_letter:<topic>"
+                ))),
+            },
         }
     }
+}
+
+/// Header names of a dead-letter record.
+pub mod dlq_headers {
+    /// The source topic.
+    pub const TOPIC: &str = "__streams.errors.topic";
+    /// The source partition (decimal text).
+    pub const PARTITION: &str = "__streams.errors.partition";
+    /// The source offset (decimal text).
+    pub const OFFSET: &str = "__streams.errors.offset";
+    /// The error message.
+    pub const EXCEPTION: &str = "__streams.errors.exception";
+    /// The application id.
+    pub const APPLICATION_ID: &str = "__streams.errors.application.id";
 }

@@ -21,7 +21,7 @@ use crate::state::StateManager;
 use crate::task_context::{RecordCollector, StoreSlot, TaskMetrics, TaskShared};
 use crate::topology::nodes::{BuildArgs, RawSource};
 use crate::topology::{NodeKind, Subtopology, Topology};
-use crate::{DeserializationErrorPolicy, TaskId};
+use crate::{dlq_headers, ErrorPolicy, TaskId};
 
 /// Everything needed to create a task.
 pub(crate) struct TaskConfig {
@@ -34,7 +34,8 @@ pub(crate) struct TaskConfig {
     pub collector: Box<dyn RecordCollector>,
     pub wall_clock: i64,
     pub lock_wait: Duration,
-    pub deserialization_policy: DeserializationErrorPolicy,
+    pub deserialization_policy: ErrorPolicy,
+    pub processing_policy: ErrorPolicy,
     /// Write-set size that triggers an early commit.
     pub max_write_set_bytes: usize,
     /// `cache.max.bytes.buffering` for this task's processors.
@@ -53,7 +54,8 @@ pub(crate) struct StreamTask {
     consumed: BTreeMap<(String, i32), i64>,
     /// Next offset to read, per input partition, as of the last commit.
     committed: BTreeMap<(String, i32), i64>,
-    deserialization_policy: DeserializationErrorPolicy,
+    deserialization_policy: ErrorPolicy,
+    processing_policy: ErrorPolicy,
     max_write_set_bytes: usize,
     initialized: bool,
 }
@@ -70,6 +72,7 @@ impl StreamTask {
             wall_clock,
             lock_wait,
             deserialization_policy,
+            processing_policy,
             max_write_set_bytes,
             cache_max_bytes,
         } = cfg;
@@ -159,6 +162,7 @@ impl StreamTask {
             consumed: BTreeMap::new(),
             committed: BTreeMap::new(),
             deserialization_policy,
+            processing_policy,
             max_write_set_bytes,
             initialized: false,
         })
@@ -210,18 +214,55 @@ impl StreamTask {
         if timestamp > self.shared.stream_time.get() {
             self.shared.stream_time.set(timestamp);
         }
-        let result = source.borrow_mut().process_raw(key, value, timestamp, headers);
-        match result {
-            Ok(()) => {}
-            Err(e @ StreamsError::Deserialization { .. }) => match self.deserialization_policy {
-                DeserializationErrorPolicy::LogAndContinue => {
-                    tracing::warn!(task = %self.id, error = %e, "skipping a record that cannot be deserialized (policy log_and_continue)");
-                    let m = &self.shared.metrics.skipped_deserialization;
+        let dlq_headers = match (&self.deserialization_policy, &self.processing_policy) {
+            (ErrorPolicy::DeadLetter(_), _) | (_, ErrorPolicy::DeadLetter(_)) => Some(headers.clone()),
+            _ => None,
+        };
+        // A panicking user closure must not take the thread down silently:
+        // it becomes a processing error and goes through the policy.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            source.borrow_mut().process_raw(key, value, timestamp, headers)
+        }))
+        .unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(StreamsError::processing("<panic>", format!("a processor panicked: {msg}")))
+        });
+        if let Err(e) = result {
+            let deserialization = matches!(e, StreamsError::Deserialization { .. });
+            let policy = if deserialization { &self.deserialization_policy } else { &self.processing_policy };
+            let e = if deserialization {
+                e
+            } else {
+                StreamsError::AtRecord { topic: topic.to_string(), partition, offset, source: Box::new(e) }
+            };
+            match policy.clone() {
+                ErrorPolicy::LogAndContinue => {
+                    tracing::warn!(task = %self.id, error = %e, "skipping a record that failed (policy log_and_continue)");
+                    let m = if deserialization {
+                        &self.shared.metrics.skipped_deserialization
+                    } else {
+                        &self.shared.metrics.processing_errors
+                    };
                     m.set(m.get() + 1);
                 }
-                DeserializationErrorPolicy::LogAndFail => return Err(e),
-            },
-            Err(e) => return Err(e),
+                ErrorPolicy::LogAndFail => return Err(e),
+                ErrorPolicy::DeadLetter(dlq) => {
+                    let mut h = dlq_headers.unwrap_or_default();
+                    h.add(dlq_headers::TOPIC, topic.as_bytes().to_vec());
+                    h.add(dlq_headers::PARTITION, partition.to_string().into_bytes());
+                    h.add(dlq_headers::OFFSET, offset.to_string().into_bytes());
+                    h.add(dlq_headers::EXCEPTION, e.to_string().into_bytes());
+                    h.add(dlq_headers::APPLICATION_ID, self.shared.application_id.as_bytes().to_vec());
+                    self.shared.collector.borrow_mut().send(&dlq, None, key, value, timestamp, &h)?;
+                    tracing::warn!(task = %self.id, error = %e, dlq = %dlq, "sent a failed record to the dead-letter topic");
+                    let m = &self.shared.metrics.dead_lettered;
+                    m.set(m.get() + 1);
+                }
+            }
         }
         *self.shared.metadata.borrow_mut() = None;
         let m = &self.shared.metrics.processed;
@@ -358,6 +399,14 @@ impl StreamTask {
 
     pub fn skipped_deserialization(&self) -> u64 {
         self.shared.metrics.skipped_deserialization.get()
+    }
+
+    pub fn processing_errors(&self) -> u64 {
+        self.shared.metrics.processing_errors.get()
+    }
+
+    pub fn dead_lettered(&self) -> u64 {
+        self.shared.metrics.dead_lettered.get()
     }
 
     pub fn dropped(&self) -> BTreeMap<(String, String), u64> {

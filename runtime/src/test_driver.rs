@@ -22,7 +22,7 @@ use crate::serde::{deserialize_opt, SerdeRef};
 use crate::task::{StreamTask, TaskConfig};
 use crate::task_context::RecordCollector;
 use crate::topology::Topology;
-use crate::{DeserializationErrorPolicy, TaskId, TopologyDescription};
+use crate::{ErrorPolicy, TaskId, TopologyDescription};
 
 /// A record written to a topic of the test driver.
 ///
@@ -114,7 +114,8 @@ pub struct TestDriverBuilder {
     state_dir: Option<PathBuf>,
     wall_clock: i64,
     commit_every: usize,
-    policy: DeserializationErrorPolicy,
+    policy: ErrorPolicy,
+    processing_policy: ErrorPolicy,
     cache_max_bytes: usize,
 }
 
@@ -167,10 +168,21 @@ impl TestDriverBuilder {
     /// ```
     /// # let t = kstreams_runtime::Topology::new();
     /// let _ = kstreams_runtime::TopologyTestDriver::builder(t)
-    ///     .deserialization_policy(kstreams_runtime::DeserializationErrorPolicy::LogAndFail);
+    ///     .deserialization_policy(kstreams_runtime::ErrorPolicy::LogAndFail);
     /// ```
-    pub fn deserialization_policy(mut self, policy: DeserializationErrorPolicy) -> Self {
+    pub fn deserialization_policy(mut self, policy: ErrorPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+    /// What to do when a processor fails or panics on a record (default: log and fail).
+    ///
+    /// ```
+    /// # let t = kstreams_runtime::Topology::new();
+    /// let _ = kstreams_runtime::TopologyTestDriver::builder(t)
+    ///     .processing_policy(kstreams_runtime::ErrorPolicy::DeadLetter("dlq".into()));
+    /// ```
+    pub fn processing_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.processing_policy = policy;
         self
     }
 
@@ -219,7 +231,8 @@ impl TestDriverBuilder {
                 collector: Box::new(DriverCollector { topics: topics.clone() }),
                 wall_clock: self.wall_clock,
                 lock_wait: Duration::from_secs(5),
-                deserialization_policy: self.policy,
+                deserialization_policy: self.policy.clone(),
+                processing_policy: self.processing_policy.clone(),
                 max_write_set_bytes: usize::MAX,
                 cache_max_bytes: self.cache_max_bytes,
             })?;
@@ -294,7 +307,8 @@ impl TopologyTestDriver {
             state_dir: None,
             wall_clock: 0,
             commit_every: 1,
-            policy: DeserializationErrorPolicy::default(),
+            policy: ErrorPolicy::LogAndContinue,
+            processing_policy: ErrorPolicy::LogAndFail,
             cache_max_bytes: 10 << 20,
         }
     }
@@ -613,6 +627,26 @@ impl TopologyTestDriver {
     /// ```
     pub fn skipped_records(&self) -> u64 {
         self.tasks.iter().map(|t| t.skipped_deserialization()).sum()
+    }
+
+    /// Records that failed in a processor and were skipped (policy log_and_continue).
+    ///
+    /// ```
+    /// let d = kstreams_runtime::TopologyTestDriver::new(kstreams_runtime::Topology::new()).unwrap();
+    /// assert_eq!(d.processing_errors(), 0);
+    /// ```
+    pub fn processing_errors(&self) -> u64 {
+        self.tasks.iter().map(|t| t.processing_errors()).sum()
+    }
+
+    /// Records sent to a dead-letter topic.
+    ///
+    /// ```
+    /// let d = kstreams_runtime::TopologyTestDriver::new(kstreams_runtime::Topology::new()).unwrap();
+    /// assert_eq!(d.dead_lettered_records(), 0);
+    /// ```
+    pub fn dead_lettered_records(&self) -> u64 {
+        self.tasks.iter().map(|t| t.dead_lettered()).sum()
     }
 
     /// Input records processed by all tasks (including repartition topics).

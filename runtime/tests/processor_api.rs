@@ -153,3 +153,76 @@ fn topology_errors_are_clear() {
     let e = TopologyTestDriver::new(t).err().unwrap();
     assert!(e.to_string().contains("state store 'other' is not connected to this processor"), "{e}");
 }
+
+struct Picky;
+impl Processor<String, String, String, String> for Picky {
+    fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<String, String>) -> Result<()> {
+        match r.value.as_str() {
+            "panic" => panic!("user closure exploded"),
+            "error" => Err(StreamsError::processing("picky", "value 'error' is not allowed")),
+            _ => ctx.forward(r),
+        }
+    }
+}
+
+fn picky_topology() -> Topology {
+    let mut t = Topology::new();
+    t.add_source("src", &["in"], Serdes::string(), Serdes::string()).unwrap();
+    t.add_processor::<String, String, String, String, _, _>("picky", || Picky, &["src"]).unwrap();
+    t.add_sink("out", "out", Serdes::string(), Serdes::string(), &["picky"]).unwrap();
+    t
+}
+
+#[test]
+fn processing_errors_and_panics_fail_by_default_naming_the_record() {
+    let mut d = TopologyTestDriver::new(picky_topology()).unwrap();
+    d.pipe_str("in", Some("k"), "ok", 0).unwrap();
+    let err = d.pipe_str("in", Some("k"), "panic", 0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "processing the record at in-0 offset 1 failed: processing failed in node '<panic>': a processor panicked: user closure exploded"
+    );
+    let err = d.pipe_str("in", Some("k"), "error", 0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "processing the record at in-0 offset 2 failed: processing failed in node 'picky': value 'error' is not allowed"
+    );
+}
+
+#[test]
+fn processing_errors_can_be_skipped_or_dead_lettered_with_headers() {
+    let mut d = TopologyTestDriver::builder(picky_topology()).processing_policy(ErrorPolicy::LogAndContinue).build().unwrap();
+    for v in ["a", "panic", "b", "error", "c"] {
+        d.pipe_str("in", Some("k"), v, 0).unwrap();
+    }
+    assert_eq!(d.processing_errors(), 2);
+    let values: Vec<String> = d.read_output("out").iter().map(|r| r.value_str().unwrap().to_string()).collect();
+    assert_eq!(values, ["a", "b", "c"]);
+
+    let mut d = TopologyTestDriver::builder(picky_topology())
+        .application_id("app")
+        .processing_policy(ErrorPolicy::DeadLetter("in-dlq".into()))
+        .deserialization_policy(ErrorPolicy::DeadLetter("in-dlq".into()))
+        .build()
+        .unwrap();
+    d.pipe_str("in", Some("k1"), "a", 0).unwrap();
+    d.pipe_str("in", Some("k2"), "error", 7).unwrap();
+    d.pipe_input("in", Some(b"k3"), Some(&[0xc3, 0x28]), 8).unwrap();
+    d.pipe_str("in", Some("k4"), "b", 9).unwrap();
+    assert_eq!(d.dead_lettered_records(), 2);
+    let dlq = d.read_output("in-dlq");
+    assert_eq!(dlq.len(), 2);
+    assert_eq!((dlq[0].key_str(), dlq[0].value_str(), dlq[0].timestamp), (Some("k2"), Some("error"), 7));
+    let h = &dlq[0].headers;
+    assert_eq!(h.get(dlq_headers::TOPIC), Some(&b"in"[..]));
+    assert_eq!(h.get(dlq_headers::PARTITION), Some(&b"0"[..]));
+    assert_eq!(h.get(dlq_headers::OFFSET), Some(&b"1"[..]));
+    assert_eq!(h.get(dlq_headers::APPLICATION_ID), Some(&b"app"[..]));
+    assert!(String::from_utf8_lossy(h.get(dlq_headers::EXCEPTION).unwrap()).contains("value 'error' is not allowed"));
+    // The undeserializable record keeps its exact original bytes.
+    assert_eq!(dlq[1].value.as_deref(), Some(&[0xc3, 0x28][..]));
+    assert_eq!(dlq[1].headers.get(dlq_headers::OFFSET), Some(&b"2"[..]));
+    assert!(String::from_utf8_lossy(dlq[1].headers.get(dlq_headers::EXCEPTION).unwrap()).contains("invalid UTF-8"));
+    let values: Vec<String> = d.read_output("out").iter().map(|r| r.value_str().unwrap().to_string()).collect();
+    assert_eq!(values, ["a", "b"]);
+}

@@ -658,6 +658,11 @@ fn random_cluster_id() -> String {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
     }
+    // An id starting with '-' is parsed as an option by kafka-storage's
+    // argument parser ("expected one argument"): start with a letter.
+    if out.starts_with(['-', '_']) {
+        out.replace_range(0..1, "A");
+    }
     out
 }
 
@@ -747,8 +752,12 @@ extern "C" fn cleanup_shared_broker() {
 mod tests {
     #[test]
     fn cluster_id_is_22_base64url_chars() {
+        for _ in 0..2000 {
+            let id = super::random_cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(id.as_bytes()[0].is_ascii_alphabetic(), "{id} would be parsed as an option");
+        }
         let id = super::random_cluster_id();
-        assert_eq!(id.len(), 22, "{id}");
         assert!(id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));

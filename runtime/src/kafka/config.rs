@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Result, StreamsError};
-use crate::DeserializationErrorPolicy;
+use crate::ErrorPolicy;
 
 /// `processing.guarantee`.
 ///
@@ -64,7 +64,8 @@ pub struct StreamsConfig {
     pub(crate) num_threads: usize,
     pub(crate) state_dir: PathBuf,
     pub(crate) cache_max_bytes: usize,
-    pub(crate) deserialization_policy: DeserializationErrorPolicy,
+    pub(crate) deserialization_policy: ErrorPolicy,
+    pub(crate) processing_policy: ErrorPolicy,
     pub(crate) startup_timeout: Duration,
     pub(crate) passthrough: BTreeMap<String, String>,
 }
@@ -150,6 +151,25 @@ impl StreamsConfig {
     pub fn state_dir(&self) -> &std::path::Path {
         &self.state_dir
     }
+    /// Dead-letter topics named by the error policies; they must exist.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1")
+    /// #     .set("default.deserialization.exception.handler", "dead_letter:bad").build().unwrap();
+    /// assert_eq!(cfg.dead_letter_topics(), vec!["bad".to_string()]);
+    /// ```
+    pub fn dead_letter_topics(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for p in [&self.deserialization_policy, &self.processing_policy] {
+            if let ErrorPolicy::DeadLetter(t) = p {
+                if !v.contains(t) {
+                    v.push(t.clone());
+                }
+            }
+        }
+        v
+    }
+
     /// Settings passed to librdkafka as they are.
     ///
     /// ```
@@ -221,7 +241,11 @@ impl StreamsConfigBuilder {
         };
         let deserialization_policy = match s.remove("default.deserialization.exception.handler") {
             Some(v) => v.parse()?,
-            None => DeserializationErrorPolicy::default(),
+            None => ErrorPolicy::LogAndContinue,
+        };
+        let processing_policy = match s.remove("processing.exception.handler") {
+            Some(v) => v.parse()?,
+            None => ErrorPolicy::LogAndFail,
         };
         let startup_timeout = match s.remove("startup.timeout.ms") {
             Some(v) => Duration::from_millis(parse_num("startup.timeout.ms", &v, "a number of milliseconds")?),
@@ -243,6 +267,7 @@ impl StreamsConfigBuilder {
             state_dir,
             cache_max_bytes,
             deserialization_policy,
+            processing_policy,
             startup_timeout,
             passthrough: s,
         })

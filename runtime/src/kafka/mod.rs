@@ -223,6 +223,13 @@ impl KafkaStreams {
         let base = self.base_client();
         let existing = assignment::fetch_partition_counts(&base, self.config.startup_timeout)?;
         let plan = assignment::plan(&topology, &self.config.application_id, &existing)?;
+        let missing_dlq: Vec<String> =
+            self.config.dead_letter_topics().into_iter().filter(|t| !existing.contains_key(t)).collect();
+        if !missing_dlq.is_empty() {
+            return Err(StreamsError::Config(format!(
+                "dead-letter topic(s) {missing_dlq:?} do not exist; create them before starting the application"
+            )));
+        }
         let rf: i32 = self.config.passthrough.get("replication.factor").and_then(|v| v.parse().ok()).unwrap_or(-1);
         assignment::create_internal_topics(&base, &plan, &existing, rf, Duration::from_secs(30))?;
         self.plan = Some(plan.clone());

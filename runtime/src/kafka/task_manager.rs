@@ -142,7 +142,8 @@ impl TaskManager {
             collector: Box::new(KafkaRecordCollector { producer: producer.clone(), tracker }),
             wall_clock: now_ms(),
             lock_wait: Duration::from_secs(60),
-            deserialization_policy: cfg.deserialization_policy,
+            deserialization_policy: cfg.deserialization_policy.clone(),
+            processing_policy: cfg.processing_policy.clone(),
             max_write_set_bytes: 64 << 20,
             cache_max_bytes: cfg.cache_max_bytes,
         })?;
