@@ -36,12 +36,28 @@ use kstreams_runtime::{Processor, ProcessorContext, Record, Result, Serdes, Topo
 use serde::{Deserialize, Serialize};
 
 /// How long an order id is remembered by default: 1 hour of stream time.
+///
+/// ```
+/// assert_eq!(kstreams::apps::order_aggregation::DEFAULT_DEDUPE_TTL, std::time::Duration::from_secs(3600));
+/// ```
 pub const DEFAULT_DEDUPE_TTL: Duration = Duration::from_secs(3600);
 /// The store of seen order ids.
+///
+/// ```
+/// assert_eq!(kstreams::apps::order_aggregation::SEEN_ORDERS_STORE, "seen-orders");
+/// ```
 pub const SEEN_ORDERS_STORE: &str = "seen-orders";
 /// The store of totals per customer.
+///
+/// ```
+/// assert_eq!(kstreams::apps::order_aggregation::CUSTOMER_TOTALS_STORE, "customer-totals");
+/// ```
 pub const CUSTOMER_TOTALS_STORE: &str = "customer-totals";
 /// The grouping name: the repartition topic is `<app>-orders-by-customer-repartition`.
+///
+/// ```
+/// assert_eq!(kstreams::apps::order_aggregation::BY_CUSTOMER, "orders-by-customer");
+/// ```
 pub const BY_CUSTOMER: &str = "orders-by-customer";
 
 /// One order, as found on the input topic.
@@ -100,8 +116,17 @@ pub fn parse_order(bytes: &[u8]) -> std::result::Result<Order, String> {
 /// Forwards each order keyed by its `order_id`.
 ///
 /// ```
-/// use kstreams::apps::order_aggregation::ParseOrders;
-/// let _p = ParseOrders; // used with KStream::process_named
+/// use kstreams::apps::order_aggregation::{Order, ParseOrders};
+/// use kstreams::prelude::*;
+/// let b = StreamsBuilder::new();
+/// b.stream("orders", Consumed::with(Serdes::unit(), Serdes::bytes()))
+///     .process(|| ParseOrders, &[])
+///     .to("parsed", Produced::with(Serdes::string(), Serdes::json::<Order>()));
+/// let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+/// d.pipe_str("orders", None, "not json", 0).unwrap();
+/// d.pipe_str("orders", None, r#"{"order_id":"o1","customer_id":"c","amount_cents":5,"ts":0}"#, 0).unwrap();
+/// assert_eq!(d.read_output("parsed")[0].key_str(), Some("o1"));
+/// assert_eq!(d.dropped_records().values().sum::<u64>(), 1);
 /// ```
 pub struct ParseOrders;
 

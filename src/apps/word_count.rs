@@ -22,6 +22,10 @@ use kstreams_runtime::{Result, Serdes, Topology};
 
 /// The name of the count store (and so of its changelog and of the
 /// repartition topic, `<application.id>-counts-repartition`).
+///
+/// ```
+/// assert_eq!(kstreams::apps::word_count::COUNTS_STORE, "counts");
+/// ```
 pub const COUNTS_STORE: &str = "counts";
 
 /// The words of `line`: lowercased, split on every character that is not

@@ -69,6 +69,8 @@ pub(crate) struct TaskManager {
     restore: ChangelogReader,
     alos_producer: Option<(Arc<TaskProducer>, Arc<DeliveryTracker>)>,
     pub metrics: Arc<ThreadMetrics>,
+    /// Set when a task was fenced or could not abort: the thread rejoins the group.
+    pub rejoin_requested: bool,
 }
 
 impl TaskManager {
@@ -94,6 +96,7 @@ impl TaskManager {
             restore,
             alos_producer,
             metrics,
+            rejoin_requested: false,
         })
     }
 
@@ -267,6 +270,10 @@ impl TaskManager {
         Ok(())
     }
 
+    pub fn has_tasks(&self) -> bool {
+        !self.active.is_empty()
+    }
+
     pub fn commit_requested(&self) -> bool {
         self.active.values().any(|t| t.task.commit_requested())
     }
@@ -345,7 +352,16 @@ impl TaskManager {
                 Err(CommitFailure::Abortable(msg)) => {
                     tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
                     self.metrics.add_abort();
-                    let _ = t.producer.abort_transaction(TXN_TIMEOUT);
+                    if let Err(e) = retry_retriable("abort_transaction", id, || t.producer.abort_transaction(TXN_TIMEOUT)) {
+                        tracing::warn!(task = %id, error = %e, "abort failed; closing the task and rejoining the group");
+                        let mut t = self.active.remove(&id).unwrap();
+                        t.task.close();
+                        for p in &t.partitions {
+                            self.by_partition.remove(p);
+                        }
+                        self.rejoin_requested = true;
+                        continue;
+                    }
                     t.in_txn = false;
                     for (topic, p, o) in t.task.abort() {
                         let offset = if o >= 0 { Offset::Offset(o) } else { Offset::Beginning };
@@ -362,6 +378,9 @@ impl TaskManager {
                     for p in &t.partitions {
                         self.by_partition.remove(p);
                     }
+                    // Our partitions may still be assigned to us; a rejoin
+                    // lets the group decide who owns the task now.
+                    self.rejoin_requested = true;
                 }
                 Err(CommitFailure::Fatal(e)) => return Err(e),
             }
@@ -414,15 +433,39 @@ fn commit_task_eos<C: ConsumerContext>(t: &mut ActiveTask, consumer: &BaseConsum
         let gm = consumer
             .group_metadata()
             .ok_or_else(|| CommitFailure::Abortable("no consumer group metadata (not in the group)".into()))?;
-        t.producer.send_offsets_to_transaction(&tpl, &gm, TXN_TIMEOUT).map_err(|e| kafka_failure("send_offsets_to_transaction", e))?;
+        retry_retriable("send_offsets_to_transaction", id, || t.producer.send_offsets_to_transaction(&tpl, &gm, TXN_TIMEOUT))
+            .map_err(|e| kafka_failure("send_offsets_to_transaction", e))?;
     }
-    t.producer.commit_transaction(TXN_TIMEOUT).map_err(|e| kafka_failure("commit_transaction", e))?;
+    retry_retriable("commit_transaction", id, || t.producer.commit_transaction(TXN_TIMEOUT))
+        .map_err(|e| kafka_failure("commit_transaction", e))?;
     t.in_txn = false;
     t.producer.poll(Duration::ZERO);
     t.task.post_commit().map_err(CommitFailure::Fatal)?;
     t.producer.begin_transaction().map_err(|e| kafka_failure("begin_transaction", e))?;
     t.in_txn = true;
     Ok(())
+}
+
+/// How long a transactional call is retried while it keeps failing with a
+/// retriable error (e.g. the broker is down). librdkafka allows retrying the
+/// same call; past this, the transaction is aborted.
+const RETRY_FOR: Duration = Duration::from_secs(300);
+
+fn retry_retriable(
+    what: &str,
+    task: TaskId,
+    f: impl Fn() -> rdkafka::error::KafkaResult<()>,
+) -> rdkafka::error::KafkaResult<()> {
+    let started = Instant::now();
+    loop {
+        match f() {
+            Err(rdkafka::error::KafkaError::Transaction(e)) if e.is_retriable() && started.elapsed() < RETRY_FOR => {
+                tracing::warn!(task = %task, error = %e, "{what} failed with a retriable error; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

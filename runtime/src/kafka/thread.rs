@@ -119,6 +119,27 @@ impl StreamThread {
         Ok(had)
     }
 
+    /// Leaves and re-joins the group (after a task was fenced), so the
+    /// group decides again who owns which task.
+    fn rejoin(&mut self) -> Result<()> {
+        tracing::warn!(thread = %self.name, "rejoining the consumer group");
+        self.tasks.rejoin_requested = false;
+        self.consumer.unsubscribe();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(50)) {
+                self.tasks.process(&m)?;
+            }
+            self.handle_events()?;
+            if !self.tasks.has_tasks() && self.consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+                break;
+            }
+        }
+        let topics: Vec<String> = self.shared.plan.source_topics.keys().cloned().collect();
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topic_refs).map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))
+    }
+
     /// Runs until shutdown is requested or a fatal error happens.
     pub fn run(mut self) -> Result<()> {
         let topics: Vec<String> = self.shared.plan.source_topics.keys().cloned().collect();
@@ -149,6 +170,7 @@ impl StreamThread {
         let commit_interval = self.shared.config.commit_interval;
         let mut last_commit = Instant::now();
         let mut last_punctuate = Instant::now();
+        let mut last_error_log = Instant::now() - Duration::from_secs(60);
         while !self.shutdown.load(Ordering::SeqCst) {
             let mut polled = 0usize;
             let mut timeout = Duration::from_millis(50);
@@ -161,7 +183,12 @@ impl StreamThread {
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(thread = %self.name, error = %e, "consumer error");
+                        // During a broker outage librdkafka reports the same
+                        // error many times a second; log it every 5 s.
+                        if last_error_log.elapsed() >= Duration::from_secs(5) {
+                            tracing::warn!(thread = %self.name, error = %e, "consumer error (librdkafka keeps retrying)");
+                            last_error_log = Instant::now();
+                        }
                         break;
                     }
                 }
@@ -171,6 +198,10 @@ impl StreamThread {
                 }
             }
             if self.handle_events()? {
+                last_commit = Instant::now();
+            }
+            if self.tasks.rejoin_requested {
+                self.rejoin()?;
                 last_commit = Instant::now();
             }
             if last_punctuate.elapsed() >= Duration::from_millis(100) {
