@@ -41,7 +41,12 @@ fn topology(input: &str, output: &str) -> Topology {
 }
 
 fn config(app: &str, bootstrap: &str, state: &std::path::Path, guarantee: &str) -> StreamsConfig {
+    config_threads(app, bootstrap, state, guarantee, 1)
+}
+
+fn config_threads(app: &str, bootstrap: &str, state: &std::path::Path, guarantee: &str, threads: usize) -> StreamsConfig {
     StreamsConfig::builder(app, bootstrap)
+        .set("num.stream.threads", &threads.to_string())
         .set("processing.guarantee", guarantee)
         .set("state.dir", &state.display().to_string())
         .set("session.timeout.ms", "6000")
@@ -71,7 +76,7 @@ fn latest(bootstrap: &str, topic: &str) -> HashMap<String, Vec<u64>> {
     m
 }
 
-fn run_case(guarantee: &str) {
+fn run_case(guarantee: &str, threads: usize) {
     let broker = shared_broker();
     let bs = broker.bootstrap_servers();
     let input = unique_name("in");
@@ -84,7 +89,8 @@ fn run_case(guarantee: &str) {
     let records: Vec<TestRecord> = (0..300).map(|i| TestRecord::kv(format!("k{i}"), colors[i % 5])).collect();
     produce(&bs, &input, &records).unwrap();
 
-    let mut streams = KafkaStreams::new(topology(&input, &output), config(&app, &bs, state.path(), guarantee)).unwrap();
+    let mut streams =
+        KafkaStreams::new(topology(&input, &output), config_threads(&app, &bs, state.path(), guarantee, threads)).unwrap();
     streams.start().unwrap();
     let plan = streams.topic_plan().unwrap().clone();
     assert_eq!(plan.tasks_per_subtopology.values().copied().collect::<Vec<_>>(), vec![3, 3]);
@@ -140,12 +146,17 @@ fn run_case(guarantee: &str) {
 
 #[test]
 fn exactly_once_counts_through_a_repartition_topic_and_restores_lost_state() {
-    run_case("exactly_once");
+    run_case("exactly_once", 1);
+}
+
+#[test]
+fn exactly_once_with_two_stream_threads_in_one_process() {
+    run_case("exactly_once", 2);
 }
 
 #[test]
 fn at_least_once_counts_through_a_repartition_topic() {
-    run_case("at_least_once");
+    run_case("at_least_once", 1);
 }
 
 #[test]

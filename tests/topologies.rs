@@ -14,7 +14,12 @@ use kstreams::TestRecord;
 fn kv(records: &[TestRecord]) -> Vec<(String, String)> {
     records
         .iter()
-        .map(|r| (r.key_str().unwrap_or("<null>").to_string(), r.value_str().unwrap_or("<null>").to_string()))
+        .map(|r| {
+            (
+                r.key_str().unwrap_or("<null>").to_string(),
+                r.value_str().unwrap_or("<null>").to_string(),
+            )
+        })
         .collect()
 }
 
@@ -28,29 +33,26 @@ const WORD_COUNT_DESCRIBE: &str = "\
 Topologies:
    Sub-topology: 0
     Source: KSTREAM-SOURCE-0000000000 (topics: [lines])
-      --> KSTREAM-FLATMAPVALUES-0000000001
+      --> KSTREAM-FLATMAP-0000000001
       <-- none
-    Processor: KSTREAM-FLATMAPVALUES-0000000001 (stores: [])
-      --> KSTREAM-KEY-SELECT-0000000002
-      <-- KSTREAM-SOURCE-0000000000
-    Processor: KSTREAM-KEY-SELECT-0000000002 (stores: [])
+    Processor: KSTREAM-FLATMAP-0000000001 (stores: [])
       --> counts-repartition-sink
-      <-- KSTREAM-FLATMAPVALUES-0000000001
+      <-- KSTREAM-SOURCE-0000000000
     Sink: counts-repartition-sink (topic: counts-repartition)
-      <-- KSTREAM-KEY-SELECT-0000000002
+      <-- KSTREAM-FLATMAP-0000000001
 
    Sub-topology: 1
     Source: counts-repartition-source (topics: [counts-repartition])
-      --> KSTREAM-AGGREGATE-0000000003
+      --> KSTREAM-AGGREGATE-0000000002
       <-- none
-    Processor: KSTREAM-AGGREGATE-0000000003 (stores: [counts])
-      --> KTABLE-TOSTREAM-0000000004
+    Processor: KSTREAM-AGGREGATE-0000000002 (stores: [counts])
+      --> KTABLE-TOSTREAM-0000000003
       <-- counts-repartition-source
-    Processor: KTABLE-TOSTREAM-0000000004 (stores: [])
-      --> KSTREAM-SINK-0000000005
-      <-- KSTREAM-AGGREGATE-0000000003
-    Sink: KSTREAM-SINK-0000000005 (topic: word-counts)
-      <-- KTABLE-TOSTREAM-0000000004
+    Processor: KTABLE-TOSTREAM-0000000003 (stores: [])
+      --> KSTREAM-SINK-0000000004
+      <-- KSTREAM-AGGREGATE-0000000002
+    Sink: KSTREAM-SINK-0000000004 (topic: word-counts)
+      <-- KTABLE-TOSTREAM-0000000003
 
 ";
 
@@ -64,12 +66,16 @@ fn word_count_driver(commit_every: usize, cache_max_bytes: usize) -> TopologyTes
 }
 
 fn word_counts_out(d: &mut TopologyTestDriver) -> Vec<(String, u64)> {
-    d.read_output_as("word-counts", &Serdes::string(), &Serdes::u64_text()).unwrap()
+    d.read_output_as("word-counts", &Serdes::string(), &Serdes::u64_text())
+        .unwrap()
 }
 
 #[test]
 fn word_count_describe_is_exact() {
-    let text = word_count::topology("lines", "word-counts").unwrap().describe().to_string();
+    let text = word_count::topology("lines", "word-counts")
+        .unwrap()
+        .describe()
+        .to_string();
     println!("{text}");
     assert_eq!(text, WORD_COUNT_DESCRIBE);
 }
@@ -85,7 +91,8 @@ fn word_count_counts_unicode_words_exactly_with_a_commit_per_line() {
         "WORLD world",
     ];
     for (i, line) in lines.iter().enumerate() {
-        d.pipe_str("lines", Some("ignored-key"), line, i as i64 * 10).unwrap();
+        d.pipe_str("lines", Some("ignored-key"), line, i as i64 * 10)
+            .unwrap();
     }
     // One commit per line: the cache forwards each word's latest count once
     // per line, in the order of first appearance.
@@ -105,7 +112,8 @@ fn word_count_counts_unicode_words_exactly_with_a_commit_per_line() {
     );
     // The store, in key byte order.
     assert_eq!(
-        d.key_value_store_all::<String, u64>(word_count::COUNTS_STORE).unwrap(),
+        d.key_value_store_all::<String, u64>(word_count::COUNTS_STORE)
+            .unwrap(),
         counts(&[
             ("42", 1),
             ("hello", 2),
@@ -117,12 +125,31 @@ fn word_count_counts_unicode_words_exactly_with_a_commit_per_line() {
             ("ünïcödé", 1),
         ])
     );
-    // The repartition topic carries every word, keyed by itself.
-    let rep: Vec<String> = kv(&d.all_records("test-app-counts-repartition")).into_iter().map(|(k, v)| {
-        assert_eq!(k, v);
-        k
-    }).collect();
-    assert_eq!(rep, ["hello", "world", "hello", "ünïcödé", "straße", "été", "42", "x", "y", "world", "world"]);
+    // The repartition topic carries every word as its key, with a null value.
+    let rep: Vec<String> = d
+        .all_records("test-app-counts-repartition")
+        .iter()
+        .map(|r| {
+            assert_eq!(r.value, None);
+            r.key_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        rep,
+        [
+            "hello",
+            "world",
+            "hello",
+            "ünïcödé",
+            "straße",
+            "été",
+            "42",
+            "x",
+            "y",
+            "world",
+            "world"
+        ]
+    );
     // The changelog: one record per word per commit (order within a commit
     // is not specified), counts as 8-byte big-endian.
     let mut changelog: Vec<(String, u64)> = d
@@ -151,17 +178,45 @@ fn word_count_counts_unicode_words_exactly_with_a_commit_per_line() {
     // Output records: key = UTF-8 word, value = decimal text.
     d.pipe_str("lines", None, "Zebra", 100).unwrap();
     let raw = d.read_output("word-counts");
-    assert_eq!((raw[0].key.as_deref(), raw[0].value.as_deref()), (Some(&b"zebra"[..]), Some(&b"1"[..])));
+    assert_eq!(
+        (raw[0].key.as_deref(), raw[0].value.as_deref()),
+        (Some(&b"zebra"[..]), Some(&b"1"[..]))
+    );
     assert_eq!(raw[0].timestamp, 100);
+}
+
+#[test]
+fn words_ascii_fast_path_matches_lowercase_then_split() {
+    let reference = |line: &str| -> Vec<String> {
+        line.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    for line in [
+        "Hello, World!  hello_again x-1 ÀB",
+        "ASCII only: MiXeD 123 a.b,c;d\te\nf",
+        "",
+        "...",
+        "İstanbul ΑΣ.Β ΟΔΟΣ",
+        "\u{0}nul\u{7f}del",
+    ] {
+        assert_eq!(words(line), reference(line), "{line:?}");
+    }
 }
 
 #[test]
 fn word_count_skips_a_non_utf8_line_and_goes_on() {
     let mut d = word_count_driver(1, 10 << 20);
     d.pipe_str("lines", None, "ok line", 0).unwrap();
-    d.pipe_input("lines", None, Some(&[0xff, 0xfe, b'a']), 1).unwrap();
+    d.pipe_input("lines", None, Some(&[0xff, 0xfe, b'a']), 1)
+        .unwrap();
     d.pipe_str("lines", None, "line ok", 2).unwrap();
-    assert_eq!(word_counts_out(&mut d), counts(&[("ok", 1), ("line", 1), ("line", 2), ("ok", 2)]));
+    assert_eq!(
+        word_counts_out(&mut d),
+        counts(&[("ok", 1), ("line", 1), ("line", 2), ("ok", 2)])
+    );
     assert_eq!(d.skipped_records(), 1);
     assert!(d.dropped_records().is_empty());
 }
@@ -175,7 +230,10 @@ fn word_count_cache_on_coalesces_per_commit_and_cache_off_shows_every_update() {
         on.pipe_str("lines", None, line, i as i64).unwrap();
         off.pipe_str("lines", None, line, i as i64).unwrap();
     }
-    assert_eq!(word_counts_out(&mut on), counts(&[("a", 2), ("b", 2), ("c", 1)]));
+    assert_eq!(
+        word_counts_out(&mut on),
+        counts(&[("a", 2), ("b", 2), ("c", 1)])
+    );
     assert_eq!(
         word_counts_out(&mut off),
         counts(&[("a", 1), ("b", 1), ("b", 2), ("c", 1), ("a", 2)])
@@ -189,7 +247,9 @@ fn word_count_cache_on_coalesces_per_commit_and_cache_off_shows_every_update() {
 /// computed here with the same `words` function.
 #[test]
 fn word_count_matches_a_reference_count_on_generated_text() {
-    const VOCAB: &[&str] = &["Kafka", "streams", "état", "RUST", "the", "a", "naïve", "x1", "ok", "Ωmega"];
+    const VOCAB: &[&str] = &[
+        "Kafka", "streams", "état", "RUST", "the", "a", "naïve", "x1", "ok", "Ωmega",
+    ];
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -215,14 +275,21 @@ fn word_count_matches_a_reference_count_on_generated_text() {
         d.pipe_str("lines", None, &line, i).unwrap();
     }
     d.commit().unwrap();
-    let store: BTreeMap<String, u64> =
-        d.key_value_store_all::<String, u64>("counts").unwrap().into_iter().collect();
+    let store: BTreeMap<String, u64> = d
+        .key_value_store_all::<String, u64>("counts")
+        .unwrap()
+        .into_iter()
+        .collect();
     assert_eq!(store, expected);
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
     let mut previous: BTreeMap<String, u64> = BTreeMap::new();
     for (w, n) in word_counts_out(&mut d) {
         // A word's forwarded counts only move forward.
-        assert!(previous.get(&w).is_none_or(|p| *p < n), "{w}: {n} after {:?}", previous.get(&w));
+        assert!(
+            previous.get(&w).is_none_or(|p| *p < n),
+            "{w}: {n} after {:?}",
+            previous.get(&w)
+        );
         previous.insert(w.clone(), n);
         last.insert(w, n);
     }
@@ -270,24 +337,48 @@ fn order_json(id: &str, customer: &str, amount: i64, ts: i64) -> String {
 
 fn order_driver(ttl: Duration, commit_every: usize) -> TopologyTestDriver {
     let t = order_aggregation::topology("orders", "totals", ttl).unwrap();
-    TopologyTestDriver::builder(t).commit_every(commit_every).build().unwrap()
+    TopologyTestDriver::builder(t)
+        .commit_every(commit_every)
+        .build()
+        .unwrap()
 }
 
 /// Pipes an order keyed by its id, with Kafka timestamp `at`.
 fn pipe_order(d: &mut TopologyTestDriver, id: &str, customer: &str, amount: i64, at: i64) {
-    d.pipe_str("orders", Some(id), &order_json(id, customer, amount, at), at).unwrap();
+    d.pipe_str(
+        "orders",
+        Some(id),
+        &order_json(id, customer, amount, at),
+        at,
+    )
+    .unwrap();
 }
 
 fn totals_out(d: &mut TopologyTestDriver) -> Vec<(String, CustomerTotal)> {
-    d.read_output_as("totals", &Serdes::string(), &Serdes::json::<CustomerTotal>()).unwrap()
+    d.read_output_as(
+        "totals",
+        &Serdes::string(),
+        &Serdes::json::<CustomerTotal>(),
+    )
+    .unwrap()
 }
 
 fn total(customer: &str, orders: u64, total_cents: i64) -> (String, CustomerTotal) {
-    (customer.to_string(), CustomerTotal { customer_id: customer.to_string(), orders, total_cents })
+    (
+        customer.to_string(),
+        CustomerTotal {
+            customer_id: customer.to_string(),
+            orders,
+            total_cents,
+        },
+    )
 }
 
 fn dropped(d: &TopologyTestDriver, node: &str, reason: &str) -> u64 {
-    d.dropped_records().get(&(node.to_string(), reason.to_string())).copied().unwrap_or(0)
+    d.dropped_records()
+        .get(&(node.to_string(), reason.to_string()))
+        .copied()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -304,9 +395,17 @@ fn orders_are_totalled_per_customer() {
     pipe_order(&mut d, "o1", "c1", 500, 1_000);
     pipe_order(&mut d, "o2", "c2", 250, 2_000);
     pipe_order(&mut d, "o3", "c1", -100, 3_000); // a refund
-    assert_eq!(totals_out(&mut d), vec![total("c1", 1, 500), total("c2", 1, 250), total("c1", 2, 400)]);
     assert_eq!(
-        d.key_value_store_all::<String, CustomerTotal>("customer-totals").unwrap(),
+        totals_out(&mut d),
+        vec![
+            total("c1", 1, 500),
+            total("c2", 1, 250),
+            total("c1", 2, 400)
+        ]
+    );
+    assert_eq!(
+        d.key_value_store_all::<String, CustomerTotal>("customer-totals")
+            .unwrap(),
         vec![total("c1", 2, 400), total("c2", 1, 250)]
     );
     // The repartition topic holds each order keyed by customer.
@@ -322,15 +421,30 @@ fn orders_are_totalled_per_customer() {
     assert_eq!(
         kv(&d.all_records("test-app-customer-totals-changelog")),
         vec![
-            ("c1".to_string(), r#"{"customer_id":"c1","orders":1,"total_cents":500}"#.to_string()),
-            ("c2".to_string(), r#"{"customer_id":"c2","orders":1,"total_cents":250}"#.to_string()),
-            ("c1".to_string(), r#"{"customer_id":"c1","orders":2,"total_cents":400}"#.to_string()),
+            (
+                "c1".to_string(),
+                r#"{"customer_id":"c1","orders":1,"total_cents":500}"#.to_string()
+            ),
+            (
+                "c2".to_string(),
+                r#"{"customer_id":"c2","orders":1,"total_cents":250}"#.to_string()
+            ),
+            (
+                "c1".to_string(),
+                r#"{"customer_id":"c1","orders":2,"total_cents":400}"#.to_string()
+            ),
         ]
     );
     // Output values are exactly the documented JSON, with timestamps kept.
     let raw = d.all_records("totals");
-    assert_eq!(raw[2].value_str(), Some(r#"{"customer_id":"c1","orders":2,"total_cents":400}"#));
-    assert_eq!(raw.iter().map(|r| r.timestamp).collect::<Vec<_>>(), [1_000, 2_000, 3_000]);
+    assert_eq!(
+        raw[2].value_str(),
+        Some(r#"{"customer_id":"c1","orders":2,"total_cents":400}"#)
+    );
+    assert_eq!(
+        raw.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+        [1_000, 2_000, 3_000]
+    );
     // The seen-orders store is changelogged: two entries per id (value and
     // expiry index).
     assert_eq!(d.all_records("test-app-seen-orders-changelog").len(), 6);
@@ -347,14 +461,26 @@ fn resent_orders_are_dropped_within_the_ttl_and_counted_again_after_it() {
     pipe_order(&mut d, "o2", "c1", 50, 9_999); // re-sent: dropped
     pipe_order(&mut d, "o1", "c1", 100, 10_000); // 10 s after o1 was accepted: counted again
     pipe_order(&mut d, "o1", "c1", 100, 12_000); // within the new window: dropped
-    assert_eq!(totals_out(&mut d), vec![total("c1", 1, 100), total("c1", 2, 150), total("c1", 3, 250)]);
+    assert_eq!(
+        totals_out(&mut d),
+        vec![
+            total("c1", 1, 100),
+            total("c1", 2, 150),
+            total("c1", 3, 250)
+        ]
+    );
     assert_eq!(dropped(&d, "dedupe-orders", "duplicate"), 3);
     assert_eq!(
-        d.key_value_store_get::<String, CustomerTotal>("customer-totals", &"c1".into()).unwrap(),
+        d.key_value_store_get::<String, CustomerTotal>("customer-totals", &"c1".into())
+            .unwrap(),
         Some(total("c1", 3, 250).1)
     );
     // Dropped duplicates never reach the repartition topic.
-    assert_eq!(d.all_records("test-app-orders-by-customer-repartition").len(), 3);
+    assert_eq!(
+        d.all_records("test-app-orders-by-customer-repartition")
+            .len(),
+        3
+    );
 }
 
 #[test]
@@ -364,7 +490,10 @@ fn the_default_ttl_is_one_hour_of_stream_time() {
     pipe_order(&mut d, "o1", "c1", 100, 0);
     pipe_order(&mut d, "o1", "c1", 100, hour - 1); // dropped
     pipe_order(&mut d, "o1", "c1", 100, hour); // counted again
-    assert_eq!(totals_out(&mut d), vec![total("c1", 1, 100), total("c1", 2, 200)]);
+    assert_eq!(
+        totals_out(&mut d),
+        vec![total("c1", 1, 100), total("c1", 2, 200)]
+    );
     assert_eq!(dropped(&d, "dedupe-orders", "duplicate"), 1);
 }
 
@@ -372,16 +501,17 @@ fn the_default_ttl_is_one_hour_of_stream_time() {
 fn malformed_orders_are_dropped_and_counted_without_stopping_the_job() {
     let mut d = order_driver(DEFAULT_DEDUPE_TTL, 1);
     let bad: [&[u8]; 7] = [
-        br#"{"order_id":"o1","customer_id":"c1","#,                                      // truncated JSON
-        br#"{"order_id":"o2","customer_id":"c1","amount_cents":"12","ts":0}"#,           // wrong type
-        br#"{"order_id":"o3","customer_id":"c1","amount_cents":12}"#,                    // missing ts
-        b"\xff\xfe{\"order_id\":\"o4\"}",                                                // not UTF-8
-        br#"["o5","c1",12,0]"#,                                                           // not an object
-        b"",                                                                             // empty
-        br#"{"order_id":"o6","customer_id":"c1","amount_cents":1.5,"ts":0}"#,            // not an integer
+        br#"{"order_id":"o1","customer_id":"c1","#, // truncated JSON
+        br#"{"order_id":"o2","customer_id":"c1","amount_cents":"12","ts":0}"#, // wrong type
+        br#"{"order_id":"o3","customer_id":"c1","amount_cents":12}"#, // missing ts
+        b"\xff\xfe{\"order_id\":\"o4\"}",           // not UTF-8
+        br#"["o5","c1",12,0]"#,                     // not an object
+        b"",                                        // empty
+        br#"{"order_id":"o6","customer_id":"c1","amount_cents":1.5,"ts":0}"#, // not an integer
     ];
     for (i, value) in bad.iter().enumerate() {
-        d.pipe_input("orders", Some(b"k"), Some(value), i as i64).unwrap();
+        d.pipe_input("orders", Some(b"k"), Some(value), i as i64)
+            .unwrap();
     }
     // A null value is not even deserializable by the source: skipped there.
     d.pipe_input("orders", Some(b"k"), None, 8).unwrap();
@@ -389,11 +519,15 @@ fn malformed_orders_are_dropped_and_counted_without_stopping_the_job() {
     let extra = br#"{"order_id":"o7","customer_id":"c9","amount_cents":70,"ts":9,"coupon":"X"}"#;
     d.pipe_input("orders", Some(b"o7"), Some(extra), 9).unwrap();
     pipe_order(&mut d, "o8", "c9", 30, 10);
-    assert_eq!(totals_out(&mut d), vec![total("c9", 1, 70), total("c9", 2, 100)]);
+    assert_eq!(
+        totals_out(&mut d),
+        vec![total("c9", 1, 70), total("c9", 2, 100)]
+    );
     assert_eq!(dropped(&d, "parse-orders", "malformed"), 7);
     assert_eq!(d.skipped_records(), 1);
     assert_eq!(
-        d.key_value_store_all::<String, CustomerTotal>("customer-totals").unwrap(),
+        d.key_value_store_all::<String, CustomerTotal>("customer-totals")
+            .unwrap(),
         vec![total("c9", 2, 100)]
     );
 }
@@ -405,11 +539,22 @@ fn order_totals_coalesce_per_commit_with_the_cache() {
     pipe_order(&mut d, "o2", "c2", 20, 1);
     pipe_order(&mut d, "o3", "c1", 30, 2);
     pipe_order(&mut d, "o1", "c1", 10, 3); // duplicate, within the same commit
-    assert_eq!(totals_out(&mut d), vec![total("c1", 2, 40), total("c2", 1, 20)]);
+    assert_eq!(
+        totals_out(&mut d),
+        vec![total("c1", 2, 40), total("c2", 1, 20)]
+    );
     // The parsed order type round-trips through the repartition topic.
     let rep = d.all_records("test-app-orders-by-customer-repartition");
     let first: Order = serde_json::from_slice(rep[0].value.as_deref().unwrap()).unwrap();
-    assert_eq!(first, Order { order_id: "o1".into(), customer_id: "c1".into(), amount_cents: 10, ts: 0 });
+    assert_eq!(
+        first,
+        Order {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            amount_cents: 10,
+            ts: 0
+        }
+    );
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub struct CommonArgs {
     /// Print the topology description and exit.
     #[arg(long)]
     pub describe: bool,
+    /// Print the topology as a Mermaid flowchart and exit.
+    #[arg(long)]
+    pub describe_mermaid: bool,
 }
 
 impl CommonArgs {
@@ -73,6 +76,10 @@ pub fn init_logging() {
 pub fn run(name: &str, topology: Topology, args: &CommonArgs) -> ExitCode {
     if args.describe {
         println!("{}", topology.describe());
+        return ExitCode::SUCCESS;
+    }
+    if args.describe_mermaid {
+        print!("{}", topology.describe().to_mermaid());
         return ExitCode::SUCCESS;
     }
     let config = match args.streams_config() {

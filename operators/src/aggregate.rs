@@ -49,15 +49,31 @@ fn measure<T: 'static>(serde: &SerdeRef<T>, scratch: &mut Vec<u8>, value: &T) ->
     scratch.len()
 }
 
+/// Forwards a cache entry. An entry emptied by a panicking aggregator
+/// forwards the store's value (the last good aggregate), if any.
 fn forward_entry<K, VA>(
     e: CacheEntry<K, Option<VA>>,
+    store: Option<&KeyValueStore<K, VA>>,
     ctx: &mut ProcessorContext<K, Option<VA>>,
 ) -> Result<()>
 where
     K: Clone + 'static,
     VA: Clone + 'static,
 {
-    ctx.forward(Record { key: e.key, value: e.value, timestamp: e.timestamp, headers: e.headers })
+    let value = match (e.value, store) {
+        (Some(v), _) => v,
+        (None, Some(store)) => match store.get(&e.key)? {
+            Some(v) => v,
+            None => return Ok(()),
+        },
+        (None, None) => return Ok(()),
+    };
+    ctx.forward(Record {
+        key: e.key,
+        value: Some(value),
+        timestamp: e.timestamp,
+        headers: e.headers,
+    })
 }
 
 impl<K, V, VA, F> Processor<K, V, K, Option<VA>> for AggregateProcessor<K, V, VA, F>
@@ -69,12 +85,25 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
         self.store = Some(ctx.key_value_store::<K, VA>(&self.store_name)?);
-        self.max_bytes = if self.caching { ctx.cache_max_bytes() } else { 0 };
+        self.max_bytes = if self.caching {
+            ctx.cache_max_bytes()
+        } else {
+            0
+        };
         Ok(())
     }
 
-    fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
-        let Record { key, value, timestamp, headers } = record;
+    fn process(
+        &mut self,
+        record: Record<K, V>,
+        ctx: &mut ProcessorContext<K, Option<VA>>,
+    ) -> Result<()> {
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = record;
         let Some(store) = self.store.as_ref() else {
             return Err(StreamsError::IllegalState(format!(
                 "aggregation over store '{}' received a record before init",
@@ -84,28 +113,62 @@ where
         if self.max_bytes == 0 {
             let new = (self.aggregator)(&key, value, store.get(&key)?);
             store.put(&key, &new)?;
-            return ctx.forward(Record { key, value: Some(new), timestamp, headers });
+            return ctx.forward(Record {
+                key,
+                value: Some(new),
+                timestamp,
+                headers,
+            });
         }
         if let Some(entry) = self.cache.get_mut(&key) {
-            let new = (self.aggregator)(&key, value, entry.value.take());
+            // The aggregate is moved into the aggregator (no clone). If the
+            // aggregator panics (the runtime may catch that and go on), the
+            // entry is left empty: it then means "read the store", which
+            // still holds the last good value, and is never forwarded.
+            let old = match entry.value.take() {
+                Some(v) => Some(v),
+                None => store.get(&key)?,
+            };
+            let new = (self.aggregator)(&key, value, old);
             store.put(&key, &new)?;
             let old_size = entry.size;
-            entry.size = entry.key_size + measure(&self.value_serde, &mut self.scratch, &new) + ENTRY_OVERHEAD;
+            entry.size = entry.key_size
+                + measure(&self.value_serde, &mut self.scratch, &new)
+                + ENTRY_OVERHEAD;
             let new_size = entry.size;
             entry.value = Some(new);
             entry.timestamp = timestamp;
             entry.headers = headers;
             self.cache.resized(old_size, new_size);
         } else {
-            let new = (self.aggregator)(&key, value, store.get(&key)?);
+            // A clean entry (forwarded at the last flush) saves a store read.
+            let (old, key_size) = match self.cache.take_clean(&key) {
+                Some((old, _, key_size)) => (old, key_size),
+                None => (
+                    store.get(&key)?,
+                    measure(&self.key_serde, &mut self.scratch, &key),
+                ),
+            };
+            let new = (self.aggregator)(&key, value, old);
             store.put(&key, &new)?;
-            let key_size = measure(&self.key_serde, &mut self.scratch, &key);
-            let size = key_size + measure(&self.value_serde, &mut self.scratch, &new) + ENTRY_OVERHEAD;
-            self.cache.insert(CacheEntry { key, value: Some(new), timestamp, headers, size, key_size });
+            let size =
+                key_size + measure(&self.value_serde, &mut self.scratch, &new) + ENTRY_OVERHEAD;
+            self.cache.insert(CacheEntry {
+                key,
+                value: Some(new),
+                timestamp,
+                headers,
+                size,
+                key_size,
+            });
         }
-        while self.cache.bytes() > self.max_bytes {
+        while self.cache.total_bytes() > self.max_bytes {
+            if self.cache.clean_bytes() > 0 {
+                self.cache.clear_clean();
+                continue;
+            }
             match self.cache.pop_oldest() {
-                Some(e) => forward_entry(e, ctx)?,
+                Some(e) => forward_entry(e, Some(store), ctx)?,
                 None => break,
             }
         }
@@ -114,8 +177,13 @@ where
 
     fn flush(&mut self, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
         // Forward one at a time: a downstream error must not lose the rest.
+        // Forwarded values stay as clean entries, for reads.
         while let Some(e) = self.cache.pop_oldest() {
-            forward_entry(e, ctx)?;
+            if let Some(v) = &e.value {
+                self.cache
+                    .put_clean(e.key.clone(), Some(v.clone()), e.size, e.key_size, self.max_bytes);
+            }
+            forward_entry(e, self.store.as_ref(), ctx)?;
         }
         Ok(())
     }
@@ -165,7 +233,9 @@ impl<K: Clone + Hash + Eq + 'static, V: Clone + 'static> KGroupedStream<K, V> {
             key_serde: key_serde.clone(),
             value_serde: value_serde.clone(),
         };
-        let (Some(ks), Some(vs)) = (key_serde, value_serde) else { return table };
+        let (Some(ks), Some(vs)) = (key_serde, value_serde) else {
+            return table;
+        };
         let aggregator = Arc::new(aggregator);
         let caching = materialized.caching;
         let (sn, pks, pvs) = (store_name.clone(), ks.clone(), vs.clone());
@@ -261,8 +331,16 @@ mod tests {
         b.stream("in", Consumed::with(Serdes::string(), Serdes::i64_text()))
             .group_by_key(Grouped::default())
             .aggregate(
-                || Stats { n: 0, min: i64::MAX, max: i64::MIN },
-                |_, x, s| Stats { n: s.n + 1, min: s.min.min(x), max: s.max.max(x) },
+                || Stats {
+                    n: 0,
+                    min: i64::MAX,
+                    max: i64::MIN,
+                },
+                |_, x, s| Stats {
+                    n: s.n + 1,
+                    min: s.min.min(x),
+                    max: s.max.max(x),
+                },
                 materialized.with_value_serde(Serdes::json()),
             )
             .to_stream()
@@ -288,8 +366,22 @@ mod tests {
         assert_eq!(
             d.key_value_store_all::<String, Stats>("stats").unwrap(),
             vec![
-                ("a".to_string(), Stats { n: 3, min: -2, max: 9 }),
-                ("b".to_string(), Stats { n: 1, min: 1, max: 1 }),
+                (
+                    "a".to_string(),
+                    Stats {
+                        n: 3,
+                        min: -2,
+                        max: 9
+                    }
+                ),
+                (
+                    "b".to_string(),
+                    Stats {
+                        n: 1,
+                        min: 1,
+                        max: 1
+                    }
+                ),
             ]
         );
         // One changelog record per key per commit.
@@ -307,24 +399,36 @@ mod tests {
     #[test]
     fn cache_coalesces_per_commit_and_keeps_first_update_order() {
         let t = stats_topology(Materialized::as_("stats"));
-        let mut d = TopologyTestDriver::builder(t).commit_every(3).build().unwrap();
+        let mut d = TopologyTestDriver::builder(t)
+            .commit_every(3)
+            .build()
+            .unwrap();
         for (k, x) in [("b", "1"), ("a", "5"), ("b", "7")] {
             d.pipe_str("in", Some(k), x, 0).unwrap();
         }
         assert_eq!(
             kv(&d.read_output("out")),
-            pairs(&[("b", r#"{"n":2,"min":1,"max":7}"#), ("a", r#"{"n":1,"min":5,"max":5}"#)])
+            pairs(&[
+                ("b", r#"{"n":2,"min":1,"max":7}"#),
+                ("a", r#"{"n":1,"min":5,"max":5}"#)
+            ])
         );
         d.pipe_str("in", Some("a"), "6", 0).unwrap();
         assert!(d.read_output("out").is_empty(), "nothing before the commit");
         d.commit().unwrap();
-        assert_eq!(kv(&d.read_output("out")), pairs(&[("a", r#"{"n":2,"min":5,"max":6}"#)]));
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[("a", r#"{"n":2,"min":5,"max":6}"#)])
+        );
     }
 
     #[test]
     fn caching_disabled_forwards_every_update_despite_the_budget() {
         let t = stats_topology(Materialized::as_("stats").with_caching_disabled());
-        let mut d = TopologyTestDriver::builder(t).commit_every(100).build().unwrap();
+        let mut d = TopologyTestDriver::builder(t)
+            .commit_every(100)
+            .build()
+            .unwrap();
         d.pipe_str("in", Some("a"), "1", 0).unwrap();
         d.pipe_str("in", Some("a"), "2", 0).unwrap();
         assert_eq!(d.read_output("out").len(), 2);
@@ -335,17 +439,56 @@ mod tests {
         // Each entry is estimated at key + JSON value + 64 bytes, about 90:
         // a 200-byte budget holds two keys.
         let t = stats_topology(Materialized::as_("stats"));
-        let mut d =
-            TopologyTestDriver::builder(t).commit_every(100).cache_max_bytes(200).build().unwrap();
+        let mut d = TopologyTestDriver::builder(t)
+            .commit_every(100)
+            .cache_max_bytes(200)
+            .build()
+            .unwrap();
         for (k, x) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")] {
             d.pipe_str("in", Some(k), x, 0).unwrap();
         }
-        assert_eq!(kv(&d.read_output("out")), pairs(&[("a", r#"{"n":2,"min":1,"max":3}"#)]));
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[("a", r#"{"n":2,"min":1,"max":3}"#)])
+        );
         d.commit().unwrap();
         assert_eq!(
             kv(&d.read_output("out")),
-            pairs(&[("b", r#"{"n":1,"min":2,"max":2}"#), ("c", r#"{"n":1,"min":4,"max":4}"#)])
+            pairs(&[
+                ("b", r#"{"n":1,"min":2,"max":2}"#),
+                ("c", r#"{"n":1,"min":4,"max":4}"#)
+            ])
         );
+    }
+
+    #[test]
+    fn a_panicking_aggregator_loses_nothing_when_the_runtime_goes_on() {
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+            .group_by_key(Grouped::default())
+            .aggregate(
+                || 0i64,
+                |_, v: String, acc| match v.parse::<i64>() {
+                    Ok(n) => acc + n,
+                    Err(_) => panic!("not a number: {v}"),
+                },
+                Materialized::as_("sum").with_value_serde(Serdes::i64_text()),
+            )
+            .to_stream()
+            .to("out", Produced::default());
+        let mut d = TopologyTestDriver::builder(b.build().unwrap())
+            .commit_every(100)
+            .processing_policy(kstreams_runtime::ErrorPolicy::LogAndContinue)
+            .build()
+            .unwrap();
+        for (k, v) in [("a", "1"), ("a", "boom"), ("a", "2"), ("b", "5"), ("b", "boom")] {
+            d.pipe_str("in", Some(k), v, 0).unwrap();
+        }
+        d.commit().unwrap();
+        // "a" went on from its last good value; "b" was emptied by the
+        // panic and is forwarded from the store.
+        assert_eq!(kv(&d.read_output("out")), pairs(&[("a", "3"), ("b", "5")]));
+        assert_eq!(d.processing_errors(), 2);
     }
 
     #[test]
@@ -373,9 +516,18 @@ mod tests {
 
     #[test]
     fn in_memory_unlogged_store_writes_no_changelog() {
-        let mut d = driver(stats_topology(Materialized::as_("stats").in_memory().with_logging_disabled()));
+        let mut d = driver(stats_topology(
+            Materialized::as_("stats")
+                .in_memory()
+                .with_logging_disabled(),
+        ));
         d.pipe_str("in", Some("a"), "1", 0).unwrap();
         assert!(d.all_records("test-app-stats-changelog").is_empty());
-        assert_eq!(d.key_value_store_all::<String, Stats>("stats").unwrap().len(), 1);
+        assert_eq!(
+            d.key_value_store_all::<String, Stats>("stats")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -265,9 +265,18 @@ mod tests {
             .filter(|_, _| true)
             .to("out", Produced::with(Serdes::string(), Serdes::string()));
         let text = b.build().unwrap().describe().to_string();
-        assert!(text.contains("Source: KSTREAM-SOURCE-0000000000 (topics: [in])"), "{text}");
-        assert!(text.contains("Processor: KSTREAM-FILTER-0000000001"), "{text}");
-        assert!(text.contains("Sink: KSTREAM-SINK-0000000002 (topic: out)"), "{text}");
+        assert!(
+            text.contains("Source: KSTREAM-SOURCE-0000000000 (topics: [in])"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Processor: KSTREAM-FILTER-0000000001"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Sink: KSTREAM-SINK-0000000002 (topic: out)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -277,7 +286,10 @@ mod tests {
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string())); // same topic twice
         s.to("", Produced::with(Serdes::string(), Serdes::string())); // empty topic: second error
         let err = b.build().unwrap_err();
-        assert!(err.to_string().contains("topic 'in' is already read"), "{err}");
+        assert!(
+            err.to_string().contains("topic 'in' is already read"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -38,7 +38,11 @@ impl<K, V> Consumed<K, V> {
     /// let c = kstreams_operators::Consumed::with(kstreams_runtime::Serdes::unit(), kstreams_runtime::Serdes::string());
     /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
-        Consumed { key_serde, value_serde, name: None }
+        Consumed {
+            key_serde,
+            value_serde,
+            name: None,
+        }
     }
     /// Names the source node (default `KSTREAM-SOURCE-<n>`).
     ///
@@ -69,7 +73,11 @@ pub struct Produced<K, V> {
 
 impl<K, V> Default for Produced<K, V> {
     fn default() -> Self {
-        Produced { key_serde: None, value_serde: None, name: None }
+        Produced {
+            key_serde: None,
+            value_serde: None,
+            name: None,
+        }
     }
 }
 
@@ -80,7 +88,11 @@ impl<K, V> Produced<K, V> {
     /// let p = kstreams_operators::Produced::with(kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::string());
     /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
-        Produced { key_serde: Some(key_serde), value_serde: Some(value_serde), name: None }
+        Produced {
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+            name: None,
+        }
     }
     /// Sets the key serde.
     ///
@@ -131,7 +143,11 @@ pub struct Grouped<K, V> {
 
 impl<K, V> Default for Grouped<K, V> {
     fn default() -> Self {
-        Grouped { key_serde: None, value_serde: None, name: None }
+        Grouped {
+            key_serde: None,
+            value_serde: None,
+            name: None,
+        }
     }
 }
 
@@ -142,7 +158,11 @@ impl<K, V> Grouped<K, V> {
     /// let g = kstreams_operators::Grouped::with(kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::i64_be());
     /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
-        Grouped { key_serde: Some(key_serde), value_serde: Some(value_serde), name: None }
+        Grouped {
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+            name: None,
+        }
     }
     /// Groups under `name`, with the stream's serdes.
     ///
@@ -150,7 +170,10 @@ impl<K, V> Grouped<K, V> {
     /// let g: kstreams_operators::Grouped<String, String> = kstreams_operators::Grouped::as_("by-customer");
     /// ```
     pub fn as_(name: impl Into<String>) -> Self {
-        Grouped { name: Some(name.into()), ..Self::default() }
+        Grouped {
+            name: Some(name.into()),
+            ..Self::default()
+        }
     }
     /// Names the grouping: the repartition topic becomes `<name>-repartition`.
     ///
@@ -225,7 +248,10 @@ impl<K, V> Materialized<K, V> {
     /// let m: kstreams_operators::Materialized<String, u64> = kstreams_operators::Materialized::as_("counts");
     /// ```
     pub fn as_(name: impl Into<String>) -> Self {
-        Materialized { name: Some(name.into()), ..Self::default() }
+        Materialized {
+            name: Some(name.into()),
+            ..Self::default()
+        }
     }
     /// An unnamed store (named `KSTREAM-AGGREGATE-STATE-STORE-<n>`) with these serdes.
     ///
@@ -233,7 +259,11 @@ impl<K, V> Materialized<K, V> {
     /// let m = kstreams_operators::Materialized::with(kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::u64_be());
     /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
-        Materialized { key_serde: Some(key_serde), value_serde: Some(value_serde), ..Self::default() }
+        Materialized {
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+            ..Self::default()
+        }
     }
     /// Sets the key serde (default: the grouping's).
     ///
@@ -305,7 +335,12 @@ pub struct Repartitioned<K, V> {
 
 impl<K, V> Default for Repartitioned<K, V> {
     fn default() -> Self {
-        Repartitioned { key_serde: None, value_serde: None, name: None, partitions: None }
+        Repartitioned {
+            key_serde: None,
+            value_serde: None,
+            name: None,
+            partitions: None,
+        }
     }
 }
 
@@ -316,7 +351,11 @@ impl<K, V> Repartitioned<K, V> {
     /// let r = kstreams_operators::Repartitioned::with(kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::string());
     /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
-        Repartitioned { key_serde: Some(key_serde), value_serde: Some(value_serde), ..Self::default() }
+        Repartitioned {
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+            ..Self::default()
+        }
     }
     /// Repartitions through `<name>-repartition`, with the stream's serdes.
     ///
@@ -324,7 +363,10 @@ impl<K, V> Repartitioned<K, V> {
     /// let r: kstreams_operators::Repartitioned<String, String> = kstreams_operators::Repartitioned::as_("by-user");
     /// ```
     pub fn as_(name: impl Into<String>) -> Self {
-        Repartitioned { name: Some(name.into()), ..Self::default() }
+        Repartitioned {
+            name: Some(name.into()),
+            ..Self::default()
+        }
     }
     /// Names the topic `<name>-repartition` (default `KSTREAM-REPARTITION-<n>-repartition`).
     ///
@@ -393,7 +435,13 @@ impl<I> Deduplicated<I> {
     /// let d = kstreams_operators::Deduplicated::with("seen", kstreams_runtime::Serdes::string(), std::time::Duration::from_secs(60));
     /// ```
     pub fn with(store_name: impl Into<String>, id_serde: SerdeRef<I>, ttl: Duration) -> Self {
-        Deduplicated { store_name: store_name.into(), id_serde, ttl, persistent: true, name: None }
+        Deduplicated {
+            store_name: store_name.into(),
+            id_serde,
+            ttl,
+            persistent: true,
+            name: None,
+        }
     }
     /// Keeps the id store in memory (rebuilt from its changelog on start).
     ///
@@ -463,6 +511,8 @@ impl Branched {
     /// let b = kstreams_operators::Branched::as_("small");
     /// ```
     pub fn as_(name: impl Into<String>) -> Self {
-        Branched { name: Some(name.into()) }
+        Branched {
+            name: Some(name.into()),
+        }
     }
 }

@@ -49,7 +49,10 @@ mod tests {
     fn word_counts() -> Topology {
         let b = StreamsBuilder::new();
         b.stream("words", Consumed::with(Serdes::unit(), Serdes::string()))
-            .group_by(|_, w| w.clone(), Grouped::with(Serdes::string(), Serdes::string()))
+            .group_by(
+                |_, w| w.clone(),
+                Grouped::with(Serdes::string(), Serdes::string()),
+            )
             .count(Materialized::as_("counts").with_value_serde(Serdes::u64_text()))
             .to_stream()
             .to("out", Produced::default());
@@ -89,7 +92,10 @@ mod tests {
 
     #[test]
     fn cache_on_coalesces_to_the_latest_count_per_commit() {
-        let mut d = TopologyTestDriver::builder(word_counts()).commit_every(4).build().unwrap();
+        let mut d = TopologyTestDriver::builder(word_counts())
+            .commit_every(4)
+            .build()
+            .unwrap();
         pipe_words(&mut d, &["a", "b", "a", "a"]);
         assert_eq!(kv(&d.read_output("out")), pairs(&[("a", "3"), ("b", "1")]));
         pipe_words(&mut d, &["b", "c", "b", "b"]);
@@ -99,14 +105,20 @@ mod tests {
         // The changelog carries one record per key per commit.
         let mut changelog = kv(&d.all_records("test-app-counts-changelog"));
         changelog.sort();
-        assert_eq!(changelog, pairs(&[("a", "3"), ("b", "1"), ("b", "4"), ("c", "1")]));
+        assert_eq!(
+            changelog,
+            pairs(&[("a", "3"), ("b", "1"), ("b", "4"), ("c", "1")])
+        );
     }
 
     #[test]
     fn commit_after_every_record_shows_every_count() {
         let mut d = driver(word_counts());
         pipe_words(&mut d, &["x", "x", "y"]);
-        assert_eq!(kv(&d.read_output("out")), pairs(&[("x", "1"), ("x", "2"), ("y", "1")]));
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[("x", "1"), ("x", "2"), ("y", "1")])
+        );
         assert_eq!(
             kv(&d.all_records("test-app-counts-repartition")),
             pairs(&[("x", "x"), ("x", "x"), ("y", "y")])
@@ -121,10 +133,16 @@ mod tests {
     fn counts_survive_a_restart_from_the_state_directory() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut d = TopologyTestDriver::builder(word_counts()).state_dir(dir.path()).build().unwrap();
+            let mut d = TopologyTestDriver::builder(word_counts())
+                .state_dir(dir.path())
+                .build()
+                .unwrap();
             pipe_words(&mut d, &["a", "a"]);
         }
-        let mut d = TopologyTestDriver::builder(word_counts()).state_dir(dir.path()).build().unwrap();
+        let mut d = TopologyTestDriver::builder(word_counts())
+            .state_dir(dir.path())
+            .build()
+            .unwrap();
         pipe_words(&mut d, &["a"]);
         assert_eq!(kv(&d.read_output("out")), pairs(&[("a", "3")]));
     }

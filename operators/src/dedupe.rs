@@ -58,7 +58,10 @@ where
 
     fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<K, V>) -> Result<()> {
         let store = self.store.as_ref().ok_or_else(|| {
-            StreamsError::IllegalState(format!("dedupe over '{}' received a record before init", self.store_name))
+            StreamsError::IllegalState(format!(
+                "dedupe over '{}' received a record before init",
+                self.store_name
+            ))
         })?;
         let now = ctx.stream_time();
         let id = (self.extractor)(&record.key, &record.value);
@@ -70,7 +73,12 @@ where
         ctx.forward(record)
     }
 
-    fn punctuate(&mut self, _id: PunctuatorId, timestamp: i64, _ctx: &mut ProcessorContext<K, V>) -> Result<()> {
+    fn punctuate(
+        &mut self,
+        _id: PunctuatorId,
+        timestamp: i64,
+        _ctx: &mut ProcessorContext<K, V>,
+    ) -> Result<()> {
         if let Some(store) = &self.store {
             store.purge_expired(timestamp)?;
         }
@@ -103,7 +111,13 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         I: 'static,
         F: Fn(&K, &V) -> I + Send + Sync + 'static,
     {
-        let Deduplicated { store_name, id_serde, ttl, persistent, name } = deduplicated;
+        let Deduplicated {
+            store_name,
+            id_serde,
+            ttl,
+            persistent,
+            name,
+        } = deduplicated;
         let name = name.unwrap_or_else(|| self.builder.next_name("KSTREAM-DEDUPE-"));
         if ttl.as_millis() == 0 {
             self.builder.fail(StreamsError::Topology(format!(
@@ -160,7 +174,9 @@ mod tests {
     fn duplicates(d: &TopologyTestDriver) -> u64 {
         d.dropped_records()
             .iter()
-            .filter(|((node, reason), _)| node == "KSTREAM-DEDUPE-0000000001" && reason == "duplicate")
+            .filter(|((node, reason), _)| {
+                node == "KSTREAM-DEDUPE-0000000001" && reason == "duplicate"
+            })
             .map(|(_, n)| *n)
             .sum()
     }
@@ -198,7 +214,8 @@ mod tests {
     fn ttl_is_measured_in_stream_time_not_record_time() {
         let mut d = driver(topology(false));
         d.pipe_str("in", Some("a"), "first", 0).unwrap();
-        d.pipe_str("in", Some("x"), "moves stream time", 30_000).unwrap();
+        d.pipe_str("in", Some("x"), "moves stream time", 30_000)
+            .unwrap();
         // A late re-send of "a" (old timestamp): stream time is 30 000, so
         // "a" has expired and is accepted again.
         d.pipe_str("in", Some("a"), "late", 5).unwrap();
@@ -230,18 +247,25 @@ mod tests {
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
             .dedupe(
                 |_, v| v.clone(),
-                Deduplicated::with("ids", Serdes::string(), Duration::from_secs(1)).with_name("drop-dups"),
+                Deduplicated::with("ids", Serdes::string(), Duration::from_secs(1))
+                    .with_name("drop-dups"),
             )
             .to("out", Produced::default());
         let text = b.build().unwrap().describe().to_string();
-        assert!(text.contains("Processor: drop-dups (stores: [ids])"), "{text}");
+        assert!(
+            text.contains("Processor: drop-dups (stores: [ids])"),
+            "{text}"
+        );
     }
 
     #[test]
     fn zero_ttl_is_an_error() {
         let b = StreamsBuilder::new();
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
-            .dedupe(|k, _| k.clone(), Deduplicated::with("ids", Serdes::string(), Duration::ZERO));
+            .dedupe(
+                |k, _| k.clone(),
+                Deduplicated::with("ids", Serdes::string(), Duration::ZERO),
+            );
         let err = b.build().unwrap_err().to_string();
         assert!(err.contains("the ttl must be at least 1 ms"), "{err}");
     }

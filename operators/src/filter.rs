@@ -42,7 +42,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let predicate = Arc::new(predicate);
         self.add_child(
             name,
-            move || FilterProcessor { predicate: predicate.clone(), keep_if, _types: PhantomData },
+            move || FilterProcessor {
+                predicate: predicate.clone(),
+                keep_if,
+                _types: PhantomData,
+            },
             self.key_serde.clone(),
             self.value_serde.clone(),
             self.repartition_required,
@@ -103,13 +107,21 @@ mod tests {
         let b = StreamsBuilder::new();
         let s = b.stream("in", Consumed::with(Serdes::string(), Serdes::i64_text()));
         s.filter(|_, n| n % 2 == 0).to("even", Produced::default());
-        s.filter_not(|_, n| n % 2 == 0).to("odd", Produced::default());
+        s.filter_not(|_, n| n % 2 == 0)
+            .to("odd", Produced::default());
         let mut d = driver(b.build().unwrap());
         for (i, n) in ["1", "2", "3", "4"].iter().enumerate() {
-            d.pipe_str("in", Some(&format!("k{i}")), n, i as i64).unwrap();
+            d.pipe_str("in", Some(&format!("k{i}")), n, i as i64)
+                .unwrap();
         }
-        assert_eq!(kv(&d.read_output("even")), pairs(&[("k1", "2"), ("k3", "4")]));
-        assert_eq!(kv(&d.read_output("odd")), pairs(&[("k0", "1"), ("k2", "3")]));
+        assert_eq!(
+            kv(&d.read_output("even")),
+            pairs(&[("k1", "2"), ("k3", "4")])
+        );
+        assert_eq!(
+            kv(&d.read_output("odd")),
+            pairs(&[("k0", "1"), ("k2", "3")])
+        );
     }
 
     #[test]
@@ -121,7 +133,8 @@ mod tests {
         let mut d = driver(b.build().unwrap());
         let mut h = kstreams_runtime::Headers::default();
         h.add("trace", b"t1".to_vec());
-        d.pipe_input_with_headers("in", Some(b"keep"), Some(b"v"), 42, h.clone()).unwrap();
+        d.pipe_input_with_headers("in", Some(b"keep"), Some(b"v"), 42, h.clone())
+            .unwrap();
         let out = d.read_output("out");
         assert_eq!(kv(&out), pairs(&[("keep", "v")]));
         assert_eq!((out[0].timestamp, &out[0].headers), (42, &h));
@@ -132,6 +145,9 @@ mod tests {
         let b = StreamsBuilder::new();
         let s = b.stream("in", Consumed::with(Serdes::string(), Serdes::string()));
         assert!(!s.filter(|_, _| true).repartition_required());
-        assert!(s.select_key(|_, v| v.clone()).filter(|_, _| true).repartition_required());
+        assert!(s
+            .select_key(|_, v| v.clone())
+            .filter(|_, _| true)
+            .repartition_required());
     }
 }

@@ -26,9 +26,19 @@ where
     VR: Clone + 'static,
 {
     fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<KR, VR>) -> Result<()> {
-        let Record { key, value, timestamp, headers } = record;
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = record;
         for (key, value) in (self.mapper)(key, value) {
-            ctx.forward(Record { key, value, timestamp, headers: headers.clone() })?;
+            ctx.forward(Record {
+                key,
+                value,
+                timestamp,
+                headers: headers.clone(),
+            })?;
         }
         Ok(())
     }
@@ -64,7 +74,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let mapper = Arc::new(mapper);
         self.add_child(
             name,
-            move || FlatMapProcessor { mapper: mapper.clone(), _types: PhantomData },
+            move || FlatMapProcessor {
+                mapper: mapper.clone(),
+                _types: PhantomData,
+            },
             None,
             None,
             true,
@@ -91,7 +104,13 @@ mod tests {
         d.pipe_str("in", Some("b"), "0", 10).unwrap();
         d.pipe_str("in", Some("c"), "1", 11).unwrap();
         let out = d.read_output("out");
-        assert_eq!(kv(&out), pairs(&[("a0", "0"), ("a1", "1"), ("a2", "2"), ("c0", "0")]));
-        assert_eq!(out.iter().map(|r| r.timestamp).collect::<Vec<_>>(), [9, 9, 9, 11]);
+        assert_eq!(
+            kv(&out),
+            pairs(&[("a0", "0"), ("a1", "1"), ("a2", "2"), ("c0", "0")])
+        );
+        assert_eq!(
+            out.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+            [9, 9, 9, 11]
+        );
     }
 }

@@ -26,9 +26,19 @@ where
     VR: Clone + 'static,
 {
     fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<K, VR>) -> Result<()> {
-        let Record { key, value, timestamp, headers } = record;
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = record;
         for value in (self.mapper)(&key, value) {
-            ctx.forward(Record { key: key.clone(), value, timestamp, headers: headers.clone() })?;
+            ctx.forward(Record {
+                key: key.clone(),
+                value,
+                timestamp,
+                headers: headers.clone(),
+            })?;
         }
         Ok(())
     }
@@ -82,7 +92,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let mapper = Arc::new(mapper);
         self.add_child(
             name,
-            move || FlatMapValuesProcessor { mapper: mapper.clone(), _types: PhantomData },
+            move || FlatMapValuesProcessor {
+                mapper: mapper.clone(),
+                _types: PhantomData,
+            },
             self.key_serde.clone(),
             None,
             self.repartition_required,
@@ -103,11 +116,17 @@ mod tests {
             .stream("in", Consumed::with(Serdes::string(), Serdes::string()))
             .flat_map_values(|v: String| v.chars().map(|c| c.to_string()).collect::<Vec<_>>());
         assert!(!s.repartition_required());
-        s.to("out", Produced::default().with_value_serde(Serdes::string()));
+        s.to(
+            "out",
+            Produced::default().with_value_serde(Serdes::string()),
+        );
         let mut d = driver(b.build().unwrap());
         d.pipe_str("in", Some("k"), "ab", 0).unwrap();
         d.pipe_str("in", Some("e"), "", 0).unwrap();
         d.pipe_str("in", Some("z"), "c", 0).unwrap();
-        assert_eq!(kv(&d.read_output("out")), pairs(&[("k", "a"), ("k", "b"), ("z", "c")]));
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[("k", "a"), ("k", "b"), ("z", "c")])
+        );
     }
 }

@@ -108,7 +108,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
 
     /// The value serde of the grouped values: the grouping's, else the stream's.
     pub(crate) fn grouped_value_serde(&self) -> Option<SerdeRef<V>> {
-        self.value_serde.clone().or_else(|| self.stream.value_serde.clone())
+        self.value_serde
+            .clone()
+            .or_else(|| self.stream.value_serde.clone())
     }
 }
 
@@ -122,7 +124,10 @@ mod tests {
     fn grouped_name_wins_over_store_name_for_the_repartition_topic() {
         let b = StreamsBuilder::new();
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
-            .group_by(|_, v| v.clone(), Grouped::as_("by-value").with_key_serde(Serdes::string()))
+            .group_by(
+                |_, v| v.clone(),
+                Grouped::as_("by-value").with_key_serde(Serdes::string()),
+            )
             .count(Materialized::as_("counts"));
         let t = b.build().unwrap();
         assert_eq!(t.subtopologies().len(), 2);
@@ -144,7 +149,10 @@ mod tests {
     fn unnamed_grouping_and_store_get_generated_names() {
         let b = StreamsBuilder::new();
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
-            .group_by(|_, v| v.clone(), Grouped::default().with_key_serde(Serdes::string()))
+            .group_by(
+                |_, v| v.clone(),
+                Grouped::default().with_key_serde(Serdes::string()),
+            )
             .count(Materialized::default());
         let text = b.build().unwrap().describe().to_string();
         assert!(
@@ -165,9 +173,15 @@ mod tests {
             .group_by_key(Grouped::as_("g").with_key_serde(Serdes::string()))
             .count(Materialized::as_("c"));
         let err = b.build().unwrap_err().to_string();
-        assert!(err.contains("the repartition topic 'g-repartition'"), "{err}");
+        assert!(
+            err.contains("the repartition topic 'g-repartition'"),
+            "{err}"
+        );
         assert!(err.contains("needs a serde for type u64"), "{err}");
-        assert!(err.contains("Grouped::with(key_serde, value_serde)"), "{err}");
+        assert!(
+            err.contains("Grouped::with(key_serde, value_serde)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -175,10 +189,16 @@ mod tests {
         let b = StreamsBuilder::new();
         let g = b
             .stream("in", Consumed::with(Serdes::string(), Serdes::string()))
-            .group_by(|_, v| v.clone(), Grouped::with(Serdes::string(), Serdes::string()).named("g"));
+            .group_by(
+                |_, v| v.clone(),
+                Grouped::with(Serdes::string(), Serdes::string()).named("g"),
+            );
         g.count(Materialized::as_("c1"));
         g.count(Materialized::as_("c2"));
         let err = b.build().unwrap_err().to_string();
-        assert!(err.contains("the repartition topic 'g-repartition' is used twice"), "{err}");
+        assert!(
+            err.contains("the repartition topic 'g-repartition' is used twice"),
+            "{err}"
+        );
     }
 }

@@ -152,8 +152,12 @@ pub(crate) mod test_util {
             .iter()
             .map(|r| {
                 (
-                    r.key.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()),
-                    r.value.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()),
+                    r.key
+                        .as_deref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
+                    r.value
+                        .as_deref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
                 )
             })
             .collect()

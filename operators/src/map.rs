@@ -28,9 +28,19 @@ where
     VR: Clone + 'static,
 {
     fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<KR, VR>) -> Result<()> {
-        let Record { key, value, timestamp, headers } = record;
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = record;
         let (key, value) = (self.mapper)(key, value);
-        ctx.forward(Record { key, value, timestamp, headers })
+        ctx.forward(Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        })
     }
 }
 
@@ -60,7 +70,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let mapper = Arc::new(mapper);
         self.add_child(
             name,
-            move || MapProcessor { mapper: mapper.clone(), _types: PhantomData },
+            move || MapProcessor {
+                mapper: mapper.clone(),
+                _types: PhantomData,
+            },
             None,
             None,
             true,

@@ -25,9 +25,19 @@ where
     VR: Clone + 'static,
 {
     fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<K, VR>) -> Result<()> {
-        let Record { key, value, timestamp, headers } = record;
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = record;
         let value = (self.mapper)(&key, value);
-        ctx.forward(Record { key, value, timestamp, headers })
+        ctx.forward(Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        })
     }
 }
 
@@ -76,7 +86,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let mapper = Arc::new(mapper);
         self.add_child(
             name,
-            move || MapValuesProcessor { mapper: mapper.clone(), _types: PhantomData },
+            move || MapValuesProcessor {
+                mapper: mapper.clone(),
+                _types: PhantomData,
+            },
             self.key_serde.clone(),
             None,
             self.repartition_required,
@@ -98,11 +111,17 @@ mod tests {
             .map_values(|v| v.to_uppercase());
         assert!(!s.repartition_required());
         // Key serde is still known; value serde must be given.
-        s.to("out", Produced::default().with_value_serde(Serdes::string()));
+        s.to(
+            "out",
+            Produced::default().with_value_serde(Serdes::string()),
+        );
         let mut d = driver(b.build().unwrap());
         d.pipe_str("in", Some("k1"), "abc", 0).unwrap();
         d.pipe_str("in", Some("k2"), "déf", 0).unwrap();
-        assert_eq!(kv(&d.read_output("out")), pairs(&[("k1", "ABC"), ("k2", "DÉF")]));
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[("k1", "ABC"), ("k2", "DÉF")])
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             builder: self.builder.clone(),
             node: name,
             key_serde: self.key_serde.clone().or_else(|| other.key_serde.clone()),
-            value_serde: self.value_serde.clone().or_else(|| other.value_serde.clone()),
+            value_serde: self
+                .value_serde
+                .clone()
+                .or_else(|| other.value_serde.clone()),
             repartition_required: self.repartition_required || other.repartition_required,
         }
     }
@@ -69,7 +72,10 @@ mod tests {
         d.pipe_str("x", Some("1"), "a", 0).unwrap();
         d.pipe_str("y", Some("2"), "b", 0).unwrap();
         d.pipe_str("x", Some("3"), "c", 0).unwrap();
-        assert_eq!(kv(&d.read_output("out")), pairs(&[("1", "a"), ("2", "b"), ("3", "c")]));
+        assert_eq!(
+            kv(&d.read_output("out")),
+            pairs(&[("1", "a"), ("2", "b"), ("3", "c")])
+        );
     }
 
     #[test]

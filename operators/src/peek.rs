@@ -51,7 +51,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let action = Arc::new(action);
         self.add_child(
             name,
-            move || PeekProcessor { action: action.clone(), _types: PhantomData },
+            move || PeekProcessor {
+                action: action.clone(),
+                _types: PhantomData,
+            },
             self.key_serde.clone(),
             self.value_serde.clone(),
             self.repartition_required,

@@ -80,7 +80,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         self.process_impl(named.0, supplier, stores)
     }
 
-    fn process_impl<KO, VO, P, F>(&self, name: String, supplier: F, stores: &[&str]) -> KStream<KO, VO>
+    fn process_impl<KO, VO, P, F>(
+        &self,
+        name: String,
+        supplier: F,
+        stores: &[&str],
+    ) -> KStream<KO, VO>
     where
         KO: Clone + 'static,
         VO: Clone + 'static,
@@ -111,16 +116,28 @@ mod tests {
     struct RunningTotal;
     impl Processor<String, i64, String, i64> for RunningTotal {
         fn init(&mut self, ctx: &mut ProcessorContext<String, i64>) -> Result<()> {
-            ctx.schedule(std::time::Duration::from_millis(10), PunctuationType::StreamTime);
+            ctx.schedule(
+                std::time::Duration::from_millis(10),
+                PunctuationType::StreamTime,
+            );
             Ok(())
         }
-        fn process(&mut self, r: Record<String, i64>, ctx: &mut ProcessorContext<String, i64>) -> Result<()> {
+        fn process(
+            &mut self,
+            r: Record<String, i64>,
+            ctx: &mut ProcessorContext<String, i64>,
+        ) -> Result<()> {
             let store = ctx.key_value_store::<String, i64>("totals")?;
             let total = store.get(&r.key)?.unwrap_or(0) + r.value;
             store.put(&r.key, &total)?;
             ctx.forward(r.with_value(total))
         }
-        fn punctuate(&mut self, _: PunctuatorId, ts: i64, ctx: &mut ProcessorContext<String, i64>) -> Result<()> {
+        fn punctuate(
+            &mut self,
+            _: PunctuatorId,
+            ts: i64,
+            ctx: &mut ProcessorContext<String, i64>,
+        ) -> Result<()> {
             let store = ctx.key_value_store::<String, i64>("totals")?;
             let sum = store.all()?.into_iter().map(|(_, v)| v).sum();
             ctx.forward(Record::new("total".to_string(), sum, ts))
@@ -130,21 +147,32 @@ mod tests {
     #[test]
     fn custom_processor_uses_its_store_and_punctuates() {
         let b = StreamsBuilder::new();
-        b.add_state_store(StoreBuilder::key_value("totals", Serdes::string(), Serdes::i64_be()).in_memory());
+        b.add_state_store(
+            StoreBuilder::key_value("totals", Serdes::string(), Serdes::i64_be()).in_memory(),
+        );
         let out = b
             .stream("in", Consumed::with(Serdes::string(), Serdes::i64_text()))
             .process(|| RunningTotal, &["totals"]);
         assert!(out.repartition_required());
         out.to("out", Produced::with(Serdes::string(), Serdes::i64_text()));
         let t = b.build().unwrap();
-        assert!(t.describe().to_string().contains("Processor: KSTREAM-PROCESSOR-0000000001 (stores: [totals])"));
+        assert!(t
+            .describe()
+            .to_string()
+            .contains("Processor: KSTREAM-PROCESSOR-0000000001 (stores: [totals])"));
         let mut d = driver(t);
         d.pipe_str("in", Some("a"), "1", 0).unwrap();
         d.pipe_str("in", Some("b"), "2", 5).unwrap();
         d.pipe_str("in", Some("a"), "3", 12).unwrap();
         assert_eq!(
             kv(&d.read_output("out")),
-            pairs(&[("a", "1"), ("total", "1"), ("b", "2"), ("a", "4"), ("total", "6")])
+            pairs(&[
+                ("a", "1"),
+                ("total", "1"),
+                ("b", "2"),
+                ("a", "4"),
+                ("total", "6")
+            ])
         );
         assert_eq!(d.all_records("test-app-totals-changelog").len(), 3);
     }

@@ -15,9 +15,24 @@
 //! flush forward from the oldest place. Every forwarded value is the key's
 //! latest, so a key's forwarded values only move forward.
 //!
+//! Reads: the cache also answers reads, so a hot key is not read (and
+//! deserialized) from the store on every update. Entries forwarded at a
+//! flush stay as *clean* entries (their value is what the store holds once
+//! the commit is done) until the budget is needed: when dirty and clean
+//! entries together outgrow it, the clean ones are dropped first, all at
+//! once (cheap, nothing to forward), then the oldest dirty ones are
+//! forwarded. After an aborted commit (`discard`) both are dropped, since
+//! the store goes back to its last committed state.
+//!
+//! The invariant this relies on: while a task lives, its aggregation is the
+//! only writer of its store. The runtime restores a store only before the
+//! processor's `init`, or for a task resumed in the same rebalance that
+//! suspended it (when nobody else can have written the changelog); a
+//! runtime that ever restored new records into a live task's store would
+//! have to call `discard` on its processors first.
+//!
 //! Sizes are estimates: the serialized key and value plus a fixed overhead
-//! per entry. The cache also answers reads: a key in the cache need not be
-//! read (and deserialized) from the store.
+//! per entry.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -40,7 +55,8 @@ pub(crate) struct CacheEntry<K, V> {
     pub key_size: usize,
 }
 
-/// Latest value per key, in order of each key's first update.
+/// Latest value per key, in order of each key's first update (dirty
+/// entries), plus forwarded values kept for reads (clean entries).
 pub(crate) struct RecordCache<K, V> {
     /// Key → absolute position of its entry.
     index: HashMap<K, u64>,
@@ -48,11 +64,21 @@ pub(crate) struct RecordCache<K, V> {
     /// Absolute position of `entries[0]`.
     base: u64,
     bytes: usize,
+    /// Forwarded entries kept for reads: key → (value, size, key size).
+    clean: HashMap<K, (V, usize, usize)>,
+    clean_bytes: usize,
 }
 
 impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
     pub fn new() -> Self {
-        RecordCache { index: HashMap::new(), entries: VecDeque::new(), base: 0, bytes: 0 }
+        RecordCache {
+            index: HashMap::new(),
+            entries: VecDeque::new(),
+            base: 0,
+            bytes: 0,
+            clean: HashMap::new(),
+            clean_bytes: 0,
+        }
     }
 
     /// The entry of `key`, to update in place. After changing an entry's
@@ -85,17 +111,53 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
         Some(e)
     }
 
-    /// Drops every entry without forwarding it (after an aborted commit).
+    /// Drops every entry, dirty and clean, without forwarding it (after an
+    /// aborted commit).
     pub fn clear(&mut self) {
         self.index.clear();
         self.base += self.entries.len() as u64;
         self.bytes = 0;
         self.entries.clear();
+        self.clear_clean();
     }
 
-    /// Estimated bytes held.
-    pub fn bytes(&self) -> usize {
+    /// Removes the clean entry of `key`: `(value, size, key size)`.
+    pub fn take_clean(&mut self, key: &K) -> Option<(V, usize, usize)> {
+        let (value, size, key_size) = self.clean.remove(key)?;
+        self.clean_bytes -= size.min(self.clean_bytes);
+        Some((value, size, key_size))
+    }
+
+    /// Keeps a forwarded value for reads, if it fits in `budget` (total bytes).
+    pub fn put_clean(&mut self, key: K, value: V, size: usize, key_size: usize, budget: usize) {
+        if self.bytes + self.clean_bytes + size <= budget {
+            self.clean_bytes += size;
+            if let Some((_, old, _)) = self.clean.insert(key, (value, size, key_size)) {
+                self.clean_bytes -= old.min(self.clean_bytes);
+            }
+        }
+    }
+
+    /// Drops every clean entry.
+    pub fn clear_clean(&mut self) {
+        self.clean.clear();
+        self.clean_bytes = 0;
+    }
+
+    /// Estimated bytes of clean entries.
+    pub fn clean_bytes(&self) -> usize {
+        self.clean_bytes
+    }
+
+    /// Estimated bytes of dirty entries (not forwarded yet).
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Estimated bytes of all entries, dirty and clean.
+    pub fn total_bytes(&self) -> usize {
+        self.bytes + self.clean_bytes
     }
 
     /// Removes every entry, oldest first.
@@ -157,5 +219,24 @@ mod tests {
         assert_eq!(c.bytes(), 25);
         c.clear();
         assert!(c.pop_oldest().is_none());
+    }
+
+    #[test]
+    fn clean_entries_serve_reads_within_the_budget_and_go_first() {
+        let mut c: RecordCache<String, u64> = RecordCache::new();
+        c.insert(entry("a", 1));
+        c.put_clean("b".into(), 2, 10, 1, 100);
+        c.put_clean("c".into(), 3, 95, 1, 100); // does not fit: not kept
+        assert_eq!((c.bytes(), c.clean_bytes(), c.total_bytes()), (10, 10, 20));
+        assert_eq!(c.take_clean(&"c".to_string()), None);
+        assert_eq!(c.take_clean(&"b".to_string()), Some((2, 10, 1)));
+        assert_eq!(c.take_clean(&"b".to_string()), None);
+        c.put_clean("d".into(), 4, 10, 1, 100);
+        c.clear_clean();
+        assert_eq!(c.total_bytes(), 10);
+        c.put_clean("e".into(), 5, 10, 1, 100);
+        c.clear();
+        assert_eq!((c.total_bytes(), c.len()), (0, 0));
+        assert_eq!(c.take_clean(&"e".to_string()), None);
     }
 }

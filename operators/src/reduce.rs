@@ -62,8 +62,14 @@ mod tests {
             .to("out", Produced::default());
         let t = b.build().unwrap();
         let text = t.describe().to_string();
-        assert!(text.contains("Processor: KSTREAM-REDUCE-0000000002 (stores: [joined])"), "{text}");
-        let mut d = TopologyTestDriver::builder(t).cache_max_bytes(0).build().unwrap();
+        assert!(
+            text.contains("Processor: KSTREAM-REDUCE-0000000002 (stores: [joined])"),
+            "{text}"
+        );
+        let mut d = TopologyTestDriver::builder(t)
+            .cache_max_bytes(0)
+            .build()
+            .unwrap();
         for v in ["apple", "avocado", "banana", "apricot"] {
             d.pipe_str("in", Some("k"), v, 0).unwrap();
         }
@@ -78,7 +84,10 @@ mod tests {
         );
         assert_eq!(
             d.key_value_store_all::<String, String>("joined").unwrap(),
-            vec![("a".into(), "apple,avocado,apricot".into()), ("b".into(), "banana".into())]
+            vec![
+                ("a".into(), "apple,avocado,apricot".into()),
+                ("b".into(), "banana".into())
+            ]
         );
         assert_eq!(d.all_records("test-app-by-initial-repartition").len(), 4);
     }

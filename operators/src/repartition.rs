@@ -38,9 +38,18 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             .clone()
             .unwrap_or_else(|| self.builder.next_name("KSTREAM-REPARTITION-"));
         let hint = "Repartitioned::with(key_serde, value_serde)";
-        let ks = self.resolve_serde(repartitioned.key_serde, &self.key_serde, "repartition()", hint);
-        let vs =
-            self.resolve_serde(repartitioned.value_serde, &self.value_serde, "repartition()", hint);
+        let ks = self.resolve_serde(
+            repartitioned.key_serde,
+            &self.key_serde,
+            "repartition()",
+            hint,
+        );
+        let vs = self.resolve_serde(
+            repartitioned.value_serde,
+            &self.value_serde,
+            "repartition()",
+            hint,
+        );
         match (ks, vs) {
             (Some(ks), Some(vs)) => {
                 self.builder
@@ -69,13 +78,22 @@ mod tests {
         let r = b
             .stream("in", Consumed::with(Serdes::string(), Serdes::i64_text()))
             .select_key(|k, _| k.to_uppercase())
-            .repartition(Repartitioned::default().with_key_serde(Serdes::string()).partitions(3));
+            .repartition(
+                Repartitioned::default()
+                    .with_key_serde(Serdes::string())
+                    .partitions(3),
+            );
         assert!(!r.repartition_required());
         r.to("out", Produced::default());
         let t = b.build().unwrap();
         let text = t.describe().to_string();
         assert!(text.contains("Sink: KSTREAM-REPARTITION-0000000002-repartition-sink (topic: KSTREAM-REPARTITION-0000000002-repartition)"), "{text}");
-        assert!(text.contains("Sub-topology: 1\n    Source: KSTREAM-REPARTITION-0000000002-repartition-source"), "{text}");
+        assert!(
+            text.contains(
+                "Sub-topology: 1\n    Source: KSTREAM-REPARTITION-0000000002-repartition-source"
+            ),
+            "{text}"
+        );
         let mut d = driver(t);
         d.pipe_str("in", Some("a"), "1", 10).unwrap();
         d.pipe_str("in", Some("b"), "2", 11).unwrap();
@@ -98,7 +116,10 @@ mod tests {
         s.repartition(Repartitioned::as_("r"));
         s.repartition(Repartitioned::as_("r"));
         let err = b.build().unwrap_err().to_string();
-        assert!(err.contains("the repartition topic 'r-repartition' is used twice"), "{err}");
+        assert!(
+            err.contains("the repartition topic 'r-repartition' is used twice"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -108,7 +129,10 @@ mod tests {
             .map(|k, v| (k, v.len() as u64))
             .repartition(Repartitioned::as_("r"));
         let err = b.build().unwrap_err().to_string();
-        assert!(err.contains("repartition() after node 'KSTREAM-MAP-0000000001' needs a serde"), "{err}");
+        assert!(
+            err.contains("repartition() after node 'KSTREAM-MAP-0000000001' needs a serde"),
+            "{err}"
+        );
         assert!(err.contains("Repartitioned::with"), "{err}");
     }
 }

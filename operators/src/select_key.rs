@@ -52,7 +52,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
         let selector = Arc::new(selector);
         self.add_child(
             name,
-            move || SelectKeyProcessor { selector: selector.clone(), _types: PhantomData },
+            move || SelectKeyProcessor {
+                selector: selector.clone(),
+                _types: PhantomData,
+            },
             None,
             self.value_serde.clone(),
             true,

@@ -52,11 +52,15 @@ mod tests {
             .to("lens", Produced::with(Serdes::unit(), Serdes::i64_be()));
         s.to("copy", Produced::default());
         let mut d = driver(b.build().unwrap());
-        d.pipe_input("in", Some(b"ignored"), Some(b"abc"), 0).unwrap();
+        d.pipe_input("in", Some(b"ignored"), Some(b"abc"), 0)
+            .unwrap();
         let lens = d.read_output("lens");
         assert_eq!(lens[0].key, None);
         assert_eq!(lens[0].value, Some(3i64.to_be_bytes().to_vec()));
-        assert_eq!(kv(&d.read_output("copy")), vec![(None, Some("abc".to_string()))]);
+        assert_eq!(
+            kv(&d.read_output("copy")),
+            vec![(None, Some("abc".to_string()))]
+        );
     }
 
     #[test]
@@ -64,7 +68,10 @@ mod tests {
         let b = StreamsBuilder::new();
         let s = b.stream("in", Consumed::with(Serdes::string(), Serdes::string()));
         s.to("out", Produced::default());
-        s.map_values(|v| v + "!").to("out", Produced::default().with_value_serde(Serdes::string()));
+        s.map_values(|v| v + "!").to(
+            "out",
+            Produced::default().with_value_serde(Serdes::string()),
+        );
         let mut d = driver(b.build().unwrap());
         d.pipe_str("in", Some("k"), "v", 0).unwrap();
         assert_eq!(kv(&d.read_output("out")), pairs(&[("k", "v"), ("k", "v!")]));
@@ -77,6 +84,11 @@ mod tests {
             .map_values(|v| v.len())
             .to("out", Produced::default());
         let err = b.build().unwrap_err().to_string();
-        assert!(err.contains("to() after node 'KSTREAM-MAPVALUES-0000000001' needs a serde for type usize"), "{err}");
+        assert!(
+            err.contains(
+                "to() after node 'KSTREAM-MAPVALUES-0000000001' needs a serde for type usize"
+            ),
+            "{err}"
+        );
     }
 }

@@ -55,10 +55,16 @@ mod tests {
     #[test]
     fn undeserializable_records_are_skipped_and_counted() {
         let b = StreamsBuilder::new();
-        b.stream("in", Consumed::with(Serdes::string(), Serdes::u64_text()).with_name("numbers"))
-            .to("out", Produced::default());
+        b.stream(
+            "in",
+            Consumed::with(Serdes::string(), Serdes::u64_text()).with_name("numbers"),
+        )
+        .to("out", Produced::default());
         let t = b.build().unwrap();
-        assert!(t.describe().to_string().contains("Source: numbers (topics: [in])"));
+        assert!(t
+            .describe()
+            .to_string()
+            .contains("Source: numbers (topics: [in])"));
         let mut d = driver(t);
         d.pipe_str("in", Some("a"), "1", 0).unwrap();
         d.pipe_str("in", Some("b"), "not a number", 0).unwrap();

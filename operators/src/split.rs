@@ -123,17 +123,29 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     fn split_impl(&self, prefix: Option<String>) -> BranchedKStream<K, V> {
         let splitter = self.builder.next_name("KSTREAM-BRANCH-");
         let prefix = prefix.unwrap_or_else(|| format!("{splitter}-"));
-        let routes = Arc::new(Mutex::new(Routes { branches: Vec::new(), default: None }));
+        let routes = Arc::new(Mutex::new(Routes {
+            branches: Vec::new(),
+            default: None,
+        }));
         let r = routes.clone();
         self.builder.add_processor::<K, V, K, V, _, _>(
             &splitter,
             move || {
                 let routes = r.lock().unwrap_or_else(|e| e.into_inner());
-                SplitProcessor { branches: routes.branches.clone(), default: routes.default.clone() }
+                SplitProcessor {
+                    branches: routes.branches.clone(),
+                    default: routes.default.clone(),
+                }
             },
             &[&self.node],
         );
-        BranchedKStream { source: self.clone(), splitter, prefix, routes, streams: BTreeMap::new() }
+        BranchedKStream {
+            source: self.clone(),
+            splitter,
+            prefix,
+            routes,
+            streams: BTreeMap::new(),
+        }
     }
 }
 
@@ -146,9 +158,11 @@ impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
             value_serde: self.source.value_serde.clone(),
             repartition_required: self.source.repartition_required,
         };
-        self.source
-            .builder
-            .add_processor::<K, V, K, V, _, _>(&name, || PassThrough, &[&self.splitter]);
+        self.source.builder.add_processor::<K, V, K, V, _, _>(
+            &name,
+            || PassThrough,
+            &[&self.splitter],
+        );
         self.streams.insert(name, stream);
     }
 
@@ -170,8 +184,18 @@ impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
     where
         F: Fn(&K, &V) -> bool + Send + Sync + 'static,
     {
-        let index = self.routes.lock().unwrap_or_else(|e| e.into_inner()).branches.len() + 1;
-        let name = format!("{}{}", self.prefix, branched.name.unwrap_or_else(|| index.to_string()));
+        let index = self
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .branches
+            .len()
+            + 1;
+        let name = format!(
+            "{}{}",
+            self.prefix,
+            branched.name.unwrap_or_else(|| index.to_string())
+        );
         self.routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -195,8 +219,15 @@ impl<K: Clone + 'static, V: Clone + 'static> BranchedKStream<K, V> {
     /// assert_eq!(m.keys().collect::<Vec<_>>(), ["s-rest", "s-vip"]);
     /// ```
     pub fn default_branch(mut self, branched: Branched) -> BTreeMap<String, KStream<K, V>> {
-        let name = format!("{}{}", self.prefix, branched.name.unwrap_or_else(|| "0".into()));
-        self.routes.lock().unwrap_or_else(|e| e.into_inner()).default = Some(name.clone());
+        let name = format!(
+            "{}{}",
+            self.prefix,
+            branched.name.unwrap_or_else(|| "0".into())
+        );
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .default = Some(name.clone());
         self.add_branch(name);
         self.streams
     }
@@ -242,7 +273,8 @@ mod tests {
         assert!(text.contains("--> n-three, n-two, n-0"), "{text}");
         let mut d = driver(t);
         for n in 1..=7 {
-            d.pipe_str("in", Some(&format!("k{n}")), &n.to_string(), 0).unwrap();
+            d.pipe_str("in", Some(&format!("k{n}")), &n.to_string(), 0)
+                .unwrap();
         }
         assert_eq!(kv(&d.read_output("t3")), pairs(&[("k3", "3"), ("k6", "6")]));
         assert_eq!(kv(&d.read_output("t2")), pairs(&[("k2", "2"), ("k4", "4")]));
@@ -289,9 +321,10 @@ mod tests {
             .branch(|_, n| *n > 0, Branched::as_("pos"))
             .default_branch(Branched::as_("other"));
         let negated = m["p-other"].map_values(|n| -n);
-        m["p-pos"]
-            .merge(&negated)
-            .to("abs", Produced::default().with_value_serde(Serdes::i64_text()));
+        m["p-pos"].merge(&negated).to(
+            "abs",
+            Produced::default().with_value_serde(Serdes::i64_text()),
+        );
         let mut d = driver(b.build().unwrap());
         for (k, n) in [("a", "3"), ("b", "-4"), ("c", "0"), ("d", "5")] {
             d.pipe_str("in", Some(k), n, 0).unwrap();

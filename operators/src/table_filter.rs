@@ -26,7 +26,11 @@ where
     K: Clone + 'static,
     V: Clone + 'static,
 {
-    fn process(&mut self, mut r: Record<K, Option<V>>, ctx: &mut ProcessorContext<K, Option<V>>) -> Result<()> {
+    fn process(
+        &mut self,
+        mut r: Record<K, Option<V>>,
+        ctx: &mut ProcessorContext<K, Option<V>>,
+    ) -> Result<()> {
         if let Some(v) = &r.value {
             if (self.predicate)(&r.key, v) != self.keep_if {
                 r.value = None;
@@ -45,7 +49,11 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let predicate = Arc::new(predicate);
         self.add_table_child(
             name,
-            move || TableFilterProcessor { predicate: predicate.clone(), keep_if, _types: PhantomData },
+            move || TableFilterProcessor {
+                predicate: predicate.clone(),
+                keep_if,
+                _types: PhantomData,
+            },
             self.value_serde.clone(),
         )
     }
@@ -115,7 +123,10 @@ mod tests {
             .filter(|_, n| *n != 2)
             .filter_not(|k, _| k == "hidden")
             .to_stream_with_tombstones()
-            .to("out", Produced::default().with_value_serde(Serdes::optional(Serdes::u64_text())));
+            .to(
+                "out",
+                Produced::default().with_value_serde(Serdes::optional(Serdes::u64_text())),
+            );
         let t = b.build().unwrap();
         let text = t.describe().to_string();
         assert!(text.contains("KTABLE-FILTER-0000000002"), "{text}");

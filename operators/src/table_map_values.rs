@@ -22,10 +22,24 @@ where
     V: 'static,
     VR: Clone + 'static,
 {
-    fn process(&mut self, r: Record<K, Option<V>>, ctx: &mut ProcessorContext<K, Option<VR>>) -> Result<()> {
-        let Record { key, value, timestamp, headers } = r;
+    fn process(
+        &mut self,
+        r: Record<K, Option<V>>,
+        ctx: &mut ProcessorContext<K, Option<VR>>,
+    ) -> Result<()> {
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = r;
         let value = value.map(|v| (self.mapper)(&key, v));
-        ctx.forward(Record { key, value, timestamp, headers })
+        ctx.forward(Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        })
     }
 }
 
@@ -79,7 +93,10 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         let mapper = Arc::new(mapper);
         self.add_table_child(
             name,
-            move || TableMapValuesProcessor { mapper: mapper.clone(), _types: PhantomData },
+            move || TableMapValuesProcessor {
+                mapper: mapper.clone(),
+                _types: PhantomData,
+            },
             None,
         )
     }
@@ -100,8 +117,14 @@ mod tests {
             .filter(|_, n| *n < 3)
             .map_values(|n| n * 100)
             .to_stream_with_tombstones()
-            .to("out", Produced::default().with_value_serde(Serdes::optional(Serdes::u64_text())));
-        let mut d = TopologyTestDriver::builder(b.build().unwrap()).cache_max_bytes(0).build().unwrap();
+            .to(
+                "out",
+                Produced::default().with_value_serde(Serdes::optional(Serdes::u64_text())),
+            );
+        let mut d = TopologyTestDriver::builder(b.build().unwrap())
+            .cache_max_bytes(0)
+            .build()
+            .unwrap();
         for _ in 0..3 {
             d.pipe_str("in", Some("x"), "v", 0).unwrap();
         }

@@ -23,7 +23,11 @@ fn optional<T: 'static>(inner: SerdeRef<T>) -> SerdeRef<Option<T>> {
 struct OptionalSerde<T>(SerdeRef<T>);
 
 impl<T: 'static> Serde<Option<T>> for OptionalSerde<T> {
-    fn serialize(&self, value: &Option<T>, out: &mut Vec<u8>) -> std::result::Result<(), SerdeError> {
+    fn serialize(
+        &self,
+        value: &Option<T>,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), SerdeError> {
         match value {
             Some(v) => self.0.serialize(v, out),
             None => Ok(()),
@@ -45,11 +49,23 @@ impl<T: 'static> Serde<Option<T>> for OptionalSerde<T> {
 
 pub(crate) struct ToStreamProcessor<K, V>(PhantomData<fn(K, V)>);
 
-impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, V> for ToStreamProcessor<K, V> {
+impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, V>
+    for ToStreamProcessor<K, V>
+{
     fn process(&mut self, r: Record<K, Option<V>>, ctx: &mut ProcessorContext<K, V>) -> Result<()> {
-        let Record { key, value, timestamp, headers } = r;
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = r;
         match value {
-            Some(value) => ctx.forward(Record { key, value, timestamp, headers }),
+            Some(value) => ctx.forward(Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            }),
             None => Ok(()),
         }
     }
@@ -57,8 +73,14 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, V> for T
 
 pub(crate) struct ChangesProcessor;
 
-impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Option<V>> for ChangesProcessor {
-    fn process(&mut self, r: Record<K, Option<V>>, ctx: &mut ProcessorContext<K, Option<V>>) -> Result<()> {
+impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Option<V>>
+    for ChangesProcessor
+{
+    fn process(
+        &mut self,
+        r: Record<K, Option<V>>,
+        ctx: &mut ProcessorContext<K, Option<V>>,
+    ) -> Result<()> {
         ctx.forward(r)
     }
 }
@@ -116,11 +138,12 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     /// ```
     pub fn to_stream_with_tombstones(&self) -> KStream<K, Option<V>> {
         let name = self.builder.next_name("KTABLE-TOSTREAM-");
-        self.builder.add_processor::<K, Option<V>, K, Option<V>, _, _>(
-            &name,
-            || ChangesProcessor,
-            &[&self.node],
-        );
+        self.builder
+            .add_processor::<K, Option<V>, K, Option<V>, _, _>(
+                &name,
+                || ChangesProcessor,
+                &[&self.node],
+            );
         KStream {
             builder: self.builder.clone(),
             node: name,
@@ -145,7 +168,10 @@ mod tests {
             .group_by_key(Grouped::default())
             .count(Materialized::as_("c").with_value_serde(Serdes::u64_text()))
             .filter(|_, n| n % 2 == 1);
-        t.to_stream().to("plain", Produced::default().with_value_serde(Serdes::u64_text()));
+        t.to_stream().to(
+            "plain",
+            Produced::default().with_value_serde(Serdes::u64_text()),
+        );
         // Serdes known from the table: the optional wrapper is derived.
         t.map_values(|n| n * 10).to_stream_with_tombstones().to(
             "changes",
@@ -155,7 +181,10 @@ mod tests {
         for _ in 0..3 {
             d.pipe_str("in", Some("k"), "v", 0).unwrap();
         }
-        assert_eq!(kv(&d.read_output("plain")), pairs(&[("k", "1"), ("k", "3")]));
+        assert_eq!(
+            kv(&d.read_output("plain")),
+            pairs(&[("k", "1"), ("k", "3")])
+        );
         assert_eq!(
             kv(&d.read_output("changes")),
             vec![
@@ -180,7 +209,10 @@ mod tests {
         d.pipe_str("in", Some("k"), "v", 0).unwrap();
         assert_eq!(
             kv(&d.read_output("changes")),
-            vec![(Some("k".into()), Some("1".into())), (Some("k".into()), None)]
+            vec![
+                (Some("k".into()), Some("1".into())),
+                (Some("k".into()), None)
+            ]
         );
     }
 }

@@ -31,7 +31,9 @@
 
 use std::time::Duration;
 
-use kstreams_operators::{Consumed, Deduplicated, Grouped, Materialized, Named, Produced, StreamsBuilder};
+use kstreams_operators::{
+    Consumed, Deduplicated, Grouped, Materialized, Named, Produced, StreamsBuilder,
+};
 use kstreams_runtime::{Processor, ProcessorContext, Record, Result, Serdes, Topology};
 use serde::{Deserialize, Serialize};
 
@@ -183,7 +185,8 @@ pub fn topology(input_topic: &str, output_topic: &str, dedupe_ttl: Duration) -> 
                 // Saturating: a hostile amount must not panic the task.
                 total_cents: total.total_cents.saturating_add(order.amount_cents),
             },
-            Materialized::as_(CUSTOMER_TOTALS_STORE).with_value_serde(Serdes::json::<CustomerTotal>()),
+            Materialized::as_(CUSTOMER_TOTALS_STORE)
+                .with_value_serde(Serdes::json::<CustomerTotal>()),
         )
         .to_stream()
         .to(

@@ -117,3 +117,55 @@ impl fmt::Display for TopologyDescription {
         Ok(())
     }
 }
+
+impl TopologyDescription {
+    /// The topology as a Mermaid flowchart: one box per sub-topology, topics
+    /// as stadium nodes, stores as cylinders.
+    ///
+    /// ```
+    /// let mut t = kstreams_runtime::Topology::new();
+    /// t.add_source("src", &["in"], kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::string()).unwrap();
+    /// t.add_sink("out", "copy", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::string(), &["src"]).unwrap();
+    /// let m = t.describe().to_mermaid();
+    /// assert!(m.starts_with("flowchart LR"));
+    /// assert!(m.contains("topic_in([in]) --> n0_src"));
+    /// ```
+    pub fn to_mermaid(&self) -> String {
+        fn id(s: &str) -> String {
+            s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+        }
+        let mut out = String::from("flowchart LR\n");
+        let mut topics = std::collections::BTreeSet::new();
+        let mut stores = std::collections::BTreeSet::new();
+        for s in &self.subtopologies {
+            out.push_str(&format!("  subgraph sub{}[\"Sub-topology {}\"]\n", s.id, s.id));
+            for n in &s.nodes {
+                out.push_str(&format!("    n{}_{}[\"{}: {}\"]\n", s.id, id(&n.name), n.kind, n.name));
+            }
+            out.push_str("  end\n");
+        }
+        for s in &self.subtopologies {
+            for n in &s.nodes {
+                let me = format!("n{}_{}", s.id, id(&n.name));
+                for c in &n.successors {
+                    out.push_str(&format!("  {me} --> n{}_{}\n", s.id, id(c)));
+                }
+                for t in &n.topics {
+                    let tid = format!("topic_{}", id(t));
+                    if n.kind == "Source" {
+                        out.push_str(&format!("  {tid}([{t}]) --> {me}\n"));
+                    } else {
+                        out.push_str(&format!("  {me} --> {tid}([{t}])\n"));
+                    }
+                    topics.insert(tid);
+                }
+                for st in &n.stores {
+                    let sid = format!("store_{}", id(st));
+                    out.push_str(&format!("  {me} -.- {sid}[({st})]\n"));
+                    stores.insert(sid);
+                }
+            }
+        }
+        out
+    }
+}
