@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kstreams::runtime::{KafkaStreams, StreamsConfig};
-use kstreams_testkit::{committed_offsets, create_topic, produce, read_to_end, BrokerOptions, Isolation, KafkaBroker, TestRecord};
+use kstreams_testkit::{
+    BrokerOptions, Isolation, KafkaBroker, TestRecord, committed_offsets, create_topic, produce,
+    read_to_end,
+};
 
 #[derive(Parser)]
 struct Cli {
@@ -34,12 +37,18 @@ struct Cli {
 const SAMPLE: &str = include_str!("data/sample.txt");
 
 fn words(line: &str) -> impl Iterator<Item = String> + '_ {
-    line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase())
+    line.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(true) => ExitCode::SUCCESS,
@@ -55,7 +64,10 @@ fn run(cli: &Cli) -> Result<bool, Box<dyn std::error::Error>> {
     eprintln!("starting a local Apache Kafka broker (KRaft)...");
     let broker = KafkaBroker::start(BrokerOptions::default())?;
     let bootstrap = broker.bootstrap_servers();
-    eprintln!("broker up at {bootstrap} (log: {})", broker.log_path().display());
+    eprintln!(
+        "broker up at {bootstrap} (log: {})",
+        broker.log_path().display()
+    );
     create_topic(&bootstrap, "lines", cli.partitions, false)?;
     create_topic(&bootstrap, "word-counts", cli.partitions, false)?;
 

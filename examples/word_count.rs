@@ -23,7 +23,10 @@ struct Cli {
 fn main() -> ExitCode {
     common::init_logging();
     let cli = Cli::parse();
-    let topology = match kstreams::apps::word_count::topology(&cli.common.input_topic, &cli.common.output_topic) {
+    let topology = match kstreams::apps::word_count::topology(
+        &cli.common.input_topic,
+        &cli.common.output_topic,
+    ) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("word_count: {e}");

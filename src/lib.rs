@@ -37,10 +37,10 @@ pub use kstreams_operators::{
     Materialized, Named, Produced, Repartitioned, StreamsBuilder,
 };
 pub use kstreams_runtime::{
-    DeserializationErrorPolicy, ErrorPolicy, Headers, KafkaStreams, KeyValueStore, Processor, ProcessorContext,
-    PunctuationType, PunctuatorId, RawRecord, Record, RecordMetadata, Result, Serde, SerdeError,
-    SerdeRef, Serdes, StoreBuilder, StreamsConfig, StreamsError, StreamsState, TaskId, TestRecord,
-    Topology, TopologyDescription, TopologyTestDriver, TtlStore,
+    DeserializationErrorPolicy, ErrorPolicy, Headers, KafkaStreams, KeyValueStore, Processor,
+    ProcessorContext, PunctuationType, PunctuatorId, RawRecord, Record, RecordMetadata, Result,
+    Serde, SerdeError, SerdeRef, Serdes, StoreBuilder, StreamsConfig, StreamsError, StreamsState,
+    TaskId, TestRecord, Topology, TopologyDescription, TopologyTestDriver, TtlStore,
 };
 
 /// The names most programs need, in one import: `use kstreams::prelude::*;`.

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use kstreams_testkit::{
-    create_topic, partition_count, produce, read_to_end, shared_broker, topic_config, unique_name,
-    BrokerOptions, Isolation, KafkaBroker, TestRecord,
+    BrokerOptions, Isolation, KafkaBroker, TestRecord, create_topic, partition_count, produce,
+    read_to_end, shared_broker, topic_config, unique_name,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -73,9 +73,11 @@ fn transactions_are_isolated_by_read_committed() {
     );
     let partitions: HashSet<i32> = committed.iter().map(|r| r.partition).collect();
     assert_eq!(partitions, HashSet::from([0, 1, 2]));
-    assert!(committed
-        .iter()
-        .all(|r| r.key.is_some() && r.topic == topic));
+    assert!(
+        committed
+            .iter()
+            .all(|r| r.key.is_some() && r.topic == topic)
+    );
 }
 
 #[test]
@@ -183,9 +185,11 @@ fn restart_with_data_dir_keeps_topics_and_records() {
     let records =
         read_to_end(&again.bootstrap_servers(), &topic, Isolation::ReadCommitted).unwrap();
     assert_eq!(records.len(), 3);
-    assert!(again
-        .log_path()
-        .starts_with(dir.path().canonicalize().unwrap()));
+    assert!(
+        again
+            .log_path()
+            .starts_with(dir.path().canonicalize().unwrap())
+    );
 }
 
 #[test]

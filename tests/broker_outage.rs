@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kstreams_testkit::{create_topic, produce, BrokerOptions, KafkaBroker, TestRecord};
+use kstreams_testkit::{BrokerOptions, KafkaBroker, TestRecord, create_topic, produce};
 use support::*;
 
 fn lines(n: usize, offset: usize) -> (Vec<TestRecord>, HashMap<String, u64>) {
@@ -29,14 +29,23 @@ fn lines(n: usize, offset: usize) -> (Vec<TestRecord>, HashMap<String, u64>) {
 fn word_count_survives_a_broker_outage_with_exact_counts() {
     let outage = Duration::from_secs(size("KSTREAMS_OUTAGE_SECS", 30) as u64);
     let work = work_dir("outage");
-    let broker = KafkaBroker::start(BrokerOptions::default().with_data_dir(work.join("broker-data"))).expect("broker");
+    let broker =
+        KafkaBroker::start(BrokerOptions::default().with_data_dir(work.join("broker-data")))
+            .expect("broker");
     let bs = broker.bootstrap_servers();
     create_topic(&bs, "lines", 3, false).unwrap();
     create_topic(&bs, "counts", 3, false).unwrap();
     let mut job = Job::new(
         "word_count",
         "outage-wc",
-        job_args(&bs, "outage-app", "lines", "counts", &work.join("state"), &[]),
+        job_args(
+            &bs,
+            "outage-app",
+            "lines",
+            "counts",
+            &work.join("state"),
+            &[],
+        ),
         &work,
     );
     job.start();
@@ -45,7 +54,11 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
     std::thread::sleep(Duration::from_secs(5));
     broker.stop().expect("stop broker");
     std::thread::sleep(outage);
-    assert!(job.is_running(), "the job died during the outage:\n{}", job.log_tail(40));
+    assert!(
+        job.is_running(),
+        "the job died during the outage:\n{}",
+        job.log_tail(40)
+    );
     broker.restart().expect("restart broker");
     let (second, more) = lines(3000, 1);
     produce(&bs, "lines", &second).unwrap();
@@ -55,7 +68,9 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     loop {
         let got = values_by_key(&bs, "counts");
-        let exact = expected.iter().all(|(w, n)| got.get(w).and_then(|v| v.last()) == Some(&n.to_string()));
+        let exact = expected
+            .iter()
+            .all(|(w, n)| got.get(w).and_then(|v| v.last()) == Some(&n.to_string()));
         if exact {
             for (w, n) in &expected {
                 let seq: Vec<u64> = got[w].iter().map(|v| v.parse().unwrap()).collect();
@@ -64,8 +79,16 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
             }
             break;
         }
-        assert!(job.is_running(), "the job died after the outage:\n{}", job.log_tail(40));
-        assert!(std::time::Instant::now() < deadline, "counts not exact after the outage: {got:?}\n{}", job.log_tail(40));
+        assert!(
+            job.is_running(),
+            "the job died after the outage:\n{}",
+            job.log_tail(40)
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counts not exact after the outage: {got:?}\n{}",
+            job.log_tail(40)
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let st = job.terminate(Duration::from_secs(60)).expect("exit");

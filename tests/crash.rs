@@ -9,17 +9,44 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kstreams_testkit::{create_topic, produce, shared_broker, unique_name, TestRecord};
+use kstreams_testkit::{TestRecord, create_topic, produce, shared_broker, unique_name};
 use support::*;
 
 const VOCAB: &[&str] = &[
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett", "kilo", "lima",
-    "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey",
-    "xray", "yankee", "zulu", "Ünïcode", "straße", "東京", "42",
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliett",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+    "Ünïcode",
+    "straße",
+    "東京",
+    "42",
 ];
 
 /// Lines with 1..8 words drawn from VOCAB, mixed case and punctuation.
@@ -34,7 +61,11 @@ fn make_lines(n: usize, seed: u64) -> (Vec<String>, HashMap<String, u64>) {
                 let w = VOCAB[rng.below(VOCAB.len() as u64) as usize];
                 // Upper-casing is not always reversible ("straße" → "STRASSE" → "strasse"),
                 // so count what is actually sent.
-                let token = if rng.below(3) == 0 { w.to_uppercase() } else { w.to_string() };
+                let token = if rng.below(3) == 0 {
+                    w.to_uppercase()
+                } else {
+                    w.to_string()
+                };
                 *expected.entry(token.to_lowercase()).or_default() += 1;
                 parts.push(token);
             }
@@ -49,13 +80,26 @@ struct Cluster {
     dirs: Vec<std::path::PathBuf>,
 }
 
-fn word_count_cluster(name: &str, instances: usize, bs: &str, app: &str, input: &str, output: &str, extra: &[&str]) -> Cluster {
+fn word_count_cluster(
+    name: &str,
+    instances: usize,
+    bs: &str,
+    app: &str,
+    input: &str,
+    output: &str,
+    extra: &[&str],
+) -> Cluster {
     let work = work_dir(name);
     let mut jobs = Vec::new();
     let mut dirs = Vec::new();
     for i in 0..instances {
         let state = work.join(format!("state-{i}"));
-        jobs.push(Job::new("word_count", &format!("{name}-{i}"), job_args(bs, app, input, output, &state, extra), &work));
+        jobs.push(Job::new(
+            "word_count",
+            &format!("{name}-{i}"),
+            job_args(bs, app, input, output, &state, extra),
+            &work,
+        ));
         dirs.push(state);
     }
     Cluster { jobs, dirs }
@@ -63,13 +107,22 @@ fn word_count_cluster(name: &str, instances: usize, bs: &str, app: &str, input: 
 
 /// Produces `lines` in batches from a background thread, slowly enough that
 /// instance failures happen mid-stream.
-fn produce_in_background(bs: String, topic: String, lines: Vec<String>, batch: usize, pause: Duration) -> (std::thread::JoinHandle<()>, Arc<AtomicBool>) {
+fn produce_in_background(
+    bs: String,
+    topic: String,
+    lines: Vec<String>,
+    batch: usize,
+    pause: Duration,
+) -> (std::thread::JoinHandle<()>, Arc<AtomicBool>) {
     let done = Arc::new(AtomicBool::new(false));
     let d = done.clone();
     let h = std::thread::spawn(move || {
         for (bi, chunk) in lines.chunks(batch).enumerate() {
-            let recs: Vec<TestRecord> =
-                chunk.iter().enumerate().map(|(i, l)| TestRecord::kv(format!("{bi}-{i}"), l.as_bytes())).collect();
+            let recs: Vec<TestRecord> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, l)| TestRecord::kv(format!("{bi}-{i}"), l.as_bytes()))
+                .collect();
             produce(&bs, &topic, &recs).expect("produce");
             std::thread::sleep(pause);
         }
@@ -78,14 +131,28 @@ fn produce_in_background(bs: String, topic: String, lines: Vec<String>, batch: u
     (h, done)
 }
 
-fn assert_word_counts(bs: &str, output: &str, expected: &HashMap<String, u64>, exactly_once: bool, jobs: &[Job]) {
+fn assert_word_counts(
+    bs: &str,
+    output: &str,
+    expected: &HashMap<String, u64>,
+    exactly_once: bool,
+    jobs: &[Job],
+) {
     let check = || {
         let got = values_by_key(bs, output);
-        expected.iter().all(|(w, n)| got.get(w).and_then(|v| v.last()).map(|v| v == &n.to_string()).unwrap_or(false))
-            || (!exactly_once
-                && expected.iter().all(|(w, n)| {
-                    got.get(w).and_then(|v| v.last()).and_then(|v| v.parse::<u64>().ok()).map(|v| v >= *n).unwrap_or(false)
-                }))
+        expected.iter().all(|(w, n)| {
+            got.get(w)
+                .and_then(|v| v.last())
+                .map(|v| v == &n.to_string())
+                .unwrap_or(false)
+        }) || (!exactly_once
+            && expected.iter().all(|(w, n)| {
+                got.get(w)
+                    .and_then(|v| v.last())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|v| v >= *n)
+                    .unwrap_or(false)
+            }))
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     while !check() {
@@ -108,10 +175,19 @@ fn assert_word_counts(bs: &str, output: &str, expected: &HashMap<String, u64>, e
         let values: Vec<u64> = got[w].iter().map(|v| v.parse().unwrap()).collect();
         if exactly_once {
             assert_eq!(*values.last().unwrap(), *n, "{w}");
-            assert!(values.windows(2).all(|p| p[0] < p[1]), "{w}: committed counts not strictly increasing: {values:?}");
-            assert!(values.iter().all(|v| v <= n), "{w}: a committed count beyond the true count: {values:?}");
+            assert!(
+                values.windows(2).all(|p| p[0] < p[1]),
+                "{w}: committed counts not strictly increasing: {values:?}"
+            );
+            assert!(
+                values.iter().all(|v| v <= n),
+                "{w}: a committed count beyond the true count: {values:?}"
+            );
         } else {
-            assert!(*values.last().unwrap() >= *n, "{w}: lost updates under at-least-once: {values:?} < {n}");
+            assert!(
+                *values.last().unwrap() >= *n,
+                "{w}: lost updates under at-least-once: {values:?} < {n}"
+            );
         }
     }
 }
@@ -136,7 +212,13 @@ fn word_count_survives_repeated_sigkill_with_exact_counts() {
         j.start();
     }
     let batches = 40usize;
-    let (producer, done) = produce_in_background(bs.clone(), input.clone(), lines, lines_n.div_ceil(batches), Duration::from_millis(500));
+    let (producer, done) = produce_in_background(
+        bs.clone(),
+        input.clone(),
+        lines,
+        lines_n.div_ceil(batches),
+        Duration::from_millis(500),
+    );
     let mut rng = Rng(99);
     let mut killed = 0;
     while killed < kills {
@@ -151,8 +233,15 @@ fn word_count_survives_repeated_sigkill_with_exact_counts() {
     assert!(done.load(Ordering::SeqCst));
     assert_word_counts(&bs, &output, &expected, true, &c.jobs);
     for j in &mut c.jobs {
-        let st = j.terminate(Duration::from_secs(60)).expect("clean exit after SIGTERM");
-        assert!(st.success(), "{} exited with {st}: {}", j.name, j.log_tail(20));
+        let st = j
+            .terminate(Duration::from_secs(60))
+            .expect("clean exit after SIGTERM");
+        assert!(
+            st.success(),
+            "{} exited with {st}: {}",
+            j.name,
+            j.log_tail(20)
+        );
     }
 }
 
@@ -163,23 +252,49 @@ fn word_count_scales_out_and_in_and_rebuilds_lost_state() {
     let (lines, expected) = make_lines(lines_n, 11);
     let mut c = word_count_cluster("wc-scale", 3, &bs, &app, &input, &output, &[]);
     c.jobs[0].start();
-    let (producer, _) = produce_in_background(bs.clone(), input.clone(), lines, lines_n / 30, Duration::from_millis(400));
+    let (producer, _) = produce_in_background(
+        bs.clone(),
+        input.clone(),
+        lines,
+        lines_n / 30,
+        Duration::from_millis(400),
+    );
     std::thread::sleep(Duration::from_secs(3));
     c.jobs[1].start();
     std::thread::sleep(Duration::from_secs(3));
     c.jobs[2].start();
     std::thread::sleep(Duration::from_secs(4));
     // Lost state: stop instance 1, delete its state directory, restart it.
-    assert!(c.jobs[1].terminate(Duration::from_secs(60)).expect("exit").success());
+    assert!(
+        c.jobs[1]
+            .terminate(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
     std::fs::remove_dir_all(&c.dirs[1]).unwrap();
     c.jobs[1].start();
     std::thread::sleep(Duration::from_secs(4));
     // Scale in to one instance.
-    assert!(c.jobs[0].terminate(Duration::from_secs(60)).expect("exit").success());
-    assert!(c.jobs[2].terminate(Duration::from_secs(60)).expect("exit").success());
+    assert!(
+        c.jobs[0]
+            .terminate(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
+    assert!(
+        c.jobs[2]
+            .terminate(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
     producer.join().unwrap();
     assert_word_counts(&bs, &output, &expected, true, &c.jobs);
-    assert!(c.jobs[1].terminate(Duration::from_secs(60)).expect("exit").success());
+    assert!(
+        c.jobs[1]
+            .terminate(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
 }
 
 #[test]
@@ -190,7 +305,13 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
     let mut c = word_count_cluster("wc-zombie", 2, &bs, &app, &input, &output, &[]);
     c.jobs[0].start();
     c.jobs[1].start();
-    let (producer, _) = produce_in_background(bs.clone(), input.clone(), lines, lines_n / 20, Duration::from_millis(300));
+    let (producer, _) = produce_in_background(
+        bs.clone(),
+        input.clone(),
+        lines,
+        lines_n / 20,
+        Duration::from_millis(300),
+    );
     std::thread::sleep(Duration::from_secs(4));
     // Freeze instance 0 well past its session timeout (6 s): its tasks move to instance 1.
     c.jobs[0].sigstop();
@@ -204,9 +325,18 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
         assert!(st.success(), "{}", c.jobs[0].log_tail(30));
     } else {
         let st = c.jobs[0].wait(Duration::from_secs(1)).expect("status");
-        assert!(st.success(), "zombie exited with {st}: {}", c.jobs[0].log_tail(30));
+        assert!(
+            st.success(),
+            "zombie exited with {st}: {}",
+            c.jobs[0].log_tail(30)
+        );
     }
-    assert!(c.jobs[1].terminate(Duration::from_secs(60)).expect("exit").success());
+    assert!(
+        c.jobs[1]
+            .terminate(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
 }
 
 #[test]
@@ -221,12 +351,23 @@ fn at_least_once_loses_nothing_under_sigkill() {
         &app,
         &input,
         &output,
-        &["--processing-guarantee", "at_least_once", "--commit-interval-ms", "500"],
+        &[
+            "--processing-guarantee",
+            "at_least_once",
+            "--commit-interval-ms",
+            "500",
+        ],
     );
     for j in &mut c.jobs {
         j.start();
     }
-    let (producer, _) = produce_in_background(bs.clone(), input.clone(), lines, lines_n / 20, Duration::from_millis(300));
+    let (producer, _) = produce_in_background(
+        bs.clone(),
+        input.clone(),
+        lines,
+        lines_n / 20,
+        Duration::from_millis(300),
+    );
     let mut rng = Rng(5);
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(1500 + rng.below(1000)));
@@ -237,7 +378,11 @@ fn at_least_once_loses_nothing_under_sigkill() {
     producer.join().unwrap();
     assert_word_counts(&bs, &output, &expected, false, &c.jobs);
     for j in &mut c.jobs {
-        assert!(j.terminate(Duration::from_secs(60)).expect("exit").success());
+        assert!(
+            j.terminate(Duration::from_secs(60))
+                .expect("exit")
+                .success()
+        );
     }
 }
 
@@ -260,7 +405,10 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
         let customer = format!("c{:02}", rng.below(50));
         let amount = 100 + rng.below(10_000) as i64;
         let order_id = format!("o{i}");
-        let json = format!(r#"{{"order_id":"{order_id}","customer_id":"{customer}","amount_cents":{amount},"ts":{}}}"#, 1_700_000_000_000i64 + i as i64);
+        let json = format!(
+            r#"{{"order_id":"{order_id}","customer_id":"{customer}","amount_cents":{amount},"ts":{}}}"#,
+            1_700_000_000_000i64 + i as i64
+        );
         let e = expected.entry(customer).or_default();
         e.0 += 1;
         e.1 += amount;
@@ -273,7 +421,10 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
             records.push(resend.remove(0));
         }
         if rng.below(500) == 0 {
-            records.push(TestRecord::kv(format!("bad{i}").as_bytes(), b"{not json".as_slice()));
+            records.push(TestRecord::kv(
+                format!("bad{i}").as_bytes(),
+                b"{not json".as_slice(),
+            ));
         }
     }
     records.append(&mut resend);
@@ -281,7 +432,12 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
     let mut jobs: Vec<Job> = (0..3)
         .map(|i| {
             let state = work.join(format!("state-{i}"));
-            Job::new("order_aggregation", &format!("orders-{i}"), job_args(&bs, &app, &input, &output, &state, &[]), &work)
+            Job::new(
+                "order_aggregation",
+                &format!("orders-{i}"),
+                job_args(&bs, &app, &input, &output, &state, &[]),
+                &work,
+            )
         })
         .collect();
     for j in &mut jobs {
@@ -307,11 +463,19 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
     producer.join().unwrap();
     let parse = |v: &str| -> (u64, i64) {
         let j: serde_json::Value = serde_json::from_str(v).expect("output JSON");
-        (j["orders"].as_u64().unwrap(), j["total_cents"].as_i64().unwrap())
+        (
+            j["orders"].as_u64().unwrap(),
+            j["total_cents"].as_i64().unwrap(),
+        )
     };
     let exact = || {
         let got = values_by_key(&bs, &output);
-        expected.iter().all(|(c, want)| got.get(c).and_then(|v| v.last()).map(|v| parse(v) == *want).unwrap_or(false))
+        expected.iter().all(|(c, want)| {
+            got.get(c)
+                .and_then(|v| v.last())
+                .map(|v| parse(v) == *want)
+                .unwrap_or(false)
+        })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     while !exact() {
@@ -322,8 +486,15 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
             }
             let wrong: Vec<String> = expected
                 .iter()
-                .filter(|(c, want)| got.get(*c).and_then(|v| v.last()).map(|v| parse(v)) != Some(**want))
-                .map(|(c, want)| format!("{c}: want {want:?} got {:?}", got.get(c).and_then(|v| v.last())))
+                .filter(|(c, want)| {
+                    got.get(*c).and_then(|v| v.last()).map(|v| parse(v)) != Some(**want)
+                })
+                .map(|(c, want)| {
+                    format!(
+                        "{c}: want {want:?} got {:?}",
+                        got.get(c).and_then(|v| v.last())
+                    )
+                })
                 .collect();
             panic!("totals not exact: {wrong:?}");
         }
@@ -332,12 +503,24 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
     let got = values_by_key(&bs, &output);
     for (c, (orders, _)) in &expected {
         let seq: Vec<u64> = got[c].iter().map(|v| parse(v).0).collect();
-        assert!(seq.windows(2).all(|p| p[0] < p[1]), "{c}: committed order counts not strictly increasing: {seq:?}");
-        assert!(seq.iter().all(|n| n <= orders), "{c}: counted a re-sent order: {seq:?}");
+        assert!(
+            seq.windows(2).all(|p| p[0] < p[1]),
+            "{c}: committed order counts not strictly increasing: {seq:?}"
+        );
+        assert!(
+            seq.iter().all(|n| n <= orders),
+            "{c}: counted a re-sent order: {seq:?}"
+        );
         let v: serde_json::Value = serde_json::from_str(got[c].last().unwrap()).unwrap();
         assert_eq!(v["customer_id"], serde_json::Value::String(c.clone()));
     }
     for j in &mut jobs {
-        assert!(j.terminate(Duration::from_secs(60)).expect("exit").success(), "{}", j.log_tail(20));
+        assert!(
+            j.terminate(Duration::from_secs(60))
+                .expect("exit")
+                .success(),
+            "{}",
+            j.log_tail(20)
+        );
     }
 }

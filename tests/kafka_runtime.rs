@@ -5,22 +5,33 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kstreams::runtime::{
-    KafkaStreams, Processor, ProcessorContext, Record, Result, Serdes, StoreBuilder, StreamsConfig, StreamsState,
-    Topology,
+    KafkaStreams, Processor, ProcessorContext, Record, Result, Serdes, StoreBuilder, StreamsConfig,
+    StreamsState, Topology,
 };
-use kstreams_testkit::{committed_offsets, create_topic, produce, read_to_end, shared_broker, unique_name, Isolation, TestRecord};
+use kstreams_testkit::{
+    Isolation, TestRecord, committed_offsets, create_topic, produce, read_to_end, shared_broker,
+    unique_name,
+};
 
 /// Counts values per key (Processor API), through a repartition topic keyed by value.
 struct Rekey;
 impl Processor<String, String, String, String> for Rekey {
-    fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<String, String>) -> Result<()> {
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        ctx: &mut ProcessorContext<String, String>,
+    ) -> Result<()> {
         let v = r.value.clone();
         ctx.forward(r.with_key(v))
     }
 }
 struct Count;
 impl Processor<String, String, String, u64> for Count {
-    fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<String, u64>) -> Result<()> {
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        ctx: &mut ProcessorContext<String, u64>,
+    ) -> Result<()> {
         let s = ctx.key_value_store::<String, u64>("value-counts")?;
         let n = s.get(&r.key)?.unwrap_or(0) + 1;
         s.put(&r.key, &n)?;
@@ -30,13 +41,41 @@ impl Processor<String, String, String, u64> for Count {
 
 fn topology(input: &str, output: &str) -> Topology {
     let mut t = Topology::new();
-    t.add_source("src", &[input], Serdes::string(), Serdes::string()).unwrap();
-    t.add_processor::<String, String, String, String, _, _>("rekey", || Rekey, &["src"]).unwrap();
-    t.add_internal_sink("to-rep", "by-value-repartition", None, Serdes::string(), Serdes::string(), &["rekey"]).unwrap();
-    t.add_internal_source("from-rep", "by-value-repartition", Serdes::string(), Serdes::string()).unwrap();
-    t.add_processor::<String, String, String, u64, _, _>("count", || Count, &["from-rep"]).unwrap();
-    t.add_state_store(StoreBuilder::key_value("value-counts", Serdes::string(), Serdes::u64_text()), &["count"]).unwrap();
-    t.add_sink("out", output, Serdes::string(), Serdes::u64_text(), &["count"]).unwrap();
+    t.add_source("src", &[input], Serdes::string(), Serdes::string())
+        .unwrap();
+    t.add_processor::<String, String, String, String, _, _>("rekey", || Rekey, &["src"])
+        .unwrap();
+    t.add_internal_sink(
+        "to-rep",
+        "by-value-repartition",
+        None,
+        Serdes::string(),
+        Serdes::string(),
+        &["rekey"],
+    )
+    .unwrap();
+    t.add_internal_source(
+        "from-rep",
+        "by-value-repartition",
+        Serdes::string(),
+        Serdes::string(),
+    )
+    .unwrap();
+    t.add_processor::<String, String, String, u64, _, _>("count", || Count, &["from-rep"])
+        .unwrap();
+    t.add_state_store(
+        StoreBuilder::key_value("value-counts", Serdes::string(), Serdes::u64_text()),
+        &["count"],
+    )
+    .unwrap();
+    t.add_sink(
+        "out",
+        output,
+        Serdes::string(),
+        Serdes::u64_text(),
+        &["count"],
+    )
+    .unwrap();
     t
 }
 
@@ -44,14 +83,27 @@ fn config(app: &str, bootstrap: &str, state: &std::path::Path, guarantee: &str) 
     config_threads(app, bootstrap, state, guarantee, 1)
 }
 
-fn config_threads(app: &str, bootstrap: &str, state: &std::path::Path, guarantee: &str, threads: usize) -> StreamsConfig {
+fn config_threads(
+    app: &str,
+    bootstrap: &str,
+    state: &std::path::Path,
+    guarantee: &str,
+    threads: usize,
+) -> StreamsConfig {
     StreamsConfig::builder(app, bootstrap)
         .set("num.stream.threads", &threads.to_string())
         .set("processing.guarantee", guarantee)
         .set("state.dir", &state.display().to_string())
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
-        .set("commit.interval.ms", if guarantee == "exactly_once" { "100" } else { "500" })
+        .set(
+            "commit.interval.ms",
+            if guarantee == "exactly_once" {
+                "100"
+            } else {
+                "500"
+            },
+        )
         .build()
         .unwrap()
 }
@@ -59,11 +111,17 @@ fn config_threads(app: &str, bootstrap: &str, state: &std::path::Path, guarantee
 fn wait_committed(bootstrap: &str, app: &str, topic: &str, total: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let sum: i64 = committed_offsets(bootstrap, app, topic).unwrap().values().sum();
+        let sum: i64 = committed_offsets(bootstrap, app, topic)
+            .unwrap()
+            .values()
+            .sum();
         if sum >= total {
             return;
         }
-        assert!(Instant::now() < deadline, "only {sum} of {total} offsets of {topic} committed");
+        assert!(
+            Instant::now() < deadline,
+            "only {sum} of {total} offsets of {topic} committed"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -71,7 +129,9 @@ fn wait_committed(bootstrap: &str, app: &str, topic: &str, total: i64) {
 fn latest(bootstrap: &str, topic: &str) -> HashMap<String, Vec<u64>> {
     let mut m: HashMap<String, Vec<u64>> = HashMap::new();
     for r in read_to_end(bootstrap, topic, Isolation::ReadCommitted).unwrap() {
-        m.entry(r.key_str().unwrap()).or_default().push(r.value_str().unwrap().parse().unwrap());
+        m.entry(r.key_str().unwrap())
+            .or_default()
+            .push(r.value_str().unwrap().parse().unwrap());
     }
     m
 }
@@ -86,19 +146,42 @@ fn run_case(guarantee: &str, threads: usize) {
     create_topic(&bs, &output, 3, false).unwrap();
     let state = tempfile::tempdir().unwrap();
     let colors = ["red", "green", "blue", "cyan", "magenta"];
-    let records: Vec<TestRecord> = (0..300).map(|i| TestRecord::kv(format!("k{i}"), colors[i % 5])).collect();
+    let records: Vec<TestRecord> = (0..300)
+        .map(|i| TestRecord::kv(format!("k{i}"), colors[i % 5]))
+        .collect();
     produce(&bs, &input, &records).unwrap();
 
-    let mut streams =
-        KafkaStreams::new(topology(&input, &output), config_threads(&app, &bs, state.path(), guarantee, threads)).unwrap();
+    let mut streams = KafkaStreams::new(
+        topology(&input, &output),
+        config_threads(&app, &bs, state.path(), guarantee, threads),
+    )
+    .unwrap();
     streams.start().unwrap();
     let plan = streams.topic_plan().unwrap().clone();
-    assert_eq!(plan.tasks_per_subtopology.values().copied().collect::<Vec<_>>(), vec![3, 3]);
+    assert_eq!(
+        plan.tasks_per_subtopology
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![3, 3]
+    );
     let rep = format!("{app}-by-value-repartition");
     let changelog = format!("{app}-value-counts-changelog");
-    assert_eq!(kstreams_testkit::partition_count(&bs, &rep).unwrap(), Some(3));
-    assert_eq!(kstreams_testkit::partition_count(&bs, &changelog).unwrap(), Some(3));
-    assert_eq!(kstreams_testkit::topic_config(&bs, &changelog).unwrap().get("cleanup.policy").map(String::as_str), Some("compact"));
+    assert_eq!(
+        kstreams_testkit::partition_count(&bs, &rep).unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        kstreams_testkit::partition_count(&bs, &changelog).unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        kstreams_testkit::topic_config(&bs, &changelog)
+            .unwrap()
+            .get("cleanup.policy")
+            .map(String::as_str),
+        Some("compact")
+    );
     wait_committed(&bs, &app, &input, 300);
     wait_committed(&bs, &app, &rep, 300);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -113,12 +196,18 @@ fn run_case(guarantee: &str, threads: usize) {
     for c in colors {
         let values = &out[c];
         assert_eq!(*values.last().unwrap(), 60, "{c}: {values:?}");
-        assert!(values.windows(2).all(|w| w[0] < w[1]), "{c} not strictly increasing: {values:?}");
+        assert!(
+            values.windows(2).all(|w| w[0] < w[1]),
+            "{c} not strictly increasing: {values:?}"
+        );
     }
     // The changelog holds the final counts.
     let mut cl: HashMap<String, u64> = HashMap::new();
     for r in read_to_end(&bs, &changelog, Isolation::ReadCommitted).unwrap() {
-        cl.insert(r.key_str().unwrap(), r.value_str().unwrap().parse().unwrap());
+        cl.insert(
+            r.key_str().unwrap(),
+            r.value_str().unwrap().parse().unwrap(),
+        );
     }
     assert_eq!(cl.len(), 5);
     assert!(cl.values().all(|v| *v == 60));
@@ -127,9 +216,15 @@ fn run_case(guarantee: &str, threads: usize) {
     // changelog, and new input continues the counts.
     drop(state);
     let state2 = tempfile::tempdir().unwrap();
-    let more: Vec<TestRecord> = (0..50).map(|i| TestRecord::kv(format!("m{i}"), colors[i % 5])).collect();
+    let more: Vec<TestRecord> = (0..50)
+        .map(|i| TestRecord::kv(format!("m{i}"), colors[i % 5]))
+        .collect();
     produce(&bs, &input, &more).unwrap();
-    let mut streams = KafkaStreams::new(topology(&input, &output), config(&app, &bs, state2.path(), guarantee)).unwrap();
+    let mut streams = KafkaStreams::new(
+        topology(&input, &output),
+        config(&app, &bs, state2.path(), guarantee),
+    )
+    .unwrap();
     streams.start().unwrap();
     wait_committed(&bs, &app, &input, 350);
     wait_committed(&bs, &app, &rep, 350);
@@ -166,9 +261,16 @@ fn missing_input_topic_is_a_clear_startup_error() {
     let missing = unique_name("missing");
     let output = unique_name("out");
     create_topic(&bs, &output, 1, false).unwrap();
-    let mut s = KafkaStreams::new(topology(&missing, &output), config(&unique_name("app"), &bs, state.path(), "exactly_once")).unwrap();
+    let mut s = KafkaStreams::new(
+        topology(&missing, &output),
+        config(&unique_name("app"), &bs, state.path(), "exactly_once"),
+    )
+    .unwrap();
     let err = s.start().unwrap_err().to_string();
-    assert!(err.contains(&format!("topic(s) '{missing}' do not exist")), "{err}");
+    assert!(
+        err.contains(&format!("topic(s) '{missing}' do not exist")),
+        "{err}"
+    );
     assert!(err.contains("kafka-topics.sh --create"), "{err}");
 }
 
@@ -180,13 +282,22 @@ fn co_partitioning_mismatch_is_a_clear_startup_error() {
     create_topic(&bs, &b, 3, false).unwrap();
     create_topic(&bs, &out, 1, false).unwrap();
     let mut t = Topology::new();
-    t.add_source("src", &[&a, &b], Serdes::string(), Serdes::string()).unwrap();
-    t.add_sink("sink", &out, Serdes::string(), Serdes::string(), &["src"]).unwrap();
+    t.add_source("src", &[&a, &b], Serdes::string(), Serdes::string())
+        .unwrap();
+    t.add_sink("sink", &out, Serdes::string(), Serdes::string(), &["src"])
+        .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let mut s = KafkaStreams::new(t, config(&unique_name("app"), &bs, state.path(), "exactly_once")).unwrap();
+    let mut s = KafkaStreams::new(
+        t,
+        config(&unique_name("app"), &bs, state.path(), "exactly_once"),
+    )
+    .unwrap();
     let err = s.start().unwrap_err().to_string();
     assert!(err.contains("co-partitioning mismatch"), "{err}");
-    assert!(err.contains(&format!("'{a}' has 2")) && err.contains(&format!("'{b}' has 3")), "{err}");
+    assert!(
+        err.contains(&format!("'{a}' has 2")) && err.contains(&format!("'{b}' has 3")),
+        "{err}"
+    );
 }
 
 #[test]

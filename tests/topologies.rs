@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kstreams::apps::order_aggregation::{self, CustomerTotal, Order, DEFAULT_DEDUPE_TTL};
+use kstreams::TestRecord;
+use kstreams::apps::order_aggregation::{self, CustomerTotal, DEFAULT_DEDUPE_TTL, Order};
 use kstreams::apps::word_count::{self, words};
 use kstreams::prelude::*;
-use kstreams::TestRecord;
 
 fn kv(records: &[TestRecord]) -> Vec<(String, String)> {
     records

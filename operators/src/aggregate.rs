@@ -24,7 +24,7 @@ use kstreams_runtime::{
     StreamsError,
 };
 
-use crate::record_cache::{CacheEntry, RecordCache, ENTRY_OVERHEAD};
+use crate::record_cache::{CacheEntry, ENTRY_OVERHEAD, RecordCache};
 use crate::{KGroupedStream, KTable, Materialized};
 
 /// The aggregation node: store, cache and the folding function
@@ -180,8 +180,13 @@ where
         // Forwarded values stay as clean entries, for reads.
         while let Some(e) = self.cache.pop_oldest() {
             if let Some(v) = &e.value {
-                self.cache
-                    .put_clean(e.key.clone(), Some(v.clone()), e.size, e.key_size, self.max_bytes);
+                self.cache.put_clean(
+                    e.key.clone(),
+                    Some(v.clone()),
+                    e.size,
+                    e.key_size,
+                    self.max_bytes,
+                );
             }
             forward_entry(e, self.store.as_ref(), ctx)?;
         }
@@ -481,7 +486,13 @@ mod tests {
             .processing_policy(kstreams_runtime::ErrorPolicy::LogAndContinue)
             .build()
             .unwrap();
-        for (k, v) in [("a", "1"), ("a", "boom"), ("a", "2"), ("b", "5"), ("b", "boom")] {
+        for (k, v) in [
+            ("a", "1"),
+            ("a", "boom"),
+            ("a", "2"),
+            ("b", "5"),
+            ("b", "boom"),
+        ] {
             d.pipe_str("in", Some(k), v, 0).unwrap();
         }
         d.commit().unwrap();

@@ -145,9 +145,10 @@ mod tests {
         let b = StreamsBuilder::new();
         let s = b.stream("in", Consumed::with(Serdes::string(), Serdes::string()));
         assert!(!s.filter(|_, _| true).repartition_required());
-        assert!(s
-            .select_key(|_, v| v.clone())
-            .filter(|_, _| true)
-            .repartition_required());
+        assert!(
+            s.select_key(|_, v| v.clone())
+                .filter(|_, _| true)
+                .repartition_required()
+        );
     }
 }

@@ -7,8 +7,8 @@
 
 use kstreams_runtime::StreamsError;
 
-use crate::split::PassThrough;
 use crate::KStream;
+use crate::split::PassThrough;
 
 impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     /// The records of this stream and of `other`, as one stream.

@@ -156,10 +156,11 @@ mod tests {
         assert!(out.repartition_required());
         out.to("out", Produced::with(Serdes::string(), Serdes::i64_text()));
         let t = b.build().unwrap();
-        assert!(t
-            .describe()
-            .to_string()
-            .contains("Processor: KSTREAM-PROCESSOR-0000000001 (stores: [totals])"));
+        assert!(
+            t.describe()
+                .to_string()
+                .contains("Processor: KSTREAM-PROCESSOR-0000000001 (stores: [totals])")
+        );
         let mut d = driver(t);
         d.pipe_str("in", Some("a"), "1", 0).unwrap();
         d.pipe_str("in", Some("b"), "2", 5).unwrap();

@@ -61,10 +61,11 @@ mod tests {
         )
         .to("out", Produced::default());
         let t = b.build().unwrap();
-        assert!(t
-            .describe()
-            .to_string()
-            .contains("Source: numbers (topics: [in])"));
+        assert!(
+            t.describe()
+                .to_string()
+                .contains("Source: numbers (topics: [in])")
+        );
         let mut d = driver(t);
         d.pipe_str("in", Some("a"), "1", 0).unwrap();
         d.pipe_str("in", Some("b"), "not a number", 0).unwrap();

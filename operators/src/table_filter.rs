@@ -31,10 +31,10 @@ where
         mut r: Record<K, Option<V>>,
         ctx: &mut ProcessorContext<K, Option<V>>,
     ) -> Result<()> {
-        if let Some(v) = &r.value {
-            if (self.predicate)(&r.key, v) != self.keep_if {
-                r.value = None;
-            }
+        if let Some(v) = &r.value
+            && (self.predicate)(&r.key, v) != self.keep_if
+        {
+            r.value = None;
         }
         ctx.forward(r)
     }

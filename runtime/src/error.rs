@@ -33,10 +33,14 @@ pub enum StreamsError {
         message: String,
     },
     /// A store was requested that is not attached to the processor.
-    #[error("state store '{0}' is not connected to this processor: attach it with Topology::add_state_store(.., &[\"<processor>\"])")]
+    #[error(
+        "state store '{0}' is not connected to this processor: attach it with Topology::add_state_store(.., &[\"<processor>\"])"
+    )]
     UnknownStore(String),
     /// A store was requested with other key/value types than it was built with.
-    #[error("state store '{0}' was requested with different key/value types than it was declared with")]
+    #[error(
+        "state store '{0}' was requested with different key/value types than it was declared with"
+    )]
     StoreType(String),
     /// A user processor failed.
     #[error("processing failed in node '{node}': {message}")]
@@ -98,7 +102,10 @@ impl StreamsError {
     /// assert_eq!(e.to_string(), "processing failed in node 'split': bad line");
     /// ```
     pub fn processing(node: impl Into<String>, message: impl Into<String>) -> Self {
-        StreamsError::Processing { node: node.into(), message: message.into() }
+        StreamsError::Processing {
+            node: node.into(),
+            message: message.into(),
+        }
     }
 
     /// Convenience constructor for [`StreamsError::Store`].
@@ -108,7 +115,10 @@ impl StreamsError {
     /// assert!(e.to_string().contains("counts"));
     /// ```
     pub fn store(store: impl Into<String>, message: impl Into<String>) -> Self {
-        StreamsError::Store { store: store.into(), message: message.into() }
+        StreamsError::Store {
+            store: store.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -136,7 +146,10 @@ impl SerdeError {
     /// assert_eq!(e.format, "json");
     /// ```
     pub fn new(format: &'static str, message: impl Into<String>) -> Self {
-        SerdeError { format, message: message.into() }
+        SerdeError {
+            format,
+            message: message.into(),
+        }
     }
 }
 

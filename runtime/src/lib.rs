@@ -73,9 +73,16 @@ impl fmt::Display for TaskId {
 impl FromStr for TaskId {
     type Err = StreamsError;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || StreamsError::Config(format!("'{s}' is not a task id (expected <subtopology>_<partition>, e.g. 0_3)"));
+        let bad = || {
+            StreamsError::Config(format!(
+                "'{s}' is not a task id (expected <subtopology>_<partition>, e.g. 0_3)"
+            ))
+        };
         let (a, b) = s.split_once('_').ok_or_else(bad)?;
-        Ok(TaskId { subtopology: a.parse().map_err(|_| bad())?, partition: b.parse().map_err(|_| bad())? })
+        Ok(TaskId {
+            subtopology: a.parse().map_err(|_| bad())?,
+            partition: b.parse().map_err(|_| bad())?,
+        })
     }
 }
 

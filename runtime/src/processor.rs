@@ -16,11 +16,11 @@ use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordMetadata};
 use crate::state::{KeyValueStore, TtlStore};
 use crate::task_context::{Punctuation, TaskShared};
-use crate::TaskId;
 
 /// A node of the topology that transforms records.
 ///
@@ -47,9 +47,18 @@ pub trait Processor<KIn, VIn, KOut, VOut>: 'static {
         Ok(())
     }
     /// Processes one record.
-    fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<KOut, VOut>) -> Result<()>;
+    fn process(
+        &mut self,
+        record: Record<KIn, VIn>,
+        ctx: &mut ProcessorContext<KOut, VOut>,
+    ) -> Result<()>;
     /// Called when a punctuator scheduled with [`ProcessorContext::schedule`] fires.
-    fn punctuate(&mut self, _id: PunctuatorId, _timestamp: i64, _ctx: &mut ProcessorContext<KOut, VOut>) -> Result<()> {
+    fn punctuate(
+        &mut self,
+        _id: PunctuatorId,
+        _timestamp: i64,
+        _ctx: &mut ProcessorContext<KOut, VOut>,
+    ) -> Result<()> {
         Ok(())
     }
     /// Called before every commit. A processor that buffers records (a cache)
@@ -136,7 +145,13 @@ impl<K: Clone + 'static, V: Clone + 'static> ProcessorContext<K, V> {
         task: Rc<TaskShared>,
         stores: HashSet<String>,
     ) -> Self {
-        ProcessorContext { node_name, node_index, children, task, stores }
+        ProcessorContext {
+            node_name,
+            node_index,
+            children,
+            task,
+            stores,
+        }
     }
 
     /// Forwards a record to every child.
@@ -175,7 +190,10 @@ impl<K: Clone + 'static, V: Clone + 'static> ProcessorContext<K, V> {
                 &self.node_name,
                 format!(
                     "no child named '{child}'; children are: {:?}",
-                    self.children.iter().map(|c| c.name.as_str()).collect::<Vec<_>>()
+                    self.children
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
                 ),
             )),
         }
@@ -290,7 +308,11 @@ impl<K, V> ProcessorContext<K, V> {
             PunctuationType::StreamTime => self.task.stream_time.get(),
             PunctuationType::WallClockTime => self.task.wall_clock.get(),
         };
-        let next = if now == i64::MIN { i64::MIN } else { now + interval_ms };
+        let next = if now == i64::MIN {
+            i64::MIN
+        } else {
+            now + interval_ms
+        };
         self.task.punctuations.borrow_mut().push(Punctuation {
             node: self.node_index,
             id,
@@ -320,11 +342,18 @@ impl<K, V> ProcessorContext<K, V> {
     /// counts.put(&"a".to_string(), &1)?;
     /// # Ok(()) }
     /// ```
-    pub fn key_value_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<KeyValueStore<SK, SV>> {
+    pub fn key_value_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStore<SK, SV>> {
         let slot = self.store_slot(name)?;
         let key_serde = downcast_serde::<SK>(&*slot.key_serde, name)?;
         let value_serde = downcast_serde::<SV>(&*slot.value_serde, name)?;
-        Ok(KeyValueStore::new(slot.store.clone(), key_serde, value_serde))
+        Ok(KeyValueStore::new(
+            slot.store.clone(),
+            key_serde,
+            value_serde,
+        ))
     }
 
     /// The TTL store `name` (see [`crate::StoreBuilder::ttl`]).
@@ -336,22 +365,39 @@ impl<K, V> ProcessorContext<K, V> {
     /// ```
     pub fn ttl_store<SK: 'static, SV: 'static>(&self, name: &str) -> Result<TtlStore<SK, SV>> {
         let slot = self.store_slot(name)?;
-        let ttl_ms = slot.ttl_ms.ok_or_else(|| StreamsError::StoreType(name.to_string()))?;
+        let ttl_ms = slot
+            .ttl_ms
+            .ok_or_else(|| StreamsError::StoreType(name.to_string()))?;
         let key_serde = downcast_serde::<SK>(&*slot.key_serde, name)?;
         let value_serde = downcast_serde::<SV>(&*slot.value_serde, name)?;
-        Ok(TtlStore::new(slot.store.clone(), key_serde, value_serde, ttl_ms))
+        Ok(TtlStore::new(
+            slot.store.clone(),
+            key_serde,
+            value_serde,
+            ttl_ms,
+        ))
     }
 
     fn store_slot(&self, name: &str) -> Result<crate::task_context::StoreSlot> {
         if !self.stores.contains(name) {
             return Err(StreamsError::UnknownStore(name.to_string()));
         }
-        self.task.stores.borrow().get(name).cloned().ok_or_else(|| StreamsError::UnknownStore(name.to_string()))
+        self.task
+            .stores
+            .borrow()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StreamsError::UnknownStore(name.to_string()))
     }
 }
 
-fn downcast_serde<T: 'static>(any: &(dyn Any + Send + Sync), store: &str) -> Result<crate::serde::SerdeRef<T>> {
-    any.downcast_ref::<crate::serde::SerdeRef<T>>().cloned().ok_or_else(|| StreamsError::StoreType(store.to_string()))
+fn downcast_serde<T: 'static>(
+    any: &(dyn Any + Send + Sync),
+    store: &str,
+) -> Result<crate::serde::SerdeRef<T>> {
+    any.downcast_ref::<crate::serde::SerdeRef<T>>()
+        .cloned()
+        .ok_or_else(|| StreamsError::StoreType(store.to_string()))
 }
 
 /// A processor wired to its context: the node the task actually calls.

@@ -29,7 +29,11 @@ impl Headers {
     /// assert!(h.get("x").is_none());
     /// ```
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
     /// Whether there are no headers.
     ///
@@ -69,7 +73,12 @@ impl<K, V> Record<K, V> {
     /// assert!(r.headers.is_empty());
     /// ```
     pub fn new(key: K, value: V, timestamp: i64) -> Self {
-        Record { key, value, timestamp, headers: Headers::default() }
+        Record {
+            key,
+            value,
+            timestamp,
+            headers: Headers::default(),
+        }
     }
     /// The same record with another key.
     ///
@@ -78,7 +87,12 @@ impl<K, V> Record<K, V> {
     /// assert_eq!(r.key, "one");
     /// ```
     pub fn with_key<K2>(self, key: K2) -> Record<K2, V> {
-        Record { key, value: self.value, timestamp: self.timestamp, headers: self.headers }
+        Record {
+            key,
+            value: self.value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
     }
     /// The same record with another value.
     ///
@@ -87,7 +101,12 @@ impl<K, V> Record<K, V> {
     /// assert_eq!(r.value, 7);
     /// ```
     pub fn with_value<V2>(self, value: V2) -> Record<K, V2> {
-        Record { key: self.key, value, timestamp: self.timestamp, headers: self.headers }
+        Record {
+            key: self.key,
+            value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
     }
     /// The same record with another timestamp.
     ///

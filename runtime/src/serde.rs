@@ -10,8 +10,8 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::SerdeError;
 
@@ -55,7 +55,10 @@ pub type SerdeRef<T> = Arc<dyn Serde<T>>;
 /// assert_eq!(deserialize_opt(&*Serdes::unit(), None).unwrap(), ());
 /// assert!(deserialize_opt(&*Serdes::string(), None).is_err());
 /// ```
-pub fn deserialize_opt<T: 'static>(serde: &dyn Serde<T>, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+pub fn deserialize_opt<T: 'static>(
+    serde: &dyn Serde<T>,
+    bytes: Option<&[u8]>,
+) -> Result<T, SerdeError> {
     match bytes {
         Some(b) => serde.deserialize(b),
         None => serde.deserialize_null(),
@@ -315,7 +318,10 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Serde<T> for Binco
         let (v, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
             .map_err(|e| SerdeError::new("bincode", e.to_string()))?;
         if used != bytes.len() {
-            return Err(SerdeError::new("bincode", format!("{} trailing bytes", bytes.len() - used)));
+            return Err(SerdeError::new(
+                "bincode",
+                format!("{} trailing bytes", bytes.len() - used),
+            ));
         }
         Ok(v)
     }
@@ -343,8 +349,14 @@ mod tests {
         roundtrip(&Serdes::i32_be(), i32::MIN);
         roundtrip(&Serdes::i64_text(), -1234);
         roundtrip(&Serdes::u64_text(), 99);
-        roundtrip(&Serdes::json::<std::collections::BTreeMap<String, i64>>(), [("a".to_string(), 1)].into());
-        roundtrip(&Serdes::bincode::<Vec<(i64, String)>>(), vec![(1, "x".into())]);
+        roundtrip(
+            &Serdes::json::<std::collections::BTreeMap<String, i64>>(),
+            [("a".to_string(), 1)].into(),
+        );
+        roundtrip(
+            &Serdes::bincode::<Vec<(i64, String)>>(),
+            vec![(1, "x".into())],
+        );
         roundtrip(&Serdes::optional(Serdes::string()), Some("x".into()));
     }
 
@@ -356,7 +368,11 @@ mod tests {
         let e = Serdes::i64_be().deserialize(&[1, 2, 3]).unwrap_err();
         assert_eq!(e.message, "expected 8 bytes, got 3");
         let e = Serdes::u64_text().deserialize(b"-1").unwrap_err();
-        assert!(e.message.contains("'-1' is not a valid u64"), "{}", e.message);
+        assert!(
+            e.message.contains("'-1' is not a valid u64"),
+            "{}",
+            e.message
+        );
         let e = Serdes::json::<u32>().deserialize(b"\"x\"").unwrap_err();
         assert_eq!(e.format, "json");
         assert!(Serdes::bincode::<u64>().deserialize(&[]).is_err());

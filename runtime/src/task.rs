@@ -21,7 +21,7 @@ use crate::state::StateManager;
 use crate::task_context::{RecordCollector, StoreSlot, TaskMetrics, TaskShared};
 use crate::topology::nodes::{BuildArgs, RawSource};
 use crate::topology::{NodeKind, Subtopology, Topology};
-use crate::{dlq_headers, ErrorPolicy, TaskId};
+use crate::{ErrorPolicy, TaskId, dlq_headers};
 
 /// Everything needed to create a task.
 pub(crate) struct TaskConfig {
@@ -79,9 +79,20 @@ impl StreamTask {
         let defs: Vec<_> = subtopology
             .stores
             .iter()
-            .map(|s| topology.store_def(s).cloned().ok_or_else(|| StreamsError::UnknownStore(s.clone())))
+            .map(|s| {
+                topology
+                    .store_def(s)
+                    .cloned()
+                    .ok_or_else(|| StreamsError::UnknownStore(s.clone()))
+            })
             .collect::<Result<_>>()?;
-        let state = StateManager::open(&defs, &application_id, state_dir, task_id.partition, lock_wait)?;
+        let state = StateManager::open(
+            &defs,
+            &application_id,
+            state_dir,
+            task_id.partition,
+            lock_wait,
+        )?;
         let mut slots = HashMap::new();
         for ms in &state.stores {
             slots.insert(
@@ -123,7 +134,10 @@ impl StreamTask {
                 .iter()
                 .map(|c| {
                     let make = inputs.get(c).ok_or_else(|| {
-                        StreamsError::Topology(format!("child {} of '{}' was not built", topology.nodes[*c].name, def.name))
+                        StreamsError::Topology(format!(
+                            "child {} of '{}' was not built",
+                            topology.nodes[*c].name, def.name
+                        ))
                     })?;
                     Ok((topology.nodes[*c].name.clone(), make()))
                 })
@@ -189,7 +203,8 @@ impl StreamTask {
 
     /// Sets where reading starts for an input partition (the committed offset).
     pub fn set_committed_offset(&mut self, topic: &str, partition: i32, offset: i64) {
-        self.committed.insert((topic.to_string(), partition), offset);
+        self.committed
+            .insert((topic.to_string(), partition), offset);
         self.consumed.insert((topic.to_string(), partition), offset);
     }
 
@@ -208,20 +223,33 @@ impl StreamTask {
         let source = self
             .sources
             .get(topic)
-            .ok_or_else(|| StreamsError::IllegalState(format!("task {} has no source for topic '{topic}'", self.id)))?
+            .ok_or_else(|| {
+                StreamsError::IllegalState(format!(
+                    "task {} has no source for topic '{topic}'",
+                    self.id
+                ))
+            })?
             .clone();
-        *self.shared.metadata.borrow_mut() = Some(RecordMetadata { topic: topic.to_string(), partition, offset });
+        *self.shared.metadata.borrow_mut() = Some(RecordMetadata {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        });
         if timestamp > self.shared.stream_time.get() {
             self.shared.stream_time.set(timestamp);
         }
         let dlq_headers = match (&self.deserialization_policy, &self.processing_policy) {
-            (ErrorPolicy::DeadLetter(_), _) | (_, ErrorPolicy::DeadLetter(_)) => Some(headers.clone()),
+            (ErrorPolicy::DeadLetter(_), _) | (_, ErrorPolicy::DeadLetter(_)) => {
+                Some(headers.clone())
+            }
             _ => None,
         };
         // A panicking user closure must not take the thread down silently:
         // it becomes a processing error and goes through the policy.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            source.borrow_mut().process_raw(key, value, timestamp, headers)
+            source
+                .borrow_mut()
+                .process_raw(key, value, timestamp, headers)
         }))
         .unwrap_or_else(|panic| {
             let msg = panic
@@ -229,15 +257,27 @@ impl StreamTask {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(StreamsError::processing("<panic>", format!("a processor panicked: {msg}")))
+            Err(StreamsError::processing(
+                "<panic>",
+                format!("a processor panicked: {msg}"),
+            ))
         });
         if let Err(e) = result {
             let deserialization = matches!(e, StreamsError::Deserialization { .. });
-            let policy = if deserialization { &self.deserialization_policy } else { &self.processing_policy };
+            let policy = if deserialization {
+                &self.deserialization_policy
+            } else {
+                &self.processing_policy
+            };
             let e = if deserialization {
                 e
             } else {
-                StreamsError::AtRecord { topic: topic.to_string(), partition, offset, source: Box::new(e) }
+                StreamsError::AtRecord {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    source: Box::new(e),
+                }
             };
             match policy.clone() {
                 ErrorPolicy::LogAndContinue => {
@@ -256,8 +296,14 @@ impl StreamTask {
                     h.add(dlq_headers::PARTITION, partition.to_string().into_bytes());
                     h.add(dlq_headers::OFFSET, offset.to_string().into_bytes());
                     h.add(dlq_headers::EXCEPTION, e.to_string().into_bytes());
-                    h.add(dlq_headers::APPLICATION_ID, self.shared.application_id.as_bytes().to_vec());
-                    self.shared.collector.borrow_mut().send(&dlq, None, key, value, timestamp, &h)?;
+                    h.add(
+                        dlq_headers::APPLICATION_ID,
+                        self.shared.application_id.as_bytes().to_vec(),
+                    );
+                    self.shared
+                        .collector
+                        .borrow_mut()
+                        .send(&dlq, None, key, value, timestamp, &h)?;
                     tracing::warn!(task = %self.id, error = %e, dlq = %dlq, "sent a failed record to the dead-letter topic");
                     let m = &self.shared.metrics.dead_lettered;
                     m.set(m.get() + 1);
@@ -270,7 +316,8 @@ impl StreamTask {
         match self.consumed.get_mut(&(topic.to_string(), partition)) {
             Some(o) => *o = offset + 1,
             None => {
-                self.consumed.insert((topic.to_string(), partition), offset + 1);
+                self.consumed
+                    .insert((topic.to_string(), partition), offset + 1);
             }
         }
         self.punctuate_kind(PunctuationType::StreamTime, self.shared.stream_time.get())?;
@@ -319,7 +366,11 @@ impl StreamTask {
     pub fn commit_needed(&self) -> bool {
         self.consumed != self.committed
             || self.shared.commit_requested.get()
-            || self.state.stores.iter().any(|s| !s.store.borrow().write_set().is_empty())
+            || self
+                .state
+                .stores
+                .iter()
+                .any(|s| !s.store.borrow().write_set().is_empty())
     }
 
     /// Whether a processor asked for a commit.
@@ -351,7 +402,10 @@ impl StreamTask {
 
     /// The offsets to commit for this task's input partitions.
     pub fn offsets_to_commit(&self) -> Vec<(String, i32, i64)> {
-        self.consumed.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect()
+        self.consumed
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect()
     }
 
     /// Commit, step 3 (after the caller committed): write sets become local
@@ -373,7 +427,11 @@ impl StreamTask {
             l.borrow_mut().discard();
         }
         self.state.discard();
-        let mut rewind: Vec<(String, i32, i64)> = self.committed.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect();
+        let mut rewind: Vec<(String, i32, i64)> = self
+            .committed
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect();
         for (t, p) in self.consumed.keys() {
             if !self.committed.contains_key(&(t.clone(), *p)) {
                 // Never committed: start again from the beginning.

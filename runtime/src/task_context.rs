@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::TaskId;
 use crate::error::Result;
 use crate::processor::{PunctuationType, PunctuatorId};
 use crate::record::{Headers, RecordMetadata};
 use crate::state::TxnStore;
-use crate::TaskId;
 
 /// Where a task's output goes: Kafka (through the task's producer) or the
 /// test driver's in-memory topics.
@@ -65,7 +65,11 @@ pub(crate) struct TaskMetrics {
 
 impl TaskMetrics {
     pub fn record_dropped(&self, node: &str, reason: &str) {
-        *self.dropped.borrow_mut().entry((node.to_string(), reason.to_string())).or_default() += 1;
+        *self
+            .dropped
+            .borrow_mut()
+            .entry((node.to_string(), reason.to_string()))
+            .or_default() += 1;
     }
 }
 

@@ -12,13 +12,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Result, StreamsError};
 use crate::record::Headers;
-use crate::serde::{deserialize_opt, SerdeRef};
+use crate::serde::{SerdeRef, deserialize_opt};
 use crate::task::{StreamTask, TaskConfig};
 use crate::task_context::RecordCollector;
 use crate::topology::Topology;
@@ -53,7 +53,9 @@ impl TestRecord {
     /// assert_eq!(r.key_str(), None);
     /// ```
     pub fn key_str(&self) -> Option<&str> {
-        self.key.as_deref().and_then(|b| std::str::from_utf8(b).ok())
+        self.key
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
     }
     /// The value as UTF-8, if it is present and valid.
     ///
@@ -62,7 +64,9 @@ impl TestRecord {
     /// assert_eq!(r.value_str(), Some("x"));
     /// ```
     pub fn value_str(&self) -> Option<&str> {
-        self.value.as_deref().and_then(|b| std::str::from_utf8(b).ok())
+        self.value
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
     }
 }
 
@@ -95,7 +99,11 @@ impl RecordCollector for DriverCollector {
         Ok(())
     }
     fn last_offset(&self, topic: &str, _partition: i32) -> Option<i64> {
-        self.topics.borrow().get(topic).and_then(|l| l.len().checked_sub(1)).map(|o| o as i64)
+        self.topics
+            .borrow()
+            .get(topic)
+            .and_then(|l| l.len().checked_sub(1))
+            .map(|o| o as i64)
     }
 }
 
@@ -221,14 +229,19 @@ impl TestDriverBuilder {
         let topics: Topics = Rc::new(RefCell::new(HashMap::new()));
         let mut tasks = Vec::new();
         for sub in topology.subtopologies() {
-            let id = TaskId { subtopology: sub.id, partition: 0 };
+            let id = TaskId {
+                subtopology: sub.id,
+                partition: 0,
+            };
             let task = StreamTask::new(TaskConfig {
                 application_id: self.application_id.clone(),
                 task_id: id,
                 topology: topology.clone(),
                 subtopology: sub,
                 state_dir: Some(state_root.join(&self.application_id).join(id.to_string())),
-                collector: Box::new(DriverCollector { topics: topics.clone() }),
+                collector: Box::new(DriverCollector {
+                    topics: topics.clone(),
+                }),
                 wall_clock: self.wall_clock,
                 lock_wait: Duration::from_secs(5),
                 deserialization_policy: self.policy.clone(),
@@ -334,7 +347,9 @@ impl TopologyTestDriver {
     }
 
     fn task_for(&self, topic: &str) -> Option<usize> {
-        self.tasks.iter().position(|t| t.input_topics().iter().any(|s| s == topic))
+        self.tasks
+            .iter()
+            .position(|t| t.input_topics().iter().any(|s| s == topic))
     }
 
     /// Pipes one record (raw bytes) into input topic `topic`.
@@ -347,7 +362,13 @@ impl TopologyTestDriver {
     /// d.pipe_input("in", None, Some(b"line"), 0).unwrap();
     /// assert!(d.pipe_input("nope", None, Some(b"line"), 0).is_err());
     /// ```
-    pub fn pipe_input(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64) -> Result<()> {
+    pub fn pipe_input(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+    ) -> Result<()> {
         self.pipe_input_with_headers(topic, key, value, timestamp, Headers::default())
     }
 
@@ -369,7 +390,10 @@ impl TopologyTestDriver {
         headers: Headers,
     ) -> Result<()> {
         let idx = self.task_for(topic).ok_or_else(|| {
-            StreamsError::Config(format!("topic '{topic}' is not an input of this topology; inputs: {:?}", self.input_topics()))
+            StreamsError::Config(format!(
+                "topic '{topic}' is not an input of this topology; inputs: {:?}",
+                self.input_topics()
+            ))
         })?;
         let offset = {
             let o = self.input_offsets.entry(topic.to_string()).or_insert(0);
@@ -379,7 +403,8 @@ impl TopologyTestDriver {
         self.tasks[idx].process(topic, 0, offset, timestamp, key, value, headers)?;
         self.drain_internal()?;
         self.since_commit += 1;
-        if self.since_commit >= self.commit_every || self.tasks.iter().any(|t| t.commit_requested()) {
+        if self.since_commit >= self.commit_every || self.tasks.iter().any(|t| t.commit_requested())
+        {
             self.commit()?;
         }
         Ok(())
@@ -394,8 +419,19 @@ impl TopologyTestDriver {
     /// let mut d = TopologyTestDriver::new(t).unwrap();
     /// d.pipe_str("in", None, "hello world", 0).unwrap();
     /// ```
-    pub fn pipe_str(&mut self, topic: &str, key: Option<&str>, value: &str, timestamp: i64) -> Result<()> {
-        self.pipe_input(topic, key.map(str::as_bytes), Some(value.as_bytes()), timestamp)
+    pub fn pipe_str(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        value: &str,
+        timestamp: i64,
+    ) -> Result<()> {
+        self.pipe_input(
+            topic,
+            key.map(str::as_bytes),
+            Some(value.as_bytes()),
+            timestamp,
+        )
     }
 
     /// The topology's external input topics.
@@ -409,7 +445,12 @@ impl TopologyTestDriver {
             .topology
             .subtopologies()
             .iter()
-            .flat_map(|s| s.source_topics.iter().filter(|t| !t.internal).map(|t| t.name.clone()))
+            .flat_map(|s| {
+                s.source_topics
+                    .iter()
+                    .filter(|t| !t.internal)
+                    .map(|t| t.name.clone())
+            })
             .collect();
         v.sort();
         v
@@ -422,14 +463,19 @@ impl TopologyTestDriver {
                 for topic in self.tasks[i].input_topics() {
                     let pending: Vec<TestRecord> = {
                         let topics = self.topics.borrow();
-                        let Some(log) = topics.get(&topic) else { continue };
+                        let Some(log) = topics.get(&topic) else {
+                            continue;
+                        };
                         let from = *self.consumed.get(&topic).unwrap_or(&0);
                         log[from..].to_vec()
                     };
                     if pending.is_empty() {
                         continue;
                     }
-                    self.consumed.insert(topic.clone(), pending.last().map(|r| r.offset as usize + 1).unwrap_or(0));
+                    self.consumed.insert(
+                        topic.clone(),
+                        pending.last().map(|r| r.offset as usize + 1).unwrap_or(0),
+                    );
                     for r in pending {
                         self.tasks[i].process(
                             &topic,
@@ -514,7 +560,9 @@ impl TopologyTestDriver {
     /// ```
     pub fn read_output(&mut self, topic: &str) -> Vec<TestRecord> {
         let topics = self.topics.borrow();
-        let Some(log) = topics.get(topic) else { return Vec::new() };
+        let Some(log) = topics.get(topic) else {
+            return Vec::new();
+        };
         let pos = self.read_positions.entry(topic.to_string()).or_insert(0);
         let out = log[*pos..].to_vec();
         *pos = log.len();
@@ -528,7 +576,12 @@ impl TopologyTestDriver {
     /// let kv = d.read_output_as("out", &kstreams_runtime::Serdes::string(), &kstreams_runtime::Serdes::u64_text()).unwrap();
     /// assert!(kv.is_empty());
     /// ```
-    pub fn read_output_as<K: 'static, V: 'static>(&mut self, topic: &str, key_serde: &SerdeRef<K>, value_serde: &SerdeRef<V>) -> Result<Vec<(K, V)>> {
+    pub fn read_output_as<K: 'static, V: 'static>(
+        &mut self,
+        topic: &str,
+        key_serde: &SerdeRef<K>,
+        value_serde: &SerdeRef<V>,
+    ) -> Result<Vec<(K, V)>> {
         self.read_output(topic)
             .into_iter()
             .map(|r| {
@@ -579,7 +632,11 @@ impl TopologyTestDriver {
     /// let d = kstreams_runtime::TopologyTestDriver::new(kstreams_runtime::Topology::new()).unwrap();
     /// assert!(d.key_value_store_get::<String, u64>("counts", &"a".into()).is_err());
     /// ```
-    pub fn key_value_store_get<K: 'static, V: 'static>(&self, store: &str, key: &K) -> Result<Option<V>> {
+    pub fn key_value_store_get<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+    ) -> Result<Option<V>> {
         self.kv_store::<K, V>(store)?.get(key)
     }
 

@@ -356,10 +356,10 @@ impl KafkaBroker {
 
     fn log_since(&self, offset: u64) -> String {
         let mut buf = Vec::new();
-        if let Ok(mut f) = File::open(self.log_path()) {
-            if f.seek(SeekFrom::Start(offset)).is_ok() {
-                let _ = f.read_to_end(&mut buf);
-            }
+        if let Ok(mut f) = File::open(self.log_path())
+            && f.seek(SeekFrom::Start(offset)).is_ok()
+        {
+            let _ = f.read_to_end(&mut buf);
         }
         String::from_utf8_lossy(&buf).into_owned()
     }
@@ -513,20 +513,20 @@ impl KafkaBroker {
             .create()
             .map_err(|e| Error::kafka("creating a metadata probe client", e))?;
         loop {
-            if let Some(child) = st.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    st.child = None;
-                    return Err(Error::BrokerExited {
-                        status,
-                        log_path: self.log_path(),
-                        log_tail: log_tail(&self.log_path()),
-                    });
-                }
+            if let Some(child) = st.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                st.child = None;
+                return Err(Error::BrokerExited {
+                    status,
+                    log_path: self.log_path(),
+                    log_tail: log_tail(&self.log_path()),
+                });
             }
-            if let Ok(md) = probe.fetch_metadata(None, Duration::from_millis(500)) {
-                if !md.brokers().is_empty() {
-                    return Ok(());
-                }
+            if let Ok(md) = probe.fetch_metadata(None, Duration::from_millis(500))
+                && !md.brokers().is_empty()
+            {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(Error::StartTimeout {
@@ -561,10 +561,10 @@ impl Drop for KafkaBroker {
 
 /// Clears `st.child` if the process has exited.
 fn reap(st: &mut State) {
-    if let Some(child) = st.child.as_mut() {
-        if !matches!(child.try_wait(), Ok(None)) {
-            st.child = None;
-        }
+    if let Some(child) = st.child.as_mut()
+        && !matches!(child.try_wait(), Ok(None))
+    {
+        st.child = None;
     }
 }
 
@@ -758,8 +758,9 @@ mod tests {
             assert!(!id.starts_with('-'), "{id} would be parsed as an option");
         }
         let id = super::random_cluster_id();
-        assert!(id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
     }
 }

@@ -299,15 +299,13 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, compacted: boo
     let consumer = metadata_consumer(bootstrap)?;
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        if let Ok(md) = consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
-            if let Some(t) = md.topics().iter().find(|t| t.name() == name) {
-                if t.error().is_none()
-                    && t.partitions().len() == partitions as usize
-                    && t.partitions().iter().all(|p| p.leader() >= 0)
-                {
-                    return Ok(());
-                }
-            }
+        if let Ok(md) = consumer.fetch_metadata(Some(name), Duration::from_secs(5))
+            && let Some(t) = md.topics().iter().find(|t| t.name() == name)
+            && t.error().is_none()
+            && t.partitions().len() == partitions as usize
+            && t.partitions().iter().all(|p| p.leader() >= 0)
+        {
+            return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(Error::Timeout {
@@ -464,7 +462,7 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) -> Result<(
                     producer.poll(Duration::from_millis(50));
                 }
                 Err((e, _)) => {
-                    return Err(Error::kafka(format!("producing to topic {topic:?}"), e))
+                    return Err(Error::kafka(format!("producing to topic {topic:?}"), e));
                 }
             }
         }
@@ -603,10 +601,10 @@ pub fn read_to_end(
         // consumer, so also look at the position, not only at delivered records.
         if let Ok(pos) = consumer.position() {
             for e in pos.elements() {
-                if let (Offset::Offset(o), Some(end)) = (e.offset(), ends.get(&e.partition())) {
-                    if o >= *end {
-                        done.insert(e.partition());
-                    }
+                if let (Offset::Offset(o), Some(end)) = (e.offset(), ends.get(&e.partition()))
+                    && o >= *end
+                {
+                    done.insert(e.partition());
                 }
             }
         }

@@ -33,10 +33,10 @@ mod client;
 mod error;
 mod process;
 
-pub use broker::{shared_broker, BrokerOptions, KafkaBroker};
+pub use broker::{BrokerOptions, KafkaBroker, shared_broker};
 pub use client::{
-    committed_offsets, create_topic, delete_topic, partition_count, produce, read_to_end,
-    topic_config, unique_name, ConsumedRecord, Isolation, TestRecord,
+    ConsumedRecord, Isolation, TestRecord, committed_offsets, create_topic, delete_topic,
+    partition_count, produce, read_to_end, topic_config, unique_name,
 };
 pub use error::{Error, Result};
 

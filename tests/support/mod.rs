@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use kstreams_testkit::{read_to_end, ConsumedRecord, Isolation};
+use kstreams_testkit::{ConsumedRecord, Isolation, read_to_end};
 
 /// Path of an example binary built by `cargo test` next to this test binary.
 pub fn example_bin(name: &str) -> PathBuf {
@@ -15,7 +15,11 @@ pub fn example_bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/examples/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("examples").join(name);
-    assert!(bin.exists(), "example binary {} not built; run the tests with `cargo test --workspace`", bin.display());
+    assert!(
+        bin.exists(),
+        "example binary {} not built; run the tests with `cargo test --workspace`",
+        bin.display()
+    );
     bin
 }
 
@@ -43,11 +47,18 @@ impl Job {
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.name);
-        let log = File::options().create(true).append(true).open(&self.log).expect("log file");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         self.starts += 1;
         let child = Command::new(&self.bin)
             .args(&self.args)
-            .env("RUST_LOG", std::env::var("KSTREAMS_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("KSTREAMS_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -68,7 +79,10 @@ impl Job {
 
     fn signal(&self, sig: &str) {
         if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
         }
     }
 
@@ -125,7 +139,14 @@ impl Drop for Job {
 }
 
 /// Common arguments of the example binaries.
-pub fn job_args(bootstrap: &str, app: &str, input: &str, output: &str, state_dir: &Path, extra: &[&str]) -> Vec<String> {
+pub fn job_args(
+    bootstrap: &str,
+    app: &str,
+    input: &str,
+    output: &str,
+    state_dir: &Path,
+    extra: &[&str],
+) -> Vec<String> {
     let mut v: Vec<String> = vec![
         "--bootstrap-servers".into(),
         bootstrap.into(),
@@ -149,7 +170,8 @@ pub fn job_args(bootstrap: &str, app: &str, input: &str, output: &str, state_dir
 
 /// Reads `topic` read_committed and groups the values by key, in offset order per partition.
 pub fn values_by_key(bootstrap: &str, topic: &str) -> HashMap<String, Vec<String>> {
-    let records: Vec<ConsumedRecord> = read_to_end(bootstrap, topic, Isolation::ReadCommitted).expect("read output");
+    let records: Vec<ConsumedRecord> =
+        read_to_end(bootstrap, topic, Isolation::ReadCommitted).expect("read output");
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for r in records {
         if let (Some(k), Some(v)) = (r.key_str(), r.value_str()) {
@@ -173,7 +195,10 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 
 /// An env-configurable size (so a larger soak can be run by hand).
 pub fn size(var: &str, default: usize) -> usize {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A temp dir for state and logs, kept if the test fails.

@@ -22,9 +22,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::topology::{Subtopology, Topology};
-use crate::TaskId;
 
 /// An internal topic the application needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,12 +51,18 @@ pub struct TopicPlan {
 impl TopicPlan {
     /// The task that processes `partition` of source `topic`.
     pub fn task_for(&self, topic: &str, partition: i32) -> Option<TaskId> {
-        self.source_topics.get(topic).map(|&s| TaskId { subtopology: s, partition })
+        self.source_topics.get(topic).map(|&s| TaskId {
+            subtopology: s,
+            partition,
+        })
     }
 }
 
 /// Reads the partition count of every topic in the cluster.
-pub(crate) fn fetch_partition_counts(base: &ClientConfig, timeout: Duration) -> Result<HashMap<String, usize>> {
+pub(crate) fn fetch_partition_counts(
+    base: &ClientConfig,
+    timeout: Duration,
+) -> Result<HashMap<String, usize>> {
     let consumer: BaseConsumer = base
         .create()
         .map_err(|e| StreamsError::Kafka(format!("cannot create a metadata client: {e}")))?;
@@ -70,7 +76,7 @@ pub(crate) fn fetch_partition_counts(base: &ClientConfig, timeout: Duration) -> 
                     .iter()
                     .filter(|t| t.error().is_none() || !t.partitions().is_empty())
                     .map(|t| (t.name().to_string(), t.partitions().len()))
-                    .collect())
+                    .collect());
             }
             Err(e) => {
                 if Instant::now() >= deadline {
@@ -90,7 +96,11 @@ pub(crate) fn fetch_partition_counts(base: &ClientConfig, timeout: Duration) -> 
 }
 
 /// Validates the topology against the cluster and plans internal topics.
-pub(crate) fn plan(topology: &Topology, application_id: &str, existing: &HashMap<String, usize>) -> Result<TopicPlan> {
+pub(crate) fn plan(
+    topology: &Topology,
+    application_id: &str,
+    existing: &HashMap<String, usize>,
+) -> Result<TopicPlan> {
     let subs = topology.subtopologies();
     let mut plan = TopicPlan::default();
     let mut missing = Vec::new();
@@ -109,7 +119,11 @@ pub(crate) fn plan(topology: &Topology, application_id: &str, existing: &HashMap
                     "co-partitioning mismatch in sub-topology {}: {}. Topics read (or joined) together must have the same \
                      number of partitions; repartition one of them or recreate it with a matching count",
                     s.id,
-                    counts.iter().map(|(t, n)| format!("'{t}' has {n}")).collect::<Vec<_>>().join(", ")
+                    counts
+                        .iter()
+                        .map(|(t, n)| format!("'{t}' has {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             plan.tasks_per_subtopology.insert(s.id, *first);
@@ -130,7 +144,11 @@ pub(crate) fn plan(topology: &Topology, application_id: &str, existing: &HashMap
         return Err(StreamsError::Config(format!(
             "topic(s) {} do not exist. Create them before starting the application, e.g. \
              kafka-topics.sh --create --topic <name> --partitions <n> --bootstrap-server <host:port>",
-            missing.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|t| format!("'{t}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     // Repartition topics: fixed count, or the writer's task count; iterate
@@ -139,9 +157,13 @@ pub(crate) fn plan(topology: &Topology, application_id: &str, existing: &HashMap
     for _ in 0..=subs.len() {
         let mut changed = false;
         for s in &subs {
-            let Some(&tasks) = plan.tasks_per_subtopology.get(&s.id) else { continue };
+            let Some(&tasks) = plan.tasks_per_subtopology.get(&s.id) else {
+                continue;
+            };
             for t in s.sink_topics.iter().filter(|t| t.internal) {
-                let n = topology.fixed_repartition_partitions(&t.name).unwrap_or(tasks);
+                let n = topology
+                    .fixed_repartition_partitions(&t.name)
+                    .unwrap_or(tasks);
                 if repartition.insert(t.name.clone(), n) != Some(n) {
                     changed = true;
                 }
@@ -155,14 +177,22 @@ pub(crate) fn plan(topology: &Topology, application_id: &str, existing: &HashMap
                 .source_topics
                 .iter()
                 .filter(|t| t.internal)
-                .filter_map(|t| repartition.get(&t.name).map(|n| (t.resolve(application_id), *n)))
+                .filter_map(|t| {
+                    repartition
+                        .get(&t.name)
+                        .map(|n| (t.resolve(application_id), *n))
+                })
                 .collect();
             if counts.len() == s.source_topics.len() && !counts.is_empty() {
                 if counts.iter().any(|(_, n)| *n != counts[0].1) {
                     return Err(StreamsError::Config(format!(
                         "co-partitioning mismatch in sub-topology {}: {}",
                         s.id,
-                        counts.iter().map(|(t, n)| format!("'{t}' has {n}")).collect::<Vec<_>>().join(", ")
+                        counts
+                            .iter()
+                            .map(|(t, n)| format!("'{t}' has {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )));
                 }
                 plan.tasks_per_subtopology.insert(s.id, counts[0].1);
@@ -178,32 +208,46 @@ pub(crate) fn plan(topology: &Topology, application_id: &str, existing: &HashMap
             return Err(StreamsError::Topology(format!(
                 "cannot determine the partition count of sub-topology {} (sources: {:?})",
                 s.id,
-                s.source_topics.iter().map(|t| t.name.clone()).collect::<Vec<_>>()
+                s.source_topics
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .collect::<Vec<_>>()
             )));
         }
     }
     for (name, n) in repartition {
-        plan.internal_topics.push(InternalTopic { name: format!("{application_id}-{name}"), partitions: n, compacted: false });
+        plan.internal_topics.push(InternalTopic {
+            name: format!("{application_id}-{name}"),
+            partitions: n,
+            compacted: false,
+        });
     }
     for s in &subs {
         let tasks = plan.tasks_per_subtopology[&s.id];
         for store in &s.stores {
-            if let Some(topic) = topology.store_def(store).and_then(|d| d.changelog_topic(application_id)) {
-                plan.internal_topics.push(InternalTopic { name: topic, partitions: tasks, compacted: true });
+            if let Some(topic) = topology
+                .store_def(store)
+                .and_then(|d| d.changelog_topic(application_id))
+            {
+                plan.internal_topics.push(InternalTopic {
+                    name: topic,
+                    partitions: tasks,
+                    compacted: true,
+                });
             }
         }
     }
     // Existing internal topics must already have the right counts.
     for t in &plan.internal_topics {
-        if let Some(&n) = existing.get(&t.name) {
-            if n != t.partitions {
-                return Err(StreamsError::Config(format!(
-                    "internal topic '{}' has {n} partitions but this topology needs {}. The input partition count changed \
+        if let Some(&n) = existing.get(&t.name)
+            && n != t.partitions
+        {
+            return Err(StreamsError::Config(format!(
+                "internal topic '{}' has {n} partitions but this topology needs {}. The input partition count changed \
                      or another application uses the same application.id. Delete the internal topic (and the state \
                      directory) to reset the application, or use a new application.id",
-                    t.name, t.partitions
-                )));
-            }
+                t.name, t.partitions
+            )));
         }
     }
     Ok(plan)
@@ -218,16 +262,25 @@ pub(crate) fn create_internal_topics(
     replication_factor: i32,
     timeout: Duration,
 ) -> Result<()> {
-    let to_create: Vec<&InternalTopic> = plan.internal_topics.iter().filter(|t| !existing.contains_key(&t.name)).collect();
+    let to_create: Vec<&InternalTopic> = plan
+        .internal_topics
+        .iter()
+        .filter(|t| !existing.contains_key(&t.name))
+        .collect();
     if to_create.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> =
-        base.create().map_err(|e| StreamsError::Kafka(format!("cannot create an admin client: {e}")))?;
+    let admin: AdminClient<DefaultClientContext> = base
+        .create()
+        .map_err(|e| StreamsError::Kafka(format!("cannot create an admin client: {e}")))?;
     let new_topics: Vec<NewTopic<'_>> = to_create
         .iter()
         .map(|t| {
-            let nt = NewTopic::new(&t.name, t.partitions as i32, TopicReplication::Fixed(replication_factor));
+            let nt = NewTopic::new(
+                &t.name,
+                t.partitions as i32,
+                TopicReplication::Fixed(replication_factor),
+            );
             if t.compacted {
                 nt.set("cleanup.policy", "compact")
             } else {
@@ -246,9 +299,13 @@ pub(crate) fn create_internal_topics(
     for r in results {
         match r {
             Ok(name) => tracing::info!(topic = %name, "created internal topic"),
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => tracing::debug!(topic = %name, "internal topic exists"),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %name, "internal topic exists")
+            }
             Err((name, code)) => {
-                return Err(StreamsError::Kafka(format!("cannot create internal topic '{name}': {code}")));
+                return Err(StreamsError::Kafka(format!(
+                    "cannot create internal topic '{name}': {code}"
+                )));
             }
         }
     }
@@ -256,18 +313,26 @@ pub(crate) fn create_internal_topics(
     let deadline = Instant::now() + timeout;
     loop {
         let counts = fetch_partition_counts(base, timeout)?;
-        if to_create.iter().all(|t| counts.get(&t.name) == Some(&t.partitions)) {
+        if to_create
+            .iter()
+            .all(|t| counts.get(&t.name) == Some(&t.partitions))
+        {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(StreamsError::Kafka("internal topics were created but do not appear in metadata".into()));
+            return Err(StreamsError::Kafka(
+                "internal topics were created but do not appear in metadata".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// Groups assigned partitions into tasks.
-pub(crate) fn tasks_for(plan: &TopicPlan, partitions: &[(String, i32)]) -> BTreeMap<TaskId, Vec<(String, i32)>> {
+pub(crate) fn tasks_for(
+    plan: &TopicPlan,
+    partitions: &[(String, i32)],
+) -> BTreeMap<TaskId, Vec<(String, i32)>> {
     let mut out: BTreeMap<TaskId, Vec<(String, i32)>> = BTreeMap::new();
     for (t, p) in partitions {
         if let Some(id) = plan.task_for(t, *p) {
@@ -278,6 +343,6 @@ pub(crate) fn tasks_for(plan: &TopicPlan, partitions: &[(String, i32)]) -> BTree
 }
 
 #[allow(dead_code)]
-pub(crate) fn subtopology<'a>(subs: &'a [Subtopology], id: u32) -> Option<&'a Subtopology> {
+pub(crate) fn subtopology(subs: &[Subtopology], id: u32) -> Option<&Subtopology> {
     subs.iter().find(|s| s.id == id)
 }

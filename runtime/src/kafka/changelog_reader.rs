@@ -63,9 +63,14 @@ impl ChangelogReader {
             .set("max.partition.fetch.bytes", "10485760")
             .set("queued.max.messages.kbytes", "262144")
             .set("group.id", "kstreams-restore-unused");
-        let consumer: BaseConsumer<RestoreContext> =
-            cfg.create_with_context(RestoreContext).map_err(|e| StreamsError::Kafka(format!("cannot create the restore consumer: {e}")))?;
-        Ok(ChangelogReader { consumer, poll_timeout: Duration::from_millis(500), stall_timeout: Duration::from_secs(120) })
+        let consumer: BaseConsumer<RestoreContext> = cfg
+            .create_with_context(RestoreContext)
+            .map_err(|e| StreamsError::Kafka(format!("cannot create the restore consumer: {e}")))?;
+        Ok(ChangelogReader {
+            consumer,
+            poll_timeout: Duration::from_millis(500),
+            stall_timeout: Duration::from_secs(120),
+        })
     }
 
     /// Restores every changelogged store of `task`.
@@ -73,7 +78,9 @@ impl ChangelogReader {
         let mut total = RestoreStats::default();
         let start = Instant::now();
         for i in 0..task.state.stores.len() {
-            let Some(topic) = task.state.stores[i].store.borrow().changelog.clone() else { continue };
+            let Some(topic) = task.state.stores[i].store.borrow().changelog.clone() else {
+                continue;
+            };
             let records = self.restore_store(task, i, &topic)?;
             total.records += records;
         }
@@ -97,7 +104,9 @@ impl ChangelogReader {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, partition, start_offset)
                 .map_err(|e| StreamsError::Kafka(format!("restore of {topic}-{partition}: {e}")))?;
-            self.consumer.assign(&tpl).map_err(|e| StreamsError::Kafka(format!("restore assign {topic}-{partition}: {e}")))?;
+            self.consumer.assign(&tpl).map_err(|e| {
+                StreamsError::Kafka(format!("restore assign {topic}-{partition}: {e}"))
+            })?;
             let started = Instant::now();
             let mut last_log = Instant::now();
             let mut last_progress = Instant::now();
@@ -125,7 +134,8 @@ impl ChangelogReader {
                         next_offset = Some(m.offset() + 1);
                         if batch.len() >= BATCH {
                             applied += batch.len() as u64;
-                            task.state.apply_restored(index, &batch, next_offset.unwrap())?;
+                            task.state
+                                .apply_restored(index, &batch, next_offset.unwrap())?;
                             batch.clear();
                         }
                         if last_log.elapsed() > Duration::from_secs(5) {
@@ -135,7 +145,10 @@ impl ChangelogReader {
                         }
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => break,
-                    Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange) && !wiped_for_range => {
+                    Some(Err(e))
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange)
+                            && !wiped_for_range =>
+                    {
                         tracing::warn!(task = %task.id, store = %store_name, "checkpoint is outside the changelog (topic recreated or truncated?); doing a full restore");
                         checkpoint = None;
                         wiped_for_range = true;
@@ -144,7 +157,9 @@ impl ChangelogReader {
                     Some(Err(e)) => {
                         tracing::warn!(task = %task.id, store = %store_name, error = %e, "restore consumer error; retrying");
                         if last_progress.elapsed() > self.stall_timeout {
-                            return Err(StreamsError::Kafka(format!("restore of {topic}-{partition} failed: {e}")));
+                            return Err(StreamsError::Kafka(format!(
+                                "restore of {topic}-{partition} failed: {e}"
+                            )));
                         }
                     }
                 }
@@ -158,7 +173,10 @@ impl ChangelogReader {
                     .consumer
                     .position()
                     .ok()
-                    .and_then(|p| p.find_partition(topic, partition).and_then(|e| e.offset().to_raw()))
+                    .and_then(|p| {
+                        p.find_partition(topic, partition)
+                            .and_then(|e| e.offset().to_raw())
+                    })
                     .filter(|o| *o >= 0)
                     .unwrap_or(0);
                 task.state.apply_restored(index, &[], pos)?;

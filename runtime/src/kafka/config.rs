@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::error::{Result, StreamsError};
 use crate::ErrorPolicy;
+use crate::error::{Result, StreamsError};
 
 /// `processing.guarantee`.
 ///
@@ -161,10 +161,10 @@ impl StreamsConfig {
     pub fn dead_letter_topics(&self) -> Vec<String> {
         let mut v = Vec::new();
         for p in [&self.deserialization_policy, &self.processing_policy] {
-            if let ErrorPolicy::DeadLetter(t) = p {
-                if !v.contains(t) {
-                    v.push(t.clone());
-                }
+            if let ErrorPolicy::DeadLetter(t) = p
+                && !v.contains(t)
+            {
+                v.push(t.clone());
             }
         }
         v
@@ -182,7 +182,9 @@ impl StreamsConfig {
 }
 
 fn parse_num<T: FromStr>(key: &str, v: &str, what: &str) -> Result<T> {
-    v.trim().parse::<T>().map_err(|_| StreamsError::Config(format!("{key}: '{v}' is not {what}")))
+    v.trim()
+        .parse::<T>()
+        .map_err(|_| StreamsError::Config(format!("{key}: '{v}' is not {what}")))
 }
 
 impl StreamsConfigBuilder {
@@ -194,7 +196,8 @@ impl StreamsConfigBuilder {
     /// assert!(b.build().is_ok());
     /// ```
     pub fn set(mut self, key: &str, value: &str) -> Self {
-        self.settings.insert(key.trim().to_string(), value.trim().to_string());
+        self.settings
+            .insert(key.trim().to_string(), value.trim().to_string());
         self
     }
 
@@ -208,7 +211,9 @@ impl StreamsConfigBuilder {
         let mut s = self.settings;
         let application_id = s.remove("application.id").unwrap_or_default();
         if application_id.is_empty()
-            || !application_id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            || !application_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         {
             return Err(StreamsError::Config(format!(
                 "application.id '{application_id}' is not valid: it must be non-empty and use only ASCII letters, digits, '.', '_' and '-'"
@@ -216,7 +221,9 @@ impl StreamsConfigBuilder {
         }
         let bootstrap_servers = s.remove("bootstrap.servers").unwrap_or_default();
         if bootstrap_servers.is_empty() {
-            return Err(StreamsError::Config("bootstrap.servers is required, e.g. 127.0.0.1:9092".into()));
+            return Err(StreamsError::Config(
+                "bootstrap.servers is required, e.g. 127.0.0.1:9092".into(),
+            ));
         }
         let guarantee = match s.remove("processing.guarantee") {
             Some(v) => v.parse()?,
@@ -232,9 +239,14 @@ impl StreamsConfigBuilder {
             None => 1,
         };
         if num_threads == 0 {
-            return Err(StreamsError::Config("num.stream.threads must be at least 1".into()));
+            return Err(StreamsError::Config(
+                "num.stream.threads must be at least 1".into(),
+            ));
         }
-        let state_dir = s.remove("state.dir").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("kstreams"));
+        let state_dir = s
+            .remove("state.dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("kstreams"));
         let cache_max_bytes = match s.remove("cache.max.bytes.buffering") {
             Some(v) => parse_num("cache.max.bytes.buffering", &v, "a number of bytes")?,
             None => 10 << 20,
@@ -248,10 +260,19 @@ impl StreamsConfigBuilder {
             None => ErrorPolicy::LogAndFail,
         };
         let startup_timeout = match s.remove("startup.timeout.ms") {
-            Some(v) => Duration::from_millis(parse_num("startup.timeout.ms", &v, "a number of milliseconds")?),
+            Some(v) => Duration::from_millis(parse_num(
+                "startup.timeout.ms",
+                &v,
+                "a number of milliseconds",
+            )?),
             None => Duration::from_secs(60),
         };
-        for forbidden in ["group.id", "transactional.id", "enable.auto.commit", "isolation.level"] {
+        for forbidden in [
+            "group.id",
+            "transactional.id",
+            "enable.auto.commit",
+            "isolation.level",
+        ] {
             if s.contains_key(forbidden) {
                 return Err(StreamsError::Config(format!(
                     "{forbidden} is managed by kstreams and cannot be set; remove it from the configuration"

@@ -78,7 +78,8 @@ impl ThreadMetrics {
     }
     pub(crate) fn add_commit(&self, d: Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
-        self.commit_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.commit_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
     pub(crate) fn add_abort(&self) {
         self.aborts.fetch_add(1, Ordering::Relaxed);
@@ -203,37 +204,60 @@ impl KafkaStreams {
     /// s.start().unwrap();
     /// ```
     pub fn start(&mut self) -> Result<()> {
-        let topology = self
-            .topology
-            .take()
-            .ok_or_else(|| StreamsError::IllegalState("KafkaStreams can be started only once".into()))?;
-        if topology.subtopologies().is_empty() {
-            return Err(StreamsError::Topology("the topology is empty: add at least one source".into()));
-        }
-        std::fs::create_dir_all(self.config.state_dir.join(&self.config.application_id)).map_err(|e| StreamsError::Io {
-            path: self.config.state_dir.display().to_string(),
-            source: e,
+        let topology = self.topology.take().ok_or_else(|| {
+            StreamsError::IllegalState("KafkaStreams can be started only once".into())
         })?;
-        let probe = self.config.state_dir.join(&self.config.application_id).join(".write-test");
-        std::fs::write(&probe, b"ok").map_err(|e| StreamsError::Config(format!(
-            "state.dir '{}' is not writable ({e}); point state.dir at a writable directory",
-            self.config.state_dir.display()
-        )))?;
+        if topology.subtopologies().is_empty() {
+            return Err(StreamsError::Topology(
+                "the topology is empty: add at least one source".into(),
+            ));
+        }
+        std::fs::create_dir_all(self.config.state_dir.join(&self.config.application_id)).map_err(
+            |e| StreamsError::Io {
+                path: self.config.state_dir.display().to_string(),
+                source: e,
+            },
+        )?;
+        let probe = self
+            .config
+            .state_dir
+            .join(&self.config.application_id)
+            .join(".write-test");
+        std::fs::write(&probe, b"ok").map_err(|e| {
+            StreamsError::Config(format!(
+                "state.dir '{}' is not writable ({e}); point state.dir at a writable directory",
+                self.config.state_dir.display()
+            ))
+        })?;
         let _ = std::fs::remove_file(&probe);
         let base = self.base_client();
         let existing = assignment::fetch_partition_counts(&base, self.config.startup_timeout)?;
         let plan = assignment::plan(&topology, &self.config.application_id, &existing)?;
-        let missing_dlq: Vec<String> =
-            self.config.dead_letter_topics().into_iter().filter(|t| !existing.contains_key(t)).collect();
+        let missing_dlq: Vec<String> = self
+            .config
+            .dead_letter_topics()
+            .into_iter()
+            .filter(|t| !existing.contains_key(t))
+            .collect();
         if !missing_dlq.is_empty() {
             return Err(StreamsError::Config(format!(
                 "dead-letter topic(s) {missing_dlq:?} do not exist; create them before starting the application"
             )));
         }
-        let rf: i32 = self.config.passthrough.get("replication.factor").and_then(|v| v.parse().ok()).unwrap_or(-1);
+        let rf: i32 = self
+            .config
+            .passthrough
+            .get("replication.factor")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1);
         assignment::create_internal_topics(&base, &plan, &existing, rf, Duration::from_secs(30))?;
         self.plan = Some(plan.clone());
-        let shared = Arc::new(RuntimeShared { config: self.config.clone(), topology: Arc::new(topology), plan, base_client: base });
+        let shared = Arc::new(RuntimeShared {
+            config: self.config.clone(),
+            topology: Arc::new(topology),
+            plan,
+            base_client: base,
+        });
         *self.state.lock().unwrap() = StreamsState::Rebalancing;
         for i in 0..self.config.num_threads {
             let metrics = Arc::new(ThreadMetrics::default());
@@ -275,7 +299,11 @@ impl KafkaStreams {
                     let _ = handle.join();
                     return Err(e);
                 }
-                Err(_) => return Err(StreamsError::IllegalState("stream thread died while starting".into())),
+                Err(_) => {
+                    return Err(StreamsError::IllegalState(
+                        "stream thread died while starting".into(),
+                    ));
+                }
             }
             self.threads.push((name, handle));
             self.metrics.push(metrics);
@@ -294,10 +322,9 @@ impl KafkaStreams {
         let s = *self.state.lock().unwrap();
         match s {
             StreamsState::Rebalancing | StreamsState::Running => {
-                let settled = self
-                    .metrics
-                    .iter()
-                    .all(|m| m.assigned.load(Ordering::Relaxed) && !m.in_rebalance.load(Ordering::Relaxed));
+                let settled = self.metrics.iter().all(|m| {
+                    m.assigned.load(Ordering::Relaxed) && !m.in_rebalance.load(Ordering::Relaxed)
+                });
                 if settled {
                     StreamsState::Running
                 } else {
@@ -376,7 +403,9 @@ impl KafkaStreams {
                     first_err.get_or_insert(e);
                 }
                 Err(_) => {
-                    first_err.get_or_insert(StreamsError::IllegalState(format!("stream thread {name} panicked")));
+                    first_err.get_or_insert(StreamsError::IllegalState(format!(
+                        "stream thread {name} panicked"
+                    )));
                 }
             }
         }
@@ -406,18 +435,21 @@ impl KafkaStreams {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StreamsError::IllegalState(format!("cannot start the control runtime: {e}")))?;
+            .map_err(|e| {
+                StreamsError::IllegalState(format!("cannot start the control runtime: {e}"))
+            })?;
         let handle = self.shutdown_handle();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         rt.spawn(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
                 _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
@@ -431,7 +463,10 @@ impl KafkaStreams {
         rt.block_on(async {
             while !stop.load(Ordering::SeqCst) && !self.any_thread_finished() {
                 if !logged_running && self.state() == StreamsState::Running {
-                    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "application is running");
+                    tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "application is running"
+                    );
                     logged_running = true;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

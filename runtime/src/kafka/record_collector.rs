@@ -32,7 +32,11 @@ pub(crate) struct DeliveryTracker {
 
 impl DeliveryTracker {
     pub fn last_offset(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.offsets.lock().unwrap().get(&(topic.to_string(), partition)).copied()
+        self.offsets
+            .lock()
+            .unwrap()
+            .get(&(topic.to_string(), partition))
+            .copied()
     }
     pub fn take_error(&self) -> Option<String> {
         self.error.lock().unwrap().take()
@@ -65,7 +69,11 @@ impl ProducerContext for CollectorContext {
             Err((e, m)) => {
                 let mut err = self.tracker.error.lock().unwrap();
                 if err.is_none() {
-                    *err = Some(format!("delivery to {}-{} failed: {e}", m.topic(), m.partition()));
+                    *err = Some(format!(
+                        "delivery to {}-{} failed: {e}",
+                        m.topic(),
+                        m.partition()
+                    ));
                 }
             }
         }
@@ -90,7 +98,8 @@ impl RecordCollector for KafkaRecordCollector {
         timestamp: i64,
         headers: &Headers,
     ) -> Result<()> {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(timestamp.max(0));
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).timestamp(timestamp.max(0));
         if let Some(p) = partition {
             record = record.partition(p);
         }
@@ -103,7 +112,10 @@ impl RecordCollector for KafkaRecordCollector {
         if !headers.is_empty() {
             let mut h = OwnedHeaders::new_with_capacity(headers.0.len());
             for (name, v) in &headers.0 {
-                h = h.insert(Header { key: name, value: Some(v.as_slice()) });
+                h = h.insert(Header {
+                    key: name,
+                    value: Some(v.as_slice()),
+                });
             }
             record = record.headers(h);
         }
@@ -115,7 +127,9 @@ impl RecordCollector for KafkaRecordCollector {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    return Err(StreamsError::Kafka(format!("cannot send a record to '{topic}': {e}")));
+                    return Err(StreamsError::Kafka(format!(
+                        "cannot send a record to '{topic}': {e}"
+                    )));
                 }
             }
         }
@@ -141,7 +155,9 @@ pub(crate) fn classify(e: &KafkaError) -> TxnErrorKind {
     if let KafkaError::Transaction(te) = e {
         if matches!(
             te.code(),
-            RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
         ) {
             return TxnErrorKind::Fenced;
         }
@@ -153,9 +169,11 @@ pub(crate) fn classify(e: &KafkaError) -> TxnErrorKind {
         }
     }
     match e.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch) => {
-            TxnErrorKind::Fenced
-        }
+        Some(
+            RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch,
+        ) => TxnErrorKind::Fenced,
         _ => TxnErrorKind::Fatal,
     }
 }

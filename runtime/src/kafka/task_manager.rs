@@ -19,16 +19,18 @@ use rdkafka::message::{BorrowedMessage, Headers as _};
 use rdkafka::producer::Producer;
 use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
 
-use super::assignment::{tasks_for, TopicPlan};
+use super::ThreadMetrics;
+use super::assignment::{TopicPlan, tasks_for};
 use super::changelog_reader::ChangelogReader;
 use super::config::{ProcessingGuarantee, StreamsConfig};
-use super::record_collector::{classify, CollectorContext, DeliveryTracker, KafkaRecordCollector, TaskProducer, TxnErrorKind};
-use super::ThreadMetrics;
+use super::record_collector::{
+    CollectorContext, DeliveryTracker, KafkaRecordCollector, TaskProducer, TxnErrorKind, classify,
+};
+use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::record::Headers;
 use crate::task::{StreamTask, TaskConfig};
 use crate::topology::Topology;
-use crate::TaskId;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -51,9 +53,9 @@ struct ActiveTask {
 impl ActiveTask {
     fn begin(&mut self) -> Result<()> {
         if !self.in_txn {
-            self.producer
-                .begin_transaction()
-                .map_err(|e| StreamsError::Kafka(format!("begin_transaction for task {}: {e}", self.task.id)))?;
+            self.producer.begin_transaction().map_err(|e| {
+                StreamsError::Kafka(format!("begin_transaction for task {}: {e}", self.task.id))
+            })?;
             self.in_txn = true;
         }
         Ok(())
@@ -74,14 +76,21 @@ pub(crate) struct TaskManager {
 }
 
 impl TaskManager {
-    pub fn new(shared: Arc<RuntimeShared>, thread_name: String, metrics: Arc<ThreadMetrics>) -> Result<TaskManager> {
+    pub fn new(
+        shared: Arc<RuntimeShared>,
+        thread_name: String,
+        metrics: Arc<ThreadMetrics>,
+    ) -> Result<TaskManager> {
         let restore = ChangelogReader::new(&shared.base_client)?;
         let alos_producer = if shared.config.guarantee == ProcessingGuarantee::AtLeastOnce {
             let tracker = Arc::new(DeliveryTracker::default());
             let mut cfg = shared.base_client.clone();
-            cfg.set("enable.idempotence", "true").set("client.id", format!("{thread_name}-producer"));
+            cfg.set("enable.idempotence", "true")
+                .set("client.id", format!("{thread_name}-producer"));
             let p: TaskProducer = cfg
-                .create_with_context(CollectorContext { tracker: tracker.clone() })
+                .create_with_context(CollectorContext {
+                    tracker: tracker.clone(),
+                })
                 .map_err(|e| StreamsError::Kafka(format!("cannot create the producer: {e}")))?;
             Some((Arc::new(p), tracker))
         } else {
@@ -105,7 +114,11 @@ impl TaskManager {
     }
 
     fn state_dir(&self, id: TaskId) -> PathBuf {
-        self.shared.config.state_dir.join(&self.shared.config.application_id).join(id.to_string())
+        self.shared
+            .config
+            .state_dir
+            .join(&self.shared.config.application_id)
+            .join(id.to_string())
     }
 
     fn create_task(&self, id: TaskId, partitions: Vec<(String, i32)>) -> Result<ActiveTask> {
@@ -116,7 +129,9 @@ impl TaskManager {
             .subtopologies()
             .into_iter()
             .find(|s| s.id == id.subtopology)
-            .ok_or_else(|| StreamsError::IllegalState(format!("no sub-topology {}", id.subtopology)))?;
+            .ok_or_else(|| {
+                StreamsError::IllegalState(format!("no sub-topology {}", id.subtopology))
+            })?;
         let (producer, tracker) = match &self.alos_producer {
             Some((p, t)) => (p.clone(), t.clone()),
             None => {
@@ -127,12 +142,17 @@ impl TaskManager {
                     .set("transaction.timeout.ms", "10000")
                     .set("client.id", format!("{}-{id}-producer", cfg.application_id));
                 let p: TaskProducer = pc
-                    .create_with_context(CollectorContext { tracker: tracker.clone() })
-                    .map_err(|e| StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}")))?;
+                    .create_with_context(CollectorContext {
+                        tracker: tracker.clone(),
+                    })
+                    .map_err(|e| {
+                        StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}"))
+                    })?;
                 // Fences any older producer with this transactional.id and
                 // aborts its open transaction.
-                p.init_transactions(TXN_TIMEOUT)
-                    .map_err(|e| StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}")))?;
+                p.init_transactions(TXN_TIMEOUT).map_err(|e| {
+                    StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}"))
+                })?;
                 (Arc::new(p), tracker)
             }
         };
@@ -142,7 +162,10 @@ impl TaskManager {
             topology: self.shared.topology.clone(),
             subtopology: sub,
             state_dir: Some(self.state_dir(id)),
-            collector: Box::new(KafkaRecordCollector { producer: producer.clone(), tracker }),
+            collector: Box::new(KafkaRecordCollector {
+                producer: producer.clone(),
+                tracker,
+            }),
             wall_clock: now_ms(),
             lock_wait: Duration::from_secs(60),
             deserialization_policy: cfg.deserialization_policy.clone(),
@@ -150,17 +173,35 @@ impl TaskManager {
             max_write_set_bytes: 64 << 20,
             cache_max_bytes: cfg.cache_max_bytes,
         })?;
-        Ok(ActiveTask { task, producer, partitions, in_txn: false })
+        Ok(ActiveTask {
+            task,
+            producer,
+            partitions,
+            in_txn: false,
+        })
     }
 
     /// A new assignment: resume, create and restore tasks, then assign the
     /// partitions to the consumer at their committed offsets.
-    pub fn on_assign<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList) -> Result<()> {
+    pub fn on_assign<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) -> Result<()> {
         let started = Instant::now();
-        let parts: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
         let wanted = tasks_for(&self.shared.plan, &parts);
         // Close suspended tasks that did not come back; their state stays on disk.
-        let gone: Vec<TaskId> = self.suspended.keys().filter(|id| !wanted.contains_key(id)).copied().collect();
+        let gone: Vec<TaskId> = self
+            .suspended
+            .keys()
+            .filter(|id| !wanted.contains_key(id))
+            .copied()
+            .collect();
         for id in gone {
             if let Some(mut t) = self.suspended.remove(&id) {
                 tracing::info!(thread = %self.thread_name, task = %id, "closing task that moved to another member");
@@ -197,16 +238,19 @@ impl TaskManager {
             }
             self.active.insert(id, t);
         }
-        consumer.assign(tpl).map_err(|e| StreamsError::Kafka(format!("assign failed: {e}")))?;
+        consumer
+            .assign(tpl)
+            .map_err(|e| StreamsError::Kafka(format!("assign failed: {e}")))?;
         // Remember where each input partition starts, to rewind after an abort.
         if let Ok(committed) = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
             for e in committed.elements() {
-                if let (Offset::Offset(o), Some(id)) =
-                    (e.offset(), self.by_partition.get(&(e.topic().to_string(), e.partition())))
+                if let (Offset::Offset(o), Some(id)) = (
+                    e.offset(),
+                    self.by_partition
+                        .get(&(e.topic().to_string(), e.partition())),
+                ) && let Some(t) = self.active.get_mut(id)
                 {
-                    if let Some(t) = self.active.get_mut(id) {
-                        t.task.set_committed_offset(e.topic(), e.partition(), o);
-                    }
+                    t.task.set_committed_offset(e.topic(), e.partition(), o);
                 }
             }
         }
@@ -216,7 +260,11 @@ impl TaskManager {
     }
 
     /// Partitions revoked: commit (unless they were lost), suspend, unassign.
-    pub fn on_revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, lost: bool) -> Result<()> {
+    pub fn on_revoke<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        lost: bool,
+    ) -> Result<()> {
         if lost {
             tracing::warn!(thread = %self.thread_name, "partitions lost (this member was out of the group); closing tasks without commit");
             self.close_all_dirty();
@@ -237,7 +285,10 @@ impl TaskManager {
 
     fn close_all_dirty(&mut self) {
         let eos = self.eos();
-        for (_, mut t) in std::mem::take(&mut self.active).into_iter().chain(std::mem::take(&mut self.suspended)) {
+        for (_, mut t) in std::mem::take(&mut self.active)
+            .into_iter()
+            .chain(std::mem::take(&mut self.suspended))
+        {
             t.task.close();
             if eos && t.in_txn {
                 let _ = t.producer.abort_transaction(Duration::from_secs(5));
@@ -254,7 +305,9 @@ impl TaskManager {
             // assignment re-reads from the committed offset.
             return Ok(());
         };
-        let Some(t) = self.active.get_mut(id) else { return Ok(()) };
+        let Some(t) = self.active.get_mut(id) else {
+            return Ok(());
+        };
         let ts = match m.timestamp() {
             Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
             Timestamp::NotAvailable => now_ms(),
@@ -262,10 +315,25 @@ impl TaskManager {
         let headers = match m.headers() {
             None => Headers::default(),
             Some(h) => Headers(
-                h.iter().map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec()).unwrap_or_default())).collect(),
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            h.value.map(|v| v.to_vec()).unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
             ),
         };
-        t.task.process(m.topic(), m.partition(), m.offset(), ts, m.key(), m.payload(), headers)?;
+        t.task.process(
+            m.topic(),
+            m.partition(),
+            m.offset(),
+            ts,
+            m.key(),
+            m.payload(),
+            headers,
+        )?;
         self.metrics.add_processed(1);
         Ok(())
     }
@@ -299,7 +367,11 @@ impl TaskManager {
     /// Commits every active task that has something to commit.
     pub fn commit_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         let started = Instant::now();
-        let n = if self.eos() { self.commit_eos(consumer)? } else { self.commit_alos(consumer)? };
+        let n = if self.eos() {
+            self.commit_eos(consumer)?
+        } else {
+            self.commit_alos(consumer)?
+        };
         if n > 0 {
             self.metrics.add_commit(started.elapsed());
         }
@@ -307,7 +379,9 @@ impl TaskManager {
     }
 
     fn commit_alos<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<usize> {
-        let Some((producer, tracker)) = self.alos_producer.clone() else { return Ok(0) };
+        let Some((producer, tracker)) = self.alos_producer.clone() else {
+            return Ok(0);
+        };
         let mut tpl = TopicPartitionList::new();
         let mut n = 0;
         for t in self.active.values_mut() {
@@ -323,7 +397,9 @@ impl TaskManager {
         if n == 0 {
             return Ok(0);
         }
-        producer.flush(Duration::from_secs(60)).map_err(|e| StreamsError::Kafka(format!("producer flush failed: {e}")))?;
+        producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| StreamsError::Kafka(format!("producer flush failed: {e}")))?;
         if let Some(e) = tracker.take_error() {
             return Err(StreamsError::Kafka(e));
         }
@@ -352,7 +428,9 @@ impl TaskManager {
                 Err(CommitFailure::Abortable(msg)) => {
                     tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
                     self.metrics.add_abort();
-                    if let Err(e) = retry_retriable("abort_transaction", id, || t.producer.abort_transaction(TXN_TIMEOUT)) {
+                    if let Err(e) = retry_retriable("abort_transaction", id, || {
+                        t.producer.abort_transaction(TXN_TIMEOUT)
+                    }) {
                         tracing::warn!(task = %id, error = %e, "abort failed; closing the task and rejoining the group");
                         let mut t = self.active.remove(&id).unwrap();
                         t.task.close();
@@ -364,7 +442,11 @@ impl TaskManager {
                     }
                     t.in_txn = false;
                     for (topic, p, o) in t.task.abort() {
-                        let offset = if o >= 0 { Offset::Offset(o) } else { Offset::Beginning };
+                        let offset = if o >= 0 {
+                            Offset::Offset(o)
+                        } else {
+                            Offset::Beginning
+                        };
                         if let Err(e) = consumer.seek(&topic, p, offset, Duration::from_secs(10)) {
                             tracing::warn!(task = %id, error = %e, "seek after abort failed");
                         }
@@ -391,7 +473,10 @@ impl TaskManager {
     /// Clean shutdown: commit and close everything.
     pub fn shutdown<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         let result = self.commit_all(consumer);
-        for (_, mut t) in std::mem::take(&mut self.active).into_iter().chain(std::mem::take(&mut self.suspended)) {
+        for (_, mut t) in std::mem::take(&mut self.active)
+            .into_iter()
+            .chain(std::mem::take(&mut self.suspended))
+        {
             t.task.close();
         }
         if let Some((p, _)) = &self.alos_producer {
@@ -411,7 +496,10 @@ enum CommitFailure {
     Fatal(StreamsError),
 }
 
-fn commit_task_eos<C: ConsumerContext>(t: &mut ActiveTask, consumer: &BaseConsumer<C>) -> std::result::Result<(), CommitFailure> {
+fn commit_task_eos<C: ConsumerContext>(
+    t: &mut ActiveTask,
+    consumer: &BaseConsumer<C>,
+) -> std::result::Result<(), CommitFailure> {
     let id = t.task.id;
     t.task.prepare_commit().map_err(|e| match e {
         StreamsError::Kafka(m) => CommitFailure::Abortable(m),
@@ -430,18 +518,25 @@ fn commit_task_eos<C: ConsumerContext>(t: &mut ActiveTask, consumer: &BaseConsum
         }
     };
     if tpl.count() > 0 {
-        let gm = consumer
-            .group_metadata()
-            .ok_or_else(|| CommitFailure::Abortable("no consumer group metadata (not in the group)".into()))?;
-        retry_retriable("send_offsets_to_transaction", id, || t.producer.send_offsets_to_transaction(&tpl, &gm, TXN_TIMEOUT))
-            .map_err(|e| kafka_failure("send_offsets_to_transaction", e))?;
+        let gm = consumer.group_metadata().ok_or_else(|| {
+            CommitFailure::Abortable("no consumer group metadata (not in the group)".into())
+        })?;
+        retry_retriable("send_offsets_to_transaction", id, || {
+            t.producer
+                .send_offsets_to_transaction(&tpl, &gm, TXN_TIMEOUT)
+        })
+        .map_err(|e| kafka_failure("send_offsets_to_transaction", e))?;
     }
-    retry_retriable("commit_transaction", id, || t.producer.commit_transaction(TXN_TIMEOUT))
-        .map_err(|e| kafka_failure("commit_transaction", e))?;
+    retry_retriable("commit_transaction", id, || {
+        t.producer.commit_transaction(TXN_TIMEOUT)
+    })
+    .map_err(|e| kafka_failure("commit_transaction", e))?;
     t.in_txn = false;
     t.producer.poll(Duration::ZERO);
     t.task.post_commit().map_err(CommitFailure::Fatal)?;
-    t.producer.begin_transaction().map_err(|e| kafka_failure("begin_transaction", e))?;
+    t.producer
+        .begin_transaction()
+        .map_err(|e| kafka_failure("begin_transaction", e))?;
     t.in_txn = true;
     Ok(())
 }
@@ -459,7 +554,9 @@ fn retry_retriable(
     let started = Instant::now();
     loop {
         match f() {
-            Err(rdkafka::error::KafkaError::Transaction(e)) if e.is_retriable() && started.elapsed() < RETRY_FOR => {
+            Err(rdkafka::error::KafkaError::Transaction(e))
+                if e.is_retriable() && started.elapsed() < RETRY_FOR =>
+            {
                 tracing::warn!(task = %task, error = %e, "{what} failed with a retriable error; retrying");
                 std::thread::sleep(Duration::from_millis(500));
             }
@@ -469,5 +566,8 @@ fn retry_retriable(
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

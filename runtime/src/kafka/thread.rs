@@ -19,8 +19,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 
-use super::task_manager::{now_ms, RuntimeShared, TaskManager};
 use super::ThreadMetrics;
+use super::task_manager::{RuntimeShared, TaskManager, now_ms};
 use crate::error::{Result, StreamsError};
 
 enum RebalanceEvent {
@@ -41,7 +41,12 @@ impl ClientContext for ThreadContext {
 }
 
 impl ConsumerContext for ThreadContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         if self.closing.load(Ordering::SeqCst) {
             // Leaving the group: just complete the protocol.
             let _ = consumer.unassign();
@@ -49,11 +54,17 @@ impl ConsumerContext for ThreadContext {
         }
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.events.lock().unwrap().push(RebalanceEvent::Assign(tpl.clone()));
+                self.events
+                    .lock()
+                    .unwrap()
+                    .push(RebalanceEvent::Assign(tpl.clone()));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
-                self.events.lock().unwrap().push(RebalanceEvent::Revoke { lost });
+                self.events
+                    .lock()
+                    .unwrap()
+                    .push(RebalanceEvent::Revoke { lost });
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error; unassigning");
@@ -73,7 +84,12 @@ pub(crate) struct StreamThread {
 }
 
 impl StreamThread {
-    pub fn new(index: usize, shared: Arc<RuntimeShared>, shutdown: Arc<AtomicBool>, metrics: Arc<ThreadMetrics>) -> Result<Self> {
+    pub fn new(
+        index: usize,
+        shared: Arc<RuntimeShared>,
+        shutdown: Arc<AtomicBool>,
+        metrics: Arc<ThreadMetrics>,
+    ) -> Result<Self> {
         let cfg = &shared.config;
         let name = Self::thread_name(&cfg.application_id, index);
         let mut cc = shared.base_client.clone();
@@ -85,16 +101,30 @@ impl StreamThread {
             .set("auto.offset.reset", "earliest")
             .set(
                 "isolation.level",
-                if cfg.guarantee == super::ProcessingGuarantee::ExactlyOnce { "read_committed" } else { "read_uncommitted" },
+                if cfg.guarantee == super::ProcessingGuarantee::ExactlyOnce {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
             );
         for (k, v) in &cfg.passthrough {
             cc.set(k, v);
         }
         let consumer: BaseConsumer<ThreadContext> = cc
-            .create_with_context(ThreadContext { events: Mutex::new(Vec::new()), closing: AtomicBool::new(false) })
+            .create_with_context(ThreadContext {
+                events: Mutex::new(Vec::new()),
+                closing: AtomicBool::new(false),
+            })
             .map_err(|e| StreamsError::Kafka(format!("cannot create the consumer: {e}")))?;
         let tasks = TaskManager::new(shared.clone(), name.clone(), metrics.clone())?;
-        Ok(StreamThread { name, shared, consumer, tasks, shutdown, metrics })
+        Ok(StreamThread {
+            name,
+            shared,
+            consumer,
+            tasks,
+            shutdown,
+            metrics,
+        })
     }
 
     pub fn thread_name(application_id: &str, index: usize) -> String {
@@ -102,7 +132,8 @@ impl StreamThread {
     }
 
     fn handle_events(&mut self) -> Result<bool> {
-        let events: Vec<RebalanceEvent> = std::mem::take(&mut *self.consumer.context().events.lock().unwrap());
+        let events: Vec<RebalanceEvent> =
+            std::mem::take(&mut *self.consumer.context().events.lock().unwrap());
         let had = !events.is_empty();
         for ev in events {
             match ev {
@@ -131,20 +162,30 @@ impl StreamThread {
                 self.tasks.process(&m)?;
             }
             self.handle_events()?;
-            if !self.tasks.has_tasks() && self.consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+            if !self.tasks.has_tasks()
+                && self
+                    .consumer
+                    .assignment()
+                    .map(|a| a.count() == 0)
+                    .unwrap_or(true)
+            {
                 break;
             }
         }
         let topics: Vec<String> = self.shared.plan.source_topics.keys().cloned().collect();
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        self.consumer.subscribe(&topic_refs).map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))
+        self.consumer
+            .subscribe(&topic_refs)
+            .map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))
     }
 
     /// Runs until shutdown is requested or a fatal error happens.
     pub fn run(mut self) -> Result<()> {
         let topics: Vec<String> = self.shared.plan.source_topics.keys().cloned().collect();
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        self.consumer.subscribe(&topic_refs).map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))?;
+        self.consumer
+            .subscribe(&topic_refs)
+            .map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))?;
         tracing::info!(thread = %self.name, topics = ?topics, "started");
         let result = self.run_loop();
         // Leave the group cleanly in every case.
@@ -156,10 +197,19 @@ impl StreamThread {
             }
             Err(_) => self.tasks.close_dirty(),
         }
-        self.consumer.context().closing.store(true, Ordering::SeqCst);
+        self.consumer
+            .context()
+            .closing
+            .store(true, Ordering::SeqCst);
         self.consumer.unsubscribe();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && !self.consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+        while Instant::now() < deadline
+            && !self
+                .consumer
+                .assignment()
+                .map(|a| a.count() == 0)
+                .unwrap_or(true)
+        {
             let _ = self.consumer.poll(Duration::from_millis(50));
         }
         tracing::info!(thread = %self.name, "stopped");

@@ -49,8 +49,19 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
     /// ```
     /// let _ = kstreams_runtime::StoreBuilder::key_value("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::i64_be());
     /// ```
-    pub fn key_value(name: impl Into<String>, key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
-        StoreBuilder { name: name.into(), key_serde, value_serde, kind: StoreKind::KeyValue, persistent: true, logged: true }
+    pub fn key_value(
+        name: impl Into<String>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        StoreBuilder {
+            name: name.into(),
+            key_serde,
+            value_serde,
+            kind: StoreKind::KeyValue,
+            persistent: true,
+            logged: true,
+        }
     }
     /// A store whose entries expire `ttl` after their write, in stream time.
     ///
@@ -59,9 +70,17 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
     /// let b = kstreams_runtime::StoreBuilder::ttl("seen", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), Duration::from_secs(3600));
     /// assert_eq!(b.kind(), kstreams_runtime::StoreKind::Ttl { ttl_ms: 3_600_000 });
     /// ```
-    pub fn ttl(name: impl Into<String>, key_serde: SerdeRef<K>, value_serde: SerdeRef<V>, ttl: Duration) -> Self {
+    pub fn ttl(
+        name: impl Into<String>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        ttl: Duration,
+    ) -> Self {
         let ttl_ms = ttl.as_millis().min(i64::MAX as u128) as i64;
-        StoreBuilder { kind: StoreKind::Ttl { ttl_ms }, ..Self::key_value(name, key_serde, value_serde) }
+        StoreBuilder {
+            kind: StoreKind::Ttl { ttl_ms },
+            ..Self::key_value(name, key_serde, value_serde)
+        }
     }
     /// Keeps the store in memory; it is rebuilt from its changelog when the task starts.
     ///
@@ -158,6 +177,7 @@ pub(crate) struct StoreDef {
 
 impl StoreDef {
     pub fn changelog_topic(&self, application_id: &str) -> Option<String> {
-        self.logged.then(|| format!("{application_id}-{}-changelog", self.name))
+        self.logged
+            .then(|| format!("{application_id}-{}-changelog", self.name))
     }
 }

@@ -42,8 +42,18 @@ impl<K, V> Clone for KeyValueStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> KeyValueStore<K, V> {
-    pub(crate) fn new(inner: Rc<RefCell<TxnStore>>, key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
-        KeyValueStore { inner, key_serde, value_serde, key_buf: RefCell::new(Vec::new()), value_buf: RefCell::new(Vec::new()) }
+    pub(crate) fn new(
+        inner: Rc<RefCell<TxnStore>>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        KeyValueStore {
+            inner,
+            key_serde,
+            value_serde,
+            key_buf: RefCell::new(Vec::new()),
+            value_buf: RefCell::new(Vec::new()),
+        }
     }
 
     /// A standalone in-memory store without changelog, for unit tests and examples.
@@ -52,8 +62,16 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     /// let s = kstreams_runtime::KeyValueStore::<String, String>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::string());
     /// assert_eq!(s.name(), "s");
     /// ```
-    pub fn in_memory_for_tests(name: &str, key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
-        let store = TxnStore::new(name.to_string(), None, super::Backend::Memory(Default::default()));
+    pub fn in_memory_for_tests(
+        name: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        let store = TxnStore::new(
+            name.to_string(),
+            None,
+            super::Backend::Memory(Default::default()),
+        );
         Self::new(Rc::new(RefCell::new(store)), key_serde, value_serde)
     }
 
@@ -74,7 +92,9 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     fn with_key<R>(&self, key: &K, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
         let mut kb = self.key_buf.borrow_mut();
         kb.clear();
-        self.key_serde.serialize(key, &mut kb).map_err(|e| self.serde_err(e))?;
+        self.key_serde
+            .serialize(key, &mut kb)
+            .map_err(|e| self.serde_err(e))?;
         f(&kb)
     }
 
@@ -87,7 +107,11 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         self.with_key(key, |kb| {
             let store = self.inner.borrow();
-            store.get_with(kb, |v| v.map(|b| self.value_serde.deserialize(b)).transpose())?.map_err(|e| self.serde_err(e))
+            store
+                .get_with(kb, |v| {
+                    v.map(|b| self.value_serde.deserialize(b)).transpose()
+                })?
+                .map_err(|e| self.serde_err(e))
         })
     }
 
@@ -101,7 +125,9 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.with_key(key, |kb| {
             let mut vb = self.value_buf.borrow_mut();
             vb.clear();
-            self.value_serde.serialize(value, &mut vb).map_err(|e| self.serde_err(e))?;
+            self.value_serde
+                .serialize(value, &mut vb)
+                .map_err(|e| self.serde_err(e))?;
             if self.value_serde.is_null(value) {
                 self.inner.borrow_mut().delete(kb);
             } else {
@@ -129,8 +155,12 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
             .into_iter()
             .map(|(k, v)| {
                 Ok((
-                    self.key_serde.deserialize(&k).map_err(|e| self.serde_err(e))?,
-                    self.value_serde.deserialize(&v).map_err(|e| self.serde_err(e))?,
+                    self.key_serde
+                        .deserialize(&k)
+                        .map_err(|e| self.serde_err(e))?,
+                    self.value_serde
+                        .deserialize(&v)
+                        .map_err(|e| self.serde_err(e))?,
                 ))
             })
             .collect()
@@ -146,10 +176,17 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     /// ```
     pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
         let mut fb = Vec::new();
-        self.key_serde.serialize(from, &mut fb).map_err(|e| self.serde_err(e))?;
+        self.key_serde
+            .serialize(from, &mut fb)
+            .map_err(|e| self.serde_err(e))?;
         let mut tb = Vec::new();
-        self.key_serde.serialize(to, &mut tb).map_err(|e| self.serde_err(e))?;
-        let entries = self.inner.borrow().scan(Some(&fb), &|k| k <= tb.as_slice())?;
+        self.key_serde
+            .serialize(to, &mut tb)
+            .map_err(|e| self.serde_err(e))?;
+        let entries = self
+            .inner
+            .borrow()
+            .scan(Some(&fb), &|k| k <= tb.as_slice())?;
         self.decode(entries)
     }
 
@@ -162,8 +199,13 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     /// ```
     pub fn prefix_scan(&self, prefix: &K) -> Result<Vec<(K, V)>> {
         let mut pb = Vec::new();
-        self.key_serde.serialize(prefix, &mut pb).map_err(|e| self.serde_err(e))?;
-        let entries = self.inner.borrow().scan(Some(&pb), &|k| k.starts_with(&pb))?;
+        self.key_serde
+            .serialize(prefix, &mut pb)
+            .map_err(|e| self.serde_err(e))?;
+        let entries = self
+            .inner
+            .borrow()
+            .scan(Some(&pb), &|k| k.starts_with(&pb))?;
         self.decode(entries)
     }
 

@@ -52,28 +52,48 @@ impl StateManager {
         partition: i32,
         lock_wait: Duration,
     ) -> Result<StateManager> {
-        let persistent: Vec<String> = defs.iter().filter(|d| d.persistent).map(|d| d.name.clone()).collect();
+        let persistent: Vec<String> = defs
+            .iter()
+            .filter(|d| d.persistent)
+            .map(|d| d.name.clone())
+            .collect();
         let db = match (&dir, persistent.is_empty()) {
             (_, true) => None,
             (Some(dir), false) => Some(Rc::new(TaskDb::open(dir, &persistent, lock_wait)?)),
             (None, false) => {
                 return Err(crate::StreamsError::Config(
                     "persistent stores need a state directory: set state.dir".into(),
-                ))
+                ));
             }
         };
         let stores = defs
             .iter()
             .map(|def| {
                 let backend = match (&db, def.persistent) {
-                    (Some(db), true) => Backend::Rocks { db: db.clone(), cf: def.name.clone() },
+                    (Some(db), true) => Backend::Rocks {
+                        db: db.clone(),
+                        cf: def.name.clone(),
+                    },
                     _ => Backend::Memory(MemoryBackend::default()),
                 };
-                let store = TxnStore::new(def.name.clone(), def.changelog_topic(application_id), backend);
-                ManagedStore { def: def.clone(), store: Rc::new(RefCell::new(store)), memory_checkpoint: None }
+                let store = TxnStore::new(
+                    def.name.clone(),
+                    def.changelog_topic(application_id),
+                    backend,
+                );
+                ManagedStore {
+                    def: def.clone(),
+                    store: Rc::new(RefCell::new(store)),
+                    memory_checkpoint: None,
+                }
             })
             .collect();
-        Ok(StateManager { stores, db, partition, empty_headers: Headers::default() })
+        Ok(StateManager {
+            stores,
+            db,
+            partition,
+            empty_headers: Headers::default(),
+        })
     }
 
     /// The committed changelog position of a store: where its restore starts.
@@ -87,16 +107,32 @@ impl StateManager {
 
     /// Bytes held in all write sets.
     pub fn write_set_bytes(&self) -> usize {
-        self.stores.iter().map(|s| s.store.borrow().write_set_bytes()).sum()
+        self.stores
+            .iter()
+            .map(|s| s.store.borrow().write_set_bytes())
+            .sum()
     }
 
     /// Step 1 of a commit: the write sets go to the changelogs.
-    pub fn send_changelogs(&self, collector: &mut dyn RecordCollector, timestamp: i64) -> Result<()> {
+    pub fn send_changelogs(
+        &self,
+        collector: &mut dyn RecordCollector,
+        timestamp: i64,
+    ) -> Result<()> {
         for s in &self.stores {
             let store = s.store.borrow();
-            let Some(topic) = &store.changelog else { continue };
+            let Some(topic) = &store.changelog else {
+                continue;
+            };
             for (k, v) in store.write_set() {
-                collector.send(topic, Some(self.partition), Some(k), v.as_deref(), timestamp, &self.empty_headers)?;
+                collector.send(
+                    topic,
+                    Some(self.partition),
+                    Some(k),
+                    v.as_deref(),
+                    timestamp,
+                    &self.empty_headers,
+                )?;
             }
         }
         Ok(())
@@ -108,8 +144,11 @@ impl StateManager {
         let mut rocks_dirty = false;
         for s in &mut self.stores {
             let mut store = s.store.borrow_mut();
-            let checkpoint =
-                store.changelog.as_ref().and_then(|t| collector.last_offset(t, self.partition)).map(|o| o + 1);
+            let checkpoint = store
+                .changelog
+                .as_ref()
+                .and_then(|t| collector.last_offset(t, self.partition))
+                .map(|o| o + 1);
             let ws = store.take_write_set();
             match &mut store.backend {
                 Backend::Rocks { db, cf } => {
@@ -134,10 +173,8 @@ impl StateManager {
                 }
             }
         }
-        if rocks_dirty {
-            if let Some(db) = &self.db {
-                db.write(batch)?;
-            }
+        if rocks_dirty && let Some(db) = &self.db {
+            db.write(batch)?;
         }
         Ok(())
     }
@@ -151,7 +188,12 @@ impl StateManager {
 
     /// Restore: applies changelog records directly to committed state, with
     /// the new checkpoint, atomically.
-    pub fn apply_restored(&mut self, index: usize, records: &[(Vec<u8>, Option<Vec<u8>>)], next_offset: i64) -> Result<()> {
+    pub fn apply_restored(
+        &mut self,
+        index: usize,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        next_offset: i64,
+    ) -> Result<()> {
         let s = &mut self.stores[index];
         let mut store = s.store.borrow_mut();
         match &mut store.backend {

@@ -25,7 +25,11 @@ impl MemoryBackend {
     pub fn len(&self) -> usize {
         self.map.len()
     }
-    pub fn scan(&self, from: Option<&[u8]>, keep: &dyn Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub fn scan(
+        &self,
+        from: Option<&[u8]>,
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let lower = match from {
             Some(f) => Bound::Included(f),
             None => Bound::Unbounded,

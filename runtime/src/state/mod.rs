@@ -23,8 +23,8 @@ mod rocksdb_backend;
 mod transactional;
 mod ttl;
 
-pub use builder::{StoreBuilder, StoreKind};
 pub(crate) use builder::StoreDef;
+pub use builder::{StoreBuilder, StoreKind};
 pub use key_value::KeyValueStore;
 pub(crate) use manager::StateManager;
 pub(crate) use rocksdb_backend::TaskDb;
@@ -36,18 +36,34 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::Serdes;
     use crate::record::Headers;
     use crate::task_context::RecordCollector;
-    use crate::Serdes;
+
+    /// (topic, partition, key, value) of a collected changelog record.
+    type Collected = (String, i32, Vec<u8>, Option<Vec<u8>>);
 
     /// Collects changelog records and acknowledges them with offsets.
     #[derive(Default)]
     struct VecCollector {
-        records: Vec<(String, i32, Vec<u8>, Option<Vec<u8>>)>,
+        records: Vec<Collected>,
     }
     impl RecordCollector for VecCollector {
-        fn send(&mut self, topic: &str, partition: Option<i32>, key: Option<&[u8]>, value: Option<&[u8]>, _: i64, _: &Headers) -> crate::Result<()> {
-            self.records.push((topic.into(), partition.unwrap_or(-1), key.unwrap().to_vec(), value.map(|v| v.to_vec())));
+        fn send(
+            &mut self,
+            topic: &str,
+            partition: Option<i32>,
+            key: Option<&[u8]>,
+            value: Option<&[u8]>,
+            _: i64,
+            _: &Headers,
+        ) -> crate::Result<()> {
+            self.records.push((
+                topic.into(),
+                partition.unwrap_or(-1),
+                key.unwrap().to_vec(),
+                value.map(|v| v.to_vec()),
+            ));
             Ok(())
         }
         fn last_offset(&self, topic: &str, _: i32) -> Option<i64> {
@@ -59,7 +75,9 @@ mod tests {
     fn defs() -> Vec<StoreDef> {
         vec![
             StoreBuilder::key_value("counts", Serdes::string(), Serdes::u64_be()).into_def(),
-            StoreBuilder::key_value("mem", Serdes::string(), Serdes::string()).in_memory().into_def(),
+            StoreBuilder::key_value("mem", Serdes::string(), Serdes::string())
+                .in_memory()
+                .into_def(),
         ]
     }
 
@@ -69,21 +87,49 @@ mod tests {
         let path = dir.path().join("app").join("0_1");
         let mut collector = VecCollector::default();
         {
-            let mut sm = StateManager::open(&defs(), "app", Some(path.clone()), 1, Duration::from_secs(1)).unwrap();
-            let counts = KeyValueStore::<String, u64>::new(sm.stores[0].store.clone(), Serdes::string(), Serdes::u64_be());
+            let mut sm = StateManager::open(
+                &defs(),
+                "app",
+                Some(path.clone()),
+                1,
+                Duration::from_secs(1),
+            )
+            .unwrap();
+            let counts = KeyValueStore::<String, u64>::new(
+                sm.stores[0].store.clone(),
+                Serdes::string(),
+                Serdes::u64_be(),
+            );
             counts.put(&"a".into(), &1).unwrap();
             counts.put(&"a".into(), &2).unwrap();
             counts.put(&"b".into(), &7).unwrap();
             counts.delete(&"b".into()).unwrap();
-            assert_eq!(counts.get(&"a".into()).unwrap(), Some(2), "reads see uncommitted writes");
+            assert_eq!(
+                counts.get(&"a".into()).unwrap(),
+                Some(2),
+                "reads see uncommitted writes"
+            );
             sm.send_changelogs(&mut collector, 0).unwrap();
             // One changelog record per key (coalesced), tombstone for the delete.
-            let mut cl: Vec<_> = collector.records.iter().filter(|r| r.0 == "app-counts-changelog").cloned().collect();
+            let mut cl: Vec<_> = collector
+                .records
+                .iter()
+                .filter(|r| r.0 == "app-counts-changelog")
+                .cloned()
+                .collect();
             cl.sort();
-            assert_eq!(cl, vec![
-                ("app-counts-changelog".to_string(), 1, b"a".to_vec(), Some(2u64.to_be_bytes().to_vec())),
-                ("app-counts-changelog".to_string(), 1, b"b".to_vec(), None),
-            ]);
+            assert_eq!(
+                cl,
+                vec![
+                    (
+                        "app-counts-changelog".to_string(),
+                        1,
+                        b"a".to_vec(),
+                        Some(2u64.to_be_bytes().to_vec())
+                    ),
+                    ("app-counts-changelog".to_string(), 1, b"b".to_vec(), None),
+                ]
+            );
             sm.apply_committed(&collector).unwrap();
             assert_eq!(sm.checkpoint(0).unwrap(), Some(2));
             // An uncommitted write that is never committed (crash).
@@ -91,7 +137,11 @@ mod tests {
             counts.put(&"z".into(), &5).unwrap();
         }
         let sm = StateManager::open(&defs(), "app", Some(path), 1, Duration::from_secs(1)).unwrap();
-        let counts = KeyValueStore::<String, u64>::new(sm.stores[0].store.clone(), Serdes::string(), Serdes::u64_be());
+        let counts = KeyValueStore::<String, u64>::new(
+            sm.stores[0].store.clone(),
+            Serdes::string(),
+            Serdes::u64_be(),
+        );
         assert_eq!(counts.all().unwrap(), vec![("a".to_string(), 2)]);
         assert_eq!(sm.checkpoint(0).unwrap(), Some(2));
         // The in-memory store has no checkpoint after a reopen: full restore.
@@ -101,8 +151,19 @@ mod tests {
     #[test]
     fn scans_merge_write_set_and_committed_state() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateManager::open(&defs(), "app", Some(dir.path().into()), 0, Duration::from_secs(1)).unwrap();
-        let s = KeyValueStore::<String, u64>::new(sm.stores[0].store.clone(), Serdes::string(), Serdes::u64_be());
+        let mut sm = StateManager::open(
+            &defs(),
+            "app",
+            Some(dir.path().into()),
+            0,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let s = KeyValueStore::<String, u64>::new(
+            sm.stores[0].store.clone(),
+            Serdes::string(),
+            Serdes::u64_be(),
+        );
         for (k, v) in [("apple", 1), ("apricot", 2), ("banana", 3), ("cherry", 4)] {
             s.put(&k.into(), &v).unwrap();
         }
@@ -111,20 +172,55 @@ mod tests {
         s.put(&"avocado".into(), &5).unwrap();
         s.delete(&"apricot".into()).unwrap();
         s.put(&"banana".into(), &30).unwrap();
-        let keys = |v: Vec<(String, u64)>| v.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
-        assert_eq!(keys(s.prefix_scan(&"a".into()).unwrap()), ["apple=1", "avocado=5"]);
-        assert_eq!(keys(s.range(&"avocado".into(), &"banana".into()).unwrap()), ["avocado=5", "banana=30"]);
-        assert_eq!(keys(s.all().unwrap()), ["apple=1", "avocado=5", "banana=30", "cherry=4"]);
+        let keys = |v: Vec<(String, u64)>| {
+            v.into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(s.prefix_scan(&"a".into()).unwrap()),
+            ["apple=1", "avocado=5"]
+        );
+        assert_eq!(
+            keys(s.range(&"avocado".into(), &"banana".into()).unwrap()),
+            ["avocado=5", "banana=30"]
+        );
+        assert_eq!(
+            keys(s.all().unwrap()),
+            ["apple=1", "avocado=5", "banana=30", "cherry=4"]
+        );
         sm.discard();
-        assert_eq!(keys(s.all().unwrap()), ["apple=1", "apricot=2", "banana=3", "cherry=4"]);
+        assert_eq!(
+            keys(s.all().unwrap()),
+            ["apple=1", "apricot=2", "banana=3", "cherry=4"]
+        );
     }
 
     #[test]
     fn restore_applies_records_and_checkpoint_atomically_and_wipe_clears() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateManager::open(&defs(), "app", Some(dir.path().into()), 0, Duration::from_secs(1)).unwrap();
-        sm.apply_restored(0, &[(b"k".to_vec(), Some(1u64.to_be_bytes().to_vec())), (b"gone".to_vec(), None)], 10).unwrap();
-        let s = KeyValueStore::<String, u64>::new(sm.stores[0].store.clone(), Serdes::string(), Serdes::u64_be());
+        let mut sm = StateManager::open(
+            &defs(),
+            "app",
+            Some(dir.path().into()),
+            0,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        sm.apply_restored(
+            0,
+            &[
+                (b"k".to_vec(), Some(1u64.to_be_bytes().to_vec())),
+                (b"gone".to_vec(), None),
+            ],
+            10,
+        )
+        .unwrap();
+        let s = KeyValueStore::<String, u64>::new(
+            sm.stores[0].store.clone(),
+            Serdes::string(),
+            Serdes::u64_be(),
+        );
         assert_eq!(s.all().unwrap(), vec![("k".to_string(), 1)]);
         assert_eq!(sm.checkpoint(0).unwrap(), Some(10));
         sm.wipe(0).unwrap();
@@ -134,7 +230,12 @@ mod tests {
 
     #[test]
     fn ttl_store_expires_in_stream_time_and_purges_by_index() {
-        let s = TtlStore::<String, String>::in_memory_for_tests("seen", Serdes::string(), Serdes::string(), 100);
+        let s = TtlStore::<String, String>::in_memory_for_tests(
+            "seen",
+            Serdes::string(),
+            Serdes::string(),
+            100,
+        );
         s.put(&"a".into(), &"x".into(), 1000).unwrap();
         s.put(&"b".into(), &"y".into(), 1050).unwrap();
         assert_eq!(s.get(&"a".into(), 1099).unwrap().as_deref(), Some("x"));
@@ -150,8 +251,26 @@ mod tests {
     #[test]
     fn locked_state_directory_gives_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = StateManager::open(&defs(), "app", Some(dir.path().into()), 0, Duration::from_secs(1)).unwrap();
-        let err = StateManager::open(&defs(), "app", Some(dir.path().into()), 0, Duration::from_millis(300)).err().unwrap();
-        assert!(err.to_string().contains("locked by another process"), "{err}");
+        let _first = StateManager::open(
+            &defs(),
+            "app",
+            Some(dir.path().into()),
+            0,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let err = StateManager::open(
+            &defs(),
+            "app",
+            Some(dir.path().into()),
+            0,
+            Duration::from_millis(300),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("locked by another process"),
+            "{err}"
+        );
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch};
 
 use crate::error::{Result, StreamsError};
 
@@ -31,12 +31,20 @@ impl TaskDb {
     /// (during a rebalance the previous owner may still be closing it). A
     /// corrupt database is wiped: the changelog rebuilds it.
     pub fn open(path: &Path, stores: &[String], lock_wait: Duration) -> Result<TaskDb> {
-        std::fs::create_dir_all(path).map_err(|e| StreamsError::Io { path: path.display().to_string(), source: e })?;
+        std::fs::create_dir_all(path).map_err(|e| StreamsError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
         let deadline = Instant::now() + lock_wait;
         let mut wiped = false;
         loop {
             match Self::try_open(path, stores) {
-                Ok(db) => return Ok(TaskDb { db, path: path.to_path_buf() }),
+                Ok(db) => {
+                    return Ok(TaskDb {
+                        db,
+                        path: path.to_path_buf(),
+                    });
+                }
                 Err(e) => {
                     let msg = e.to_string();
                     if msg.contains("lock") || msg.contains("LOCK") {
@@ -46,19 +54,29 @@ impl TaskDb {
                         }
                         return Err(StreamsError::store(
                             path.display().to_string(),
-                            format!("state directory is locked by another process or thread ({msg}); \
-                                     is another instance running with the same state.dir and application.id?"),
+                            format!(
+                                "state directory is locked by another process or thread ({msg}); \
+                                     is another instance running with the same state.dir and application.id?"
+                            ),
                         ));
                     }
-                    if !wiped && (e.kind() == rocksdb::ErrorKind::Corruption || msg.contains("Corruption")) {
+                    if !wiped
+                        && (e.kind() == rocksdb::ErrorKind::Corruption
+                            || msg.contains("Corruption"))
+                    {
                         tracing::warn!(path = %path.display(), error = %msg, "corrupt state directory; wiping it and restoring from the changelog");
                         let _ = std::fs::remove_dir_all(path);
-                        std::fs::create_dir_all(path)
-                            .map_err(|e| StreamsError::Io { path: path.display().to_string(), source: e })?;
+                        std::fs::create_dir_all(path).map_err(|e| StreamsError::Io {
+                            path: path.display().to_string(),
+                            source: e,
+                        })?;
                         wiped = true;
                         continue;
                     }
-                    return Err(StreamsError::store(path.display().to_string(), format!("cannot open RocksDB: {msg}")));
+                    return Err(StreamsError::store(
+                        path.display().to_string(),
+                        format!("cannot open RocksDB: {msg}"),
+                    ));
                 }
             }
         }
@@ -72,17 +90,23 @@ impl TaskDb {
         opts.set_keep_log_file_num(2);
         let mut cf_opts = Options::default();
         cf_opts.set_write_buffer_size(16 << 20);
-        let cfs: Vec<ColumnFamilyDescriptor> =
-            stores.iter().map(|s| ColumnFamilyDescriptor::new(s.as_str(), cf_opts.clone())).collect();
+        let cfs: Vec<ColumnFamilyDescriptor> = stores
+            .iter()
+            .map(|s| ColumnFamilyDescriptor::new(s.as_str(), cf_opts.clone()))
+            .collect();
         DB::open_cf_descriptors(&opts, path, cfs)
     }
 
     fn cf(&self, cf: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(cf).ok_or_else(|| store_err(cf, "column family missing"))
+        self.db
+            .cf_handle(cf)
+            .ok_or_else(|| store_err(cf, "column family missing"))
     }
 
     pub fn get(&self, store: &str, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.cf(cf)?, key).map_err(|e| store_err(store, e))
+        self.db
+            .get_cf(self.cf(cf)?, key)
+            .map_err(|e| store_err(store, e))
     }
 
     pub fn scan(
@@ -110,7 +134,12 @@ impl TaskDb {
     pub fn approximate_len(&self, cf: &str) -> u64 {
         self.cf(cf)
             .ok()
-            .and_then(|h| self.db.property_int_value_cf(h, "rocksdb.estimate-num-keys").ok().flatten())
+            .and_then(|h| {
+                self.db
+                    .property_int_value_cf(h, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
             .unwrap_or(0)
     }
 
@@ -125,7 +154,13 @@ impl TaskDb {
     }
 
     /// Adds a put or delete for `store` to `batch`.
-    pub fn batch_write(&self, batch: &mut WriteBatch, cf: &str, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+    pub fn batch_write(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<()> {
         let h = self.cf(cf)?;
         match value {
             Some(v) => batch.put_cf(h, key, v),
@@ -135,11 +170,16 @@ impl TaskDb {
     }
 
     pub fn batch_checkpoint(batch: &mut WriteBatch, store: &str, offset: i64) {
-        batch.put([CHECKPOINT_PREFIX, store.as_bytes()].concat(), offset.to_be_bytes());
+        batch.put(
+            [CHECKPOINT_PREFIX, store.as_bytes()].concat(),
+            offset.to_be_bytes(),
+        );
     }
 
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.db.write(batch).map_err(|e| store_err(&self.path.display().to_string(), e))
+        self.db
+            .write(batch)
+            .map_err(|e| store_err(&self.path.display().to_string(), e))
     }
 
     /// Deletes every entry of `cf` and its checkpoint (before a full restore).

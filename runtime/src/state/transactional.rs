@@ -31,7 +31,12 @@ impl Backend {
         }
     }
 
-    fn scan(&self, store: &str, from: Option<&[u8]>, keep: &dyn Fn(&[u8]) -> bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan(
+        &self,
+        store: &str,
+        from: Option<&[u8]>,
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         match self {
             Backend::Rocks { db, cf } => db.scan(store, cf, from, keep),
             Backend::Memory(m) => Ok(m.scan(from, keep)),
@@ -57,7 +62,13 @@ pub(crate) struct TxnStore {
 
 impl TxnStore {
     pub fn new(name: String, changelog: Option<String>, backend: Backend) -> Self {
-        TxnStore { name, changelog, backend, write_set: HashMap::new(), write_bytes: 0 }
+        TxnStore {
+            name,
+            changelog,
+            backend,
+            write_set: HashMap::new(),
+            write_bytes: 0,
+        }
     }
 
     /// Reads a key and hands the bytes (or `None`) to `f` without copying
@@ -100,7 +111,11 @@ impl TxnStore {
 
     /// Entries with `from <= key` (all if `None`) for which `keep` holds,
     /// stopping at the first key where it does not; write set merged in.
-    pub fn scan(&self, from: Option<&[u8]>, keep: &dyn Fn(&[u8]) -> bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn scan(
+        &self,
+        from: Option<&[u8]>,
+        keep: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let committed = self.backend.scan(&self.name, from, keep)?;
         if self.write_set.is_empty() {
             return Ok(committed);

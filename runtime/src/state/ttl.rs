@@ -38,8 +38,18 @@ fn order_preserving(ts: i64) -> [u8; 8] {
 }
 
 impl<K: 'static, V: 'static> TtlStore<K, V> {
-    pub(crate) fn new(inner: Rc<RefCell<TxnStore>>, key_serde: SerdeRef<K>, value_serde: SerdeRef<V>, ttl_ms: i64) -> Self {
-        TtlStore { inner, key_serde, value_serde, ttl_ms }
+    pub(crate) fn new(
+        inner: Rc<RefCell<TxnStore>>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        ttl_ms: i64,
+    ) -> Self {
+        TtlStore {
+            inner,
+            key_serde,
+            value_serde,
+            ttl_ms,
+        }
     }
 
     /// A standalone in-memory TTL store without changelog, for unit tests.
@@ -48,8 +58,17 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
     /// let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
     /// assert_eq!(s.ttl_ms(), 10);
     /// ```
-    pub fn in_memory_for_tests(name: &str, key_serde: SerdeRef<K>, value_serde: SerdeRef<V>, ttl_ms: i64) -> Self {
-        let store = TxnStore::new(name.to_string(), None, super::Backend::Memory(Default::default()));
+    pub fn in_memory_for_tests(
+        name: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        ttl_ms: i64,
+    ) -> Self {
+        let store = TxnStore::new(
+            name.to_string(),
+            None,
+            super::Backend::Memory(Default::default()),
+        );
         Self::new(Rc::new(RefCell::new(store)), key_serde, value_serde, ttl_ms)
     }
 
@@ -69,7 +88,9 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
 
     fn data_key(&self, key: &K) -> Result<Vec<u8>> {
         let mut kb = vec![b'd'];
-        self.key_serde.serialize(key, &mut kb).map_err(|e| self.err(e))?;
+        self.key_serde
+            .serialize(key, &mut kb)
+            .map_err(|e| self.err(e))?;
         Ok(kb)
     }
 
@@ -77,7 +98,10 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
         let name = self.inner.borrow().name.clone();
         self.inner.borrow().get_with(data_key, |v| match v {
             None => Ok(None),
-            Some(b) if b.len() >= 8 => Ok(Some((i64::from_be_bytes(b[..8].try_into().unwrap()), b[8..].to_vec()))),
+            Some(b) if b.len() >= 8 => Ok(Some((
+                i64::from_be_bytes(b[..8].try_into().unwrap()),
+                b[8..].to_vec(),
+            ))),
             Some(_) => Err(StreamsError::store(name.clone(), "corrupt TTL entry")),
         })?
     }
@@ -91,7 +115,9 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
     pub fn get(&self, key: &K, now: i64) -> Result<Option<V>> {
         let dk = self.data_key(key)?;
         match self.raw_get(&dk)? {
-            Some((expiry, v)) if expiry > now => Ok(Some(self.value_serde.deserialize(&v).map_err(|e| self.err(e))?)),
+            Some((expiry, v)) if expiry > now => Ok(Some(
+                self.value_serde.deserialize(&v).map_err(|e| self.err(e))?,
+            )),
             _ => Ok(None),
         }
     }
@@ -111,7 +137,9 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
         }
         let expiry = now.saturating_add(self.ttl_ms);
         let mut vb = expiry.to_be_bytes().to_vec();
-        self.value_serde.serialize(value, &mut vb).map_err(|e| StreamsError::store(store.name.clone(), e.to_string()))?;
+        self.value_serde
+            .serialize(value, &mut vb)
+            .map_err(|e| StreamsError::store(store.name.clone(), e.to_string()))?;
         store.put(&dk, &vb);
         store.put(&index_key(expiry, &dk[1..]), &[]);
         Ok(())
@@ -125,7 +153,9 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
     /// ```
     pub fn purge_expired(&self, now: i64) -> Result<usize> {
         let limit = order_preserving(now);
-        let expired = self.inner.borrow().scan(Some(b"x"), &|k| k.first() == Some(&b'x') && k.len() >= 9 && k[1..9] <= limit[..])?;
+        let expired = self.inner.borrow().scan(Some(b"x"), &|k| {
+            k.first() == Some(&b'x') && k.len() >= 9 && k[1..9] <= limit[..]
+        })?;
         let mut store = self.inner.borrow_mut();
         for (ik, _) in &expired {
             store.delete(ik);
@@ -138,7 +168,10 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
 }
 
 fn drop_borrow_get(store: &TxnStore, dk: &[u8]) -> Result<Option<(i64, ())>> {
-    store.get_with(dk, |v| v.filter(|b| b.len() >= 8).map(|b| (i64::from_be_bytes(b[..8].try_into().unwrap()), ())))
+    store.get_with(dk, |v| {
+        v.filter(|b| b.len() >= 8)
+            .map(|b| (i64::from_be_bytes(b[..8].try_into().unwrap()), ()))
+    })
 }
 
 fn index_key(expiry: i64, key: &[u8]) -> Vec<u8> {

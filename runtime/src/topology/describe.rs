@@ -71,7 +71,9 @@ pub(super) fn describe(t: &Topology) -> TopologyDescription {
                 .map(|&i| {
                     let n = &t.nodes[i];
                     let (kind, topics) = match &n.kind {
-                        NodeKind::Source { topics } => ("Source", topics.iter().map(|t| t.name.clone()).collect()),
+                        NodeKind::Source { topics } => {
+                            ("Source", topics.iter().map(|t| t.name.clone()).collect())
+                        }
                         NodeKind::Processor => ("Processor", vec![]),
                         NodeKind::Sink { topic } => ("Sink", vec![topic.name.clone()]),
                     };
@@ -80,7 +82,11 @@ pub(super) fn describe(t: &Topology) -> TopologyDescription {
                         name: n.name.clone(),
                         topics,
                         stores: n.stores.iter().cloned().collect(),
-                        successors: n.children.iter().map(|&c| t.nodes[c].name.clone()).collect(),
+                        successors: n
+                            .children
+                            .iter()
+                            .map(|&c| t.nodes[c].name.clone())
+                            .collect(),
                         predecessors: n.parents.iter().map(|&p| t.nodes[p].name.clone()).collect(),
                     }
                 })
@@ -97,9 +103,19 @@ impl fmt::Display for TopologyDescription {
             writeln!(f, "   Sub-topology: {}", s.id)?;
             for n in &s.nodes {
                 match n.kind {
-                    "Source" => writeln!(f, "    Source: {} (topics: [{}])", n.name, n.topics.join(", "))?,
+                    "Source" => writeln!(
+                        f,
+                        "    Source: {} (topics: [{}])",
+                        n.name,
+                        n.topics.join(", ")
+                    )?,
                     "Sink" => writeln!(f, "    Sink: {} (topic: {})", n.name, n.topics.join(", "))?,
-                    _ => writeln!(f, "    Processor: {} (stores: [{}])", n.name, n.stores.join(", "))?,
+                    _ => writeln!(
+                        f,
+                        "    Processor: {} (stores: [{}])",
+                        n.name,
+                        n.stores.join(", ")
+                    )?,
                 }
                 if !n.successors.is_empty() {
                     writeln!(f, "      --> {}", n.successors.join(", "))?;
@@ -132,15 +148,26 @@ impl TopologyDescription {
     /// ```
     pub fn to_mermaid(&self) -> String {
         fn id(s: &str) -> String {
-            s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+            s.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
         }
         let mut out = String::from("flowchart LR\n");
         let mut topics = std::collections::BTreeSet::new();
         let mut stores = std::collections::BTreeSet::new();
         for s in &self.subtopologies {
-            out.push_str(&format!("  subgraph sub{}[\"Sub-topology {}\"]\n", s.id, s.id));
+            out.push_str(&format!(
+                "  subgraph sub{}[\"Sub-topology {}\"]\n",
+                s.id, s.id
+            ));
             for n in &s.nodes {
-                out.push_str(&format!("    n{}_{}[\"{}: {}\"]\n", s.id, id(&n.name), n.kind, n.name));
+                out.push_str(&format!(
+                    "    n{}_{}[\"{}: {}\"]\n",
+                    s.id,
+                    id(&n.name),
+                    n.kind,
+                    n.name
+                ));
             }
             out.push_str("  end\n");
         }

@@ -131,32 +131,48 @@ impl Topology {
 
     fn check_new_name(&self, name: &str) -> Result<()> {
         if name.is_empty() {
-            return Err(StreamsError::Topology("node names must not be empty".into()));
+            return Err(StreamsError::Topology(
+                "node names must not be empty".into(),
+            ));
         }
         if self.names.contains_key(name) {
-            return Err(StreamsError::Topology(format!("a node named '{name}' already exists")));
+            return Err(StreamsError::Topology(format!(
+                "a node named '{name}' already exists"
+            )));
         }
         Ok(())
     }
 
-    fn resolve_parents(&self, name: &str, parents: &[&str], in_type: (TypeId, &'static str)) -> Result<Vec<usize>> {
+    fn resolve_parents(
+        &self,
+        name: &str,
+        parents: &[&str],
+        in_type: (TypeId, &'static str),
+    ) -> Result<Vec<usize>> {
         if parents.is_empty() {
-            return Err(StreamsError::Topology(format!("node '{name}' needs at least one parent")));
+            return Err(StreamsError::Topology(format!(
+                "node '{name}' needs at least one parent"
+            )));
         }
         let mut out = Vec::new();
         for p in parents {
-            let idx = *self
-                .names
-                .get(*p)
-                .ok_or_else(|| StreamsError::Topology(format!("node '{name}': parent '{p}' does not exist (add parents first)")))?;
+            let idx = *self.names.get(*p).ok_or_else(|| {
+                StreamsError::Topology(format!(
+                    "node '{name}': parent '{p}' does not exist (add parents first)"
+                ))
+            })?;
             let parent = &self.nodes[idx];
             match parent.out_type {
-                None => return Err(StreamsError::Topology(format!("node '{name}': parent '{p}' is a sink and has no children"))),
+                None => {
+                    return Err(StreamsError::Topology(format!(
+                        "node '{name}': parent '{p}' is a sink and has no children"
+                    )));
+                }
                 Some(t) if t.0 != in_type.0 => {
                     return Err(StreamsError::Topology(format!(
                         "node '{name}' accepts {} but parent '{p}' forwards {}",
                         in_type.1, t.1
-                    )))
+                    )));
                 }
                 _ => {}
             }
@@ -185,20 +201,24 @@ impl Topology {
     ) -> Result<&mut Self> {
         self.check_new_name(name)?;
         if topics.is_empty() {
-            return Err(StreamsError::Topology(format!("source '{name}' needs at least one topic")));
+            return Err(StreamsError::Topology(format!(
+                "source '{name}' needs at least one topic"
+            )));
         }
         for t in &topics {
             if t.name.is_empty() {
-                return Err(StreamsError::Topology(format!("source '{name}': empty topic name")));
+                return Err(StreamsError::Topology(format!(
+                    "source '{name}': empty topic name"
+                )));
             }
             for n in &self.nodes {
-                if let NodeKind::Source { topics: other } = &n.kind {
-                    if other.contains(t) {
-                        return Err(StreamsError::Topology(format!(
-                            "topic '{}' is already read by source '{}'; a topic can have one source only",
-                            t.name, n.name
-                        )));
-                    }
+                if let NodeKind::Source { topics: other } = &n.kind
+                    && other.contains(t)
+                {
+                    return Err(StreamsError::Topology(format!(
+                        "topic '{}' is already read by source '{}'; a topic can have one source only",
+                        t.name, n.name
+                    )));
                 }
             }
         }
@@ -210,7 +230,10 @@ impl Topology {
             stores: BTreeSet::new(),
             in_type: None,
             out_type: Some(type_of::<K, V>()),
-            factory: Arc::new(SourceFactory { key_serde, value_serde }),
+            factory: Arc::new(SourceFactory {
+                key_serde,
+                value_serde,
+            }),
         });
         Ok(self)
     }
@@ -229,7 +252,13 @@ impl Topology {
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
     ) -> Result<&mut Self> {
-        let topics = topics.iter().map(|t| TopicRef { name: t.to_string(), internal: false }).collect();
+        let topics = topics
+            .iter()
+            .map(|t| TopicRef {
+                name: t.to_string(),
+                internal: false,
+            })
+            .collect();
         self.add_source_impl(name, topics, key_serde, value_serde)
     }
 
@@ -247,7 +276,15 @@ impl Topology {
         key_serde: SerdeRef<K>,
         value_serde: SerdeRef<V>,
     ) -> Result<&mut Self> {
-        self.add_source_impl(name, vec![TopicRef { name: topic.to_string(), internal: true }], key_serde, value_serde)
+        self.add_source_impl(
+            name,
+            vec![TopicRef {
+                name: topic.to_string(),
+                internal: true,
+            }],
+            key_serde,
+            value_serde,
+        )
     }
 
     /// Adds a processor created by `supplier` (called once per task), as a
@@ -268,7 +305,12 @@ impl Topology {
     /// let err = t.add_processor::<(), String, (), String, _, _>("id2", || Id, &["nums"]).unwrap_err();
     /// assert!(err.to_string().contains("parent 'nums' forwards"));
     /// ```
-    pub fn add_processor<KIn, VIn, KOut, VOut, P, F>(&mut self, name: &str, supplier: F, parents: &[&str]) -> Result<&mut Self>
+    pub fn add_processor<KIn, VIn, KOut, VOut, P, F>(
+        &mut self,
+        name: &str,
+        supplier: F,
+        parents: &[&str],
+    ) -> Result<&mut Self>
     where
         KIn: 'static,
         VIn: 'static,
@@ -288,7 +330,10 @@ impl Topology {
             stores: BTreeSet::new(),
             in_type: Some(in_type),
             out_type: Some(type_of::<KOut, VOut>()),
-            factory: Arc::new(ProcessorFactory::<KIn, VIn, KOut, VOut, F> { supplier, _types: PhantomData }),
+            factory: Arc::new(ProcessorFactory::<KIn, VIn, KOut, VOut, F> {
+                supplier,
+                _types: PhantomData,
+            }),
         });
         Ok(self)
     }
@@ -303,7 +348,9 @@ impl Topology {
     ) -> Result<&mut Self> {
         self.check_new_name(name)?;
         if topic.name.is_empty() {
-            return Err(StreamsError::Topology(format!("sink '{name}': empty topic name")));
+            return Err(StreamsError::Topology(format!(
+                "sink '{name}': empty topic name"
+            )));
         }
         let in_type = type_of::<K, V>();
         let parents = self.resolve_parents(name, parents, in_type)?;
@@ -315,7 +362,10 @@ impl Topology {
             stores: BTreeSet::new(),
             in_type: Some(in_type),
             out_type: None,
-            factory: Arc::new(SinkFactory { key_serde, value_serde }),
+            factory: Arc::new(SinkFactory {
+                key_serde,
+                value_serde,
+            }),
         });
         Ok(self)
     }
@@ -335,7 +385,16 @@ impl Topology {
         value_serde: SerdeRef<V>,
         parents: &[&str],
     ) -> Result<&mut Self> {
-        self.add_sink_impl(name, TopicRef { name: topic.to_string(), internal: false }, key_serde, value_serde, parents)
+        self.add_sink_impl(
+            name,
+            TopicRef {
+                name: topic.to_string(),
+                internal: false,
+            },
+            key_serde,
+            value_serde,
+            parents,
+        )
     }
 
     /// Adds a sink writing to an internal (repartition) topic. `partitions`
@@ -358,11 +417,22 @@ impl Topology {
     ) -> Result<&mut Self> {
         if let Some(p) = partitions {
             if p == 0 {
-                return Err(StreamsError::Topology(format!("repartition topic '{topic}' needs at least one partition")));
+                return Err(StreamsError::Topology(format!(
+                    "repartition topic '{topic}' needs at least one partition"
+                )));
             }
             self.repartition_partitions.insert(topic.to_string(), p);
         }
-        self.add_sink_impl(name, TopicRef { name: topic.to_string(), internal: true }, key_serde, value_serde, parents)
+        self.add_sink_impl(
+            name,
+            TopicRef {
+                name: topic.to_string(),
+                internal: true,
+            },
+            key_serde,
+            value_serde,
+            parents,
+        )
     }
 
     /// Adds a state store and connects it to `processors`.
@@ -373,15 +443,25 @@ impl Topology {
     /// t.add_state_store(StoreBuilder::key_value("counts", Serdes::string(), Serdes::u64_be()), &[]).unwrap();
     /// assert!(t.add_state_store(StoreBuilder::key_value("counts", Serdes::string(), Serdes::u64_be()), &[]).is_err());
     /// ```
-    pub fn add_state_store<K: 'static, V: 'static>(&mut self, builder: StoreBuilder<K, V>, processors: &[&str]) -> Result<&mut Self> {
+    pub fn add_state_store<K: 'static, V: 'static>(
+        &mut self,
+        builder: StoreBuilder<K, V>,
+        processors: &[&str],
+    ) -> Result<&mut Self> {
         let name = builder.name().to_string();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             return Err(StreamsError::Topology(format!(
                 "store name '{name}' is not valid: use ASCII letters, digits, '.', '_' and '-' (it becomes part of a topic name)"
             )));
         }
         if self.stores.iter().any(|s| s.name == name) {
-            return Err(StreamsError::Topology(format!("a store named '{name}' already exists")));
+            return Err(StreamsError::Topology(format!(
+                "a store named '{name}' already exists"
+            )));
         }
         self.stores.push(builder.into_def());
         for p in processors {
@@ -398,16 +478,23 @@ impl Topology {
     /// t.add_state_store(StoreBuilder::key_value("s", Serdes::string(), Serdes::u64_be()), &[]).unwrap();
     /// assert!(t.connect_processor_and_store("nope", "s").is_err());
     /// ```
-    pub fn connect_processor_and_store(&mut self, processor: &str, store: &str) -> Result<&mut Self> {
+    pub fn connect_processor_and_store(
+        &mut self,
+        processor: &str,
+        store: &str,
+    ) -> Result<&mut Self> {
         if !self.stores.iter().any(|s| s.name == store) {
-            return Err(StreamsError::Topology(format!("store '{store}' does not exist; add it with add_state_store first")));
+            return Err(StreamsError::Topology(format!(
+                "store '{store}' does not exist; add it with add_state_store first"
+            )));
         }
-        let idx = *self
-            .names
-            .get(processor)
-            .ok_or_else(|| StreamsError::Topology(format!("processor '{processor}' does not exist")))?;
+        let idx = *self.names.get(processor).ok_or_else(|| {
+            StreamsError::Topology(format!("processor '{processor}' does not exist"))
+        })?;
         if self.nodes[idx].kind != NodeKind::Processor {
-            return Err(StreamsError::Topology(format!("'{processor}' is not a processor; only processors can use stores")));
+            return Err(StreamsError::Topology(format!(
+                "'{processor}' is not a processor; only processors can use stores"
+            )));
         }
         self.nodes[idx].stores.insert(store.to_string());
         Ok(self)
@@ -505,7 +592,13 @@ impl Topology {
                     }
                     stores.extend(self.nodes[i].stores.iter().cloned());
                 }
-                Subtopology { id: id as u32, nodes, source_topics, sink_topics, stores: stores.into_iter().collect() }
+                Subtopology {
+                    id: id as u32,
+                    nodes,
+                    source_topics,
+                    sink_topics,
+                    stores: stores.into_iter().collect(),
+                }
             })
             .collect()
     }

@@ -13,9 +13,11 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use crate::error::{Result, StreamsError};
-use crate::processor::{Child, InputRef, NodeInput, NodeLifecycle, Processor, ProcessorContext, ProcessorNode};
+use crate::processor::{
+    Child, InputRef, NodeInput, NodeLifecycle, Processor, ProcessorContext, ProcessorNode,
+};
 use crate::record::{Headers, Record};
-use crate::serde::{deserialize_opt, SerdeRef};
+use crate::serde::{SerdeRef, deserialize_opt};
 use crate::task_context::TaskShared;
 
 pub(crate) struct BuildArgs<'a> {
@@ -40,11 +42,17 @@ pub(crate) trait NodeFactory: Send + Sync {
     fn build(&self, args: BuildArgs<'_>) -> Result<BuiltNode>;
 }
 
-fn typed_children<K: 'static, V: 'static>(node: &str, children: Vec<(String, Box<dyn Any>)>) -> Result<Vec<Child<K, V>>> {
+fn typed_children<K: 'static, V: 'static>(
+    node: &str,
+    children: Vec<(String, Box<dyn Any>)>,
+) -> Result<Vec<Child<K, V>>> {
     children
         .into_iter()
         .map(|(name, any)| match any.downcast::<InputRef<K, V>>() {
-            Ok(input) => Ok(Child { name, input: *input }),
+            Ok(input) => Ok(Child {
+                name,
+                input: *input,
+            }),
             Err(_) => Err(StreamsError::Topology(format!(
                 "node '{node}' forwards ({}, {}) but its child '{name}' accepts other types",
                 std::any::type_name::<K>(),
@@ -56,7 +64,13 @@ fn typed_children<K: 'static, V: 'static>(node: &str, children: Vec<(String, Box
 
 /// Byte-level entry of a source node.
 pub(crate) trait RawSource {
-    fn process_raw(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64, headers: Headers) -> Result<()>;
+    fn process_raw(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<()>;
 }
 
 pub(crate) struct SourceFactory<K, V> {
@@ -72,18 +86,39 @@ struct SourceNode<K, V> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> RawSource for SourceNode<K, V> {
-    fn process_raw(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64, headers: Headers) -> Result<()> {
+    fn process_raw(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<()> {
         let decoded = deserialize_opt(&*self.key_serde, key)
             .and_then(|k| deserialize_opt(&*self.value_serde, value).map(|v| (k, v)));
         match decoded {
-            Ok((key, value)) => self.ctx.forward(Record { key, value, timestamp, headers }),
+            Ok((key, value)) => self.ctx.forward(Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            }),
             Err(source) => {
-                let m = self.task.metadata.borrow().clone().unwrap_or(crate::RecordMetadata {
-                    topic: String::new(),
-                    partition: -1,
-                    offset: -1,
-                });
-                Err(StreamsError::Deserialization { topic: m.topic, partition: m.partition, offset: m.offset, source })
+                let m = self
+                    .task
+                    .metadata
+                    .borrow()
+                    .clone()
+                    .unwrap_or(crate::RecordMetadata {
+                        topic: String::new(),
+                        partition: -1,
+                        offset: -1,
+                    });
+                Err(StreamsError::Deserialization {
+                    topic: m.topic,
+                    partition: m.partition,
+                    offset: m.offset,
+                    source,
+                })
             }
         }
     }
@@ -92,14 +127,24 @@ impl<K: Clone + 'static, V: Clone + 'static> RawSource for SourceNode<K, V> {
 impl<K: Clone + 'static, V: Clone + 'static> NodeFactory for SourceFactory<K, V> {
     fn build(&self, args: BuildArgs<'_>) -> Result<BuiltNode> {
         let children = typed_children::<K, V>(args.name, args.children)?;
-        let ctx = ProcessorContext::new(args.name.to_string(), args.index, children, args.task.clone(), args.stores);
+        let ctx = ProcessorContext::new(
+            args.name.to_string(),
+            args.index,
+            children,
+            args.task.clone(),
+            args.stores,
+        );
         let node = SourceNode {
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             ctx,
             task: args.task.clone(),
         };
-        Ok(BuiltNode { input: None, lifecycle: None, source: Some(Rc::new(RefCell::new(node))) })
+        Ok(BuiltNode {
+            input: None,
+            lifecycle: None,
+            source: Some(Rc::new(RefCell::new(node))),
+        })
     }
 }
 
@@ -119,8 +164,18 @@ where
 {
     fn build(&self, args: BuildArgs<'_>) -> Result<BuiltNode> {
         let children = typed_children::<KOut, VOut>(args.name, args.children)?;
-        let ctx = ProcessorContext::new(args.name.to_string(), args.index, children, args.task.clone(), args.stores);
-        let node = Rc::new(RefCell::new(ProcessorNode { processor: (self.supplier)(), ctx, _in: PhantomData }));
+        let ctx = ProcessorContext::new(
+            args.name.to_string(),
+            args.index,
+            children,
+            args.task.clone(),
+            args.stores,
+        );
+        let node = Rc::new(RefCell::new(ProcessorNode {
+            processor: (self.supplier)(),
+            ctx,
+            _in: PhantomData,
+        }));
         let input: InputRef<KIn, VIn> = node.clone();
         let lifecycle: Rc<RefCell<dyn NodeLifecycle>> = node;
         Ok(BuiltNode {
@@ -151,13 +206,30 @@ impl<K: 'static, V: 'static> NodeInput<K, V> for SinkNode<K, V> {
         self.key_buf.clear();
         self.value_buf.clear();
         let err = |e: crate::SerdeError, what: &str| {
-            StreamsError::processing(self.name.clone(), format!("cannot serialize the {what} for topic '{}': {e}", self.topic))
+            StreamsError::processing(
+                self.name.clone(),
+                format!(
+                    "cannot serialize the {what} for topic '{}': {e}",
+                    self.topic
+                ),
+            )
         };
-        self.key_serde.serialize(&record.key, &mut self.key_buf).map_err(|e| err(e, "key"))?;
-        self.value_serde.serialize(&record.value, &mut self.value_buf).map_err(|e| err(e, "value"))?;
+        self.key_serde
+            .serialize(&record.key, &mut self.key_buf)
+            .map_err(|e| err(e, "key"))?;
+        self.value_serde
+            .serialize(&record.value, &mut self.value_buf)
+            .map_err(|e| err(e, "value"))?;
         let key = (!self.key_serde.is_null(&record.key)).then_some(self.key_buf.as_slice());
         let value = (!self.value_serde.is_null(&record.value)).then_some(self.value_buf.as_slice());
-        self.task.collector.borrow_mut().send(&self.topic, None, key, value, record.timestamp, &record.headers)
+        self.task.collector.borrow_mut().send(
+            &self.topic,
+            None,
+            key,
+            value,
+            record.timestamp,
+            &record.headers,
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kstreams_testkit::{BrokerOptions, KafkaBroker};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Run a real Apache Kafka broker (KRaft, single node, transactions enabled) on 127.0.0.1.
 #[derive(Debug, Parser)]
