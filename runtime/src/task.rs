@@ -189,6 +189,11 @@ impl StreamTask {
         v
     }
 
+    /// Whether `init` ran (the task was created earlier and is being resumed).
+    pub fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
     /// Calls `init` on every processor (after restore, before the first record).
     pub fn init(&mut self) -> Result<()> {
         if self.initialized {

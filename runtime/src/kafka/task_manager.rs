@@ -228,6 +228,11 @@ impl TaskManager {
             // new machine.
             let stats = self.restore.restore(&mut t.task)?;
             self.metrics.add_restored(stats.records);
+            if stats.records > 0 && t.task.is_initialized() {
+                // A resumed task whose stores just changed under it: drop
+                // whatever its processors buffered or cached.
+                t.task.abort();
+            }
             t.task.init()?;
             t.partitions = partitions.clone();
             if self.eos() {
