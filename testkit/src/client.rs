@@ -189,9 +189,10 @@ pub struct ConsumedRecord {
 impl ConsumedRecord {
     /// The key as UTF-8 (lossy), if not null.
     ///
-    /// ```no_run
-    /// # let r: kstreams_testkit::ConsumedRecord = unimplemented!();
-    /// let key: Option<String> = r.key_str();
+    /// ```
+    /// # let r = kstreams_testkit::ConsumedRecord { topic: "t".into(), partition: 0, offset: 0,
+    /// #     key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), timestamp: None, headers: vec![] };
+    /// assert_eq!(r.key_str().as_deref(), Some("k"));
     /// ```
     pub fn key_str(&self) -> Option<String> {
         self.key
@@ -201,9 +202,10 @@ impl ConsumedRecord {
 
     /// The value as UTF-8 (lossy), if not null.
     ///
-    /// ```no_run
-    /// # let r: kstreams_testkit::ConsumedRecord = unimplemented!();
-    /// let value: Option<String> = r.value_str();
+    /// ```
+    /// # let r = kstreams_testkit::ConsumedRecord { topic: "t".into(), partition: 0, offset: 0,
+    /// #     key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), timestamp: None, headers: vec![] };
+    /// assert_eq!(r.value_str().as_deref(), Some("v"));
     /// ```
     pub fn value_str(&self) -> Option<String> {
         self.value
