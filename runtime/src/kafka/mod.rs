@@ -184,7 +184,6 @@ impl KafkaStreams {
     fn base_client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.config.bootstrap_servers)
-            .set("partitioner", "murmur2_random")
             .set("log_level", "4");
         for (k, v) in &self.config.passthrough {
             if k != "replication.factor" {

@@ -34,6 +34,10 @@ use crate::topology::Topology;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Kafka's Java default: murmur2 of the key, so keyed records land where a
+/// Java producer would put them (co-partitioning with Java-filled topics).
+const PARTITIONER: &str = "murmur2_random";
+
 /// Everything the tasks of all threads share.
 pub(crate) struct RuntimeShared {
     pub config: StreamsConfig,
@@ -86,6 +90,7 @@ impl TaskManager {
             let tracker = Arc::new(DeliveryTracker::default());
             let mut cfg = shared.base_client.clone();
             cfg.set("enable.idempotence", "true")
+                .set("partitioner", PARTITIONER)
                 .set("client.id", format!("{thread_name}-producer"));
             let p: TaskProducer = cfg
                 .create_with_context(CollectorContext {
@@ -139,6 +144,7 @@ impl TaskManager {
                 let mut pc = self.shared.base_client.clone();
                 pc.set("transactional.id", format!("{}-{id}", cfg.application_id))
                     .set("enable.idempotence", "true")
+                    .set("partitioner", PARTITIONER)
                     .set("transaction.timeout.ms", "10000")
                     .set("client.id", format!("{}-{id}-producer", cfg.application_id));
                 let p: TaskProducer = pc
