@@ -235,11 +235,27 @@ impl StreamTask {
                 ))
             })?
             .clone();
-        *self.shared.metadata.borrow_mut() = Some(RecordMetadata {
-            topic: topic.to_string(),
-            partition,
-            offset,
-        });
+        {
+            // Reuse the metadata's topic string: no allocation per record.
+            let mut meta = self.shared.metadata.borrow_mut();
+            match meta.as_mut() {
+                Some(m) => {
+                    if m.topic != topic {
+                        m.topic.clear();
+                        m.topic.push_str(topic);
+                    }
+                    m.partition = partition;
+                    m.offset = offset;
+                }
+                None => {
+                    *meta = Some(RecordMetadata {
+                        topic: topic.to_string(),
+                        partition,
+                        offset,
+                    });
+                }
+            }
+        }
         if timestamp > self.shared.stream_time.get() {
             self.shared.stream_time.set(timestamp);
         }
@@ -315,11 +331,15 @@ impl StreamTask {
                 }
             }
         }
-        *self.shared.metadata.borrow_mut() = None;
         let m = &self.shared.metrics.processed;
         m.set(m.get() + 1);
-        match self.consumed.get_mut(&(topic.to_string(), partition)) {
-            Some(o) => *o = offset + 1,
+        // A task reads few partitions: a scan avoids a String per record.
+        match self
+            .consumed
+            .iter_mut()
+            .find(|((t, p), _)| *p == partition && t == topic)
+        {
+            Some((_, o)) => *o = offset + 1,
             None => {
                 self.consumed
                     .insert((topic.to_string(), partition), offset + 1);
@@ -392,10 +412,14 @@ impl StreamTask {
 
     /// Lets every processor forward what it buffered.
     pub fn flush_processors(&mut self) -> Result<()> {
-        for l in self.lifecycles.values() {
-            l.borrow_mut().flush()?;
-        }
-        Ok(())
+        // No input record is being processed during a flush.
+        let saved = self.shared.metadata.borrow_mut().take();
+        let result = self
+            .lifecycles
+            .values()
+            .try_for_each(|l| l.borrow_mut().flush());
+        *self.shared.metadata.borrow_mut() = saved;
+        result
     }
 
     /// Sends the stores' write sets to their changelogs.
