@@ -34,12 +34,15 @@ pub struct RestoreStats {
 
 /// The restore consumer's context: end-of-partition is how a restore
 /// finishes, not an error worth logging.
-pub(crate) struct RestoreContext;
+#[derive(Default)]
+pub(crate) struct RestoreContext {
+    log: super::client_log::ClientErrorLog,
+}
 
 impl rdkafka::ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::warn!(%error, reason, "restore consumer error");
+            self.log.log("restore consumer", &error, reason);
         }
     }
 }
@@ -53,7 +56,7 @@ pub(crate) struct ChangelogReader {
 }
 
 impl ChangelogReader {
-    pub fn new(base: &ClientConfig) -> Result<ChangelogReader> {
+    pub fn new(base: &ClientConfig, stall_timeout: Duration) -> Result<ChangelogReader> {
         let mut cfg = base.clone();
         cfg.set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
@@ -64,12 +67,12 @@ impl ChangelogReader {
             .set("queued.max.messages.kbytes", "262144")
             .set("group.id", "kstreams-restore-unused");
         let consumer: BaseConsumer<RestoreContext> = cfg
-            .create_with_context(RestoreContext)
+            .create_with_context(RestoreContext::default())
             .map_err(|e| StreamsError::Kafka(format!("cannot create the restore consumer: {e}")))?;
         Ok(ChangelogReader {
             consumer,
             poll_timeout: Duration::from_millis(500),
-            stall_timeout: Duration::from_secs(120),
+            stall_timeout,
         })
     }
 
@@ -119,7 +122,7 @@ impl ChangelogReader {
                     None => {
                         if last_progress.elapsed() > self.stall_timeout {
                             return Err(StreamsError::Kafka(format!(
-                                "restore of {topic}-{partition} made no progress for {:?}; is the broker reachable?",
+                                "restore of {topic}-{partition} made no progress for {:?} (task.timeout.ms); is the broker reachable?",
                                 self.stall_timeout
                             )));
                         }

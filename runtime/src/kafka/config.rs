@@ -67,6 +67,7 @@ pub struct StreamsConfig {
     pub(crate) deserialization_policy: ErrorPolicy,
     pub(crate) processing_policy: ErrorPolicy,
     pub(crate) startup_timeout: Duration,
+    pub(crate) task_timeout: Duration,
     pub(crate) passthrough: BTreeMap<String, String>,
 }
 
@@ -132,6 +133,18 @@ impl StreamsConfig {
     /// ```
     pub fn commit_interval(&self) -> Duration {
         self.commit_interval
+    }
+    /// `task.timeout.ms` (default 300000): how long a task keeps retrying a
+    /// broker call that fails with a retriable error (the broker is down or
+    /// moving) before the stream thread gives up: `init_transactions`,
+    /// committing, restoring. A broker outage shorter than this is ridden out.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").set("task.timeout.ms", "60000").build().unwrap();
+    /// assert_eq!(cfg.task_timeout().as_secs(), 60);
+    /// ```
+    pub fn task_timeout(&self) -> Duration {
+        self.task_timeout
     }
     /// `num.stream.threads` (default 1).
     ///
@@ -267,6 +280,14 @@ impl StreamsConfigBuilder {
             )?),
             None => Duration::from_secs(60),
         };
+        let task_timeout = match s.remove("task.timeout.ms") {
+            Some(v) => Duration::from_millis(parse_num(
+                "task.timeout.ms",
+                &v,
+                "a number of milliseconds",
+            )?),
+            None => Duration::from_secs(300),
+        };
         for forbidden in [
             "group.id",
             "transactional.id",
@@ -290,6 +311,7 @@ impl StreamsConfigBuilder {
             deserialization_policy,
             processing_policy,
             startup_timeout,
+            task_timeout,
             passthrough: s,
         })
     }

@@ -16,6 +16,7 @@
 
 mod assignment;
 mod changelog_reader;
+mod client_log;
 mod config;
 mod record_collector;
 mod task_manager;

@@ -46,11 +46,12 @@ impl DeliveryTracker {
 /// The producer context: routes delivery reports to the tracker.
 pub(crate) struct CollectorContext {
     pub tracker: Arc<DeliveryTracker>,
+    pub log: super::client_log::ClientErrorLog,
 }
 
 impl ClientContext for CollectorContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "producer client error");
+        self.log.log("producer", &error, reason);
     }
 }
 

@@ -85,7 +85,7 @@ impl TaskManager {
         thread_name: String,
         metrics: Arc<ThreadMetrics>,
     ) -> Result<TaskManager> {
-        let restore = ChangelogReader::new(&shared.base_client)?;
+        let restore = ChangelogReader::new(&shared.base_client, shared.config.task_timeout)?;
         let alos_producer = if shared.config.guarantee == ProcessingGuarantee::AtLeastOnce {
             let tracker = Arc::new(DeliveryTracker::default());
             let mut cfg = shared.base_client.clone();
@@ -95,6 +95,7 @@ impl TaskManager {
             let p: TaskProducer = cfg
                 .create_with_context(CollectorContext {
                     tracker: tracker.clone(),
+                    log: Default::default(),
                 })
                 .map_err(|e| StreamsError::Kafka(format!("cannot create the producer: {e}")))?;
             Some((Arc::new(p), tracker))
@@ -150,13 +151,17 @@ impl TaskManager {
                 let p: TaskProducer = pc
                     .create_with_context(CollectorContext {
                         tracker: tracker.clone(),
+                        log: Default::default(),
                     })
                     .map_err(|e| {
                         StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}"))
                     })?;
                 // Fences any older producer with this transactional.id and
                 // aborts its open transaction.
-                p.init_transactions(TXN_TIMEOUT).map_err(|e| {
+                retry_retriable("init_transactions", id, cfg.task_timeout, || {
+                    p.init_transactions(TXN_TIMEOUT)
+                })
+                .map_err(|e| {
                     StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}"))
                 })?;
                 (Arc::new(p), tracker)
@@ -434,14 +439,17 @@ impl TaskManager {
                 continue;
             }
             n += 1;
-            match commit_task_eos(t, consumer) {
+            match commit_task_eos(t, consumer, self.shared.config.task_timeout) {
                 Ok(()) => {}
                 Err(CommitFailure::Abortable(msg)) => {
                     tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
                     self.metrics.add_abort();
-                    if let Err(e) = retry_retriable("abort_transaction", id, || {
-                        t.producer.abort_transaction(TXN_TIMEOUT)
-                    }) {
+                    if let Err(e) = retry_retriable(
+                        "abort_transaction",
+                        id,
+                        self.shared.config.task_timeout,
+                        || t.producer.abort_transaction(TXN_TIMEOUT),
+                    ) {
                         tracing::warn!(task = %id, error = %e, "abort failed; closing the task and rejoining the group");
                         let mut t = self.active.remove(&id).unwrap();
                         t.task.close();
@@ -510,6 +518,7 @@ enum CommitFailure {
 fn commit_task_eos<C: ConsumerContext>(
     t: &mut ActiveTask,
     consumer: &BaseConsumer<C>,
+    retry_for: Duration,
 ) -> std::result::Result<(), CommitFailure> {
     let id = t.task.id;
     t.task.prepare_commit().map_err(|e| match e {
@@ -532,13 +541,13 @@ fn commit_task_eos<C: ConsumerContext>(
         let gm = consumer.group_metadata().ok_or_else(|| {
             CommitFailure::Abortable("no consumer group metadata (not in the group)".into())
         })?;
-        retry_retriable("send_offsets_to_transaction", id, || {
+        retry_retriable("send_offsets_to_transaction", id, retry_for, || {
             t.producer
                 .send_offsets_to_transaction(&tpl, &gm, TXN_TIMEOUT)
         })
         .map_err(|e| kafka_failure("send_offsets_to_transaction", e))?;
     }
-    retry_retriable("commit_transaction", id, || {
+    retry_retriable("commit_transaction", id, retry_for, || {
         t.producer.commit_transaction(TXN_TIMEOUT)
     })
     .map_err(|e| kafka_failure("commit_transaction", e))?;
@@ -552,23 +561,30 @@ fn commit_task_eos<C: ConsumerContext>(
     Ok(())
 }
 
-/// How long a transactional call is retried while it keeps failing with a
-/// retriable error (e.g. the broker is down). librdkafka allows retrying the
-/// same call; past this, the transaction is aborted.
-const RETRY_FOR: Duration = Duration::from_secs(300);
-
+/// Retries a transactional call while it keeps failing with a retriable
+/// error (e.g. the broker is down), for up to `retry_for`
+/// (`task.timeout.ms`). librdkafka allows retrying the same call; past
+/// this, the caller aborts the transaction or fails the thread.
 fn retry_retriable(
     what: &str,
     task: TaskId,
+    retry_for: Duration,
     f: impl Fn() -> rdkafka::error::KafkaResult<()>,
 ) -> rdkafka::error::KafkaResult<()> {
     let started = Instant::now();
+    let mut last_log: Option<Instant> = None;
     loop {
         match f() {
             Err(rdkafka::error::KafkaError::Transaction(e))
-                if e.is_retriable() && started.elapsed() < RETRY_FOR =>
+                if e.is_retriable() && started.elapsed() < retry_for =>
             {
-                tracing::warn!(task = %task, error = %e, "{what} failed with a retriable error; retrying");
+                if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        task = %task, error = %e, retrying_for_s = started.elapsed().as_secs(),
+                        "{what} failed with a retriable error; retrying up to task.timeout.ms"
+                    );
+                    last_log = Some(Instant::now());
+                }
                 std::thread::sleep(Duration::from_millis(500));
             }
             other => return other,

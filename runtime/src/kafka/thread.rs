@@ -32,11 +32,12 @@ enum RebalanceEvent {
 pub(crate) struct ThreadContext {
     events: Mutex<Vec<RebalanceEvent>>,
     closing: AtomicBool,
+    log: super::client_log::ClientErrorLog,
 }
 
 impl ClientContext for ThreadContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "consumer client error");
+        self.log.log("consumer", &error, reason);
     }
 }
 
@@ -114,6 +115,7 @@ impl StreamThread {
             .create_with_context(ThreadContext {
                 events: Mutex::new(Vec::new()),
                 closing: AtomicBool::new(false),
+                log: Default::default(),
             })
             .map_err(|e| StreamsError::Kafka(format!("cannot create the consumer: {e}")))?;
         let tasks = TaskManager::new(shared.clone(), name.clone(), metrics.clone())?;
