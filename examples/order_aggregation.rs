@@ -7,6 +7,13 @@
 //!   --input-topic orders --output-topic customer-totals --dedupe-ttl-ms 3600000
 //! ```
 //! Output: key = customer id, value = `{"customer_id":..,"orders":..,"total_cents":..}`.
+//!
+//! Bad orders (not UTF-8, invalid JSON, a wrong field type, a missing field,
+//! no key or no value, larger than 64 KiB) go to the dead-letter topic
+//! `<output-topic>-dlq` (or `--dlq-topic`) with their original bytes and
+//! `__streams.errors.*` headers, inside the same transaction. The topic must
+//! exist. `--config processing.exception.handler=...` and
+//! `--config default.deserialization.exception.handler=...` override this.
 
 mod common;
 
@@ -23,11 +30,27 @@ struct Cli {
     /// How long (in stream time) an order id is remembered for de-duplication.
     #[arg(long, default_value_t = 3_600_000)]
     dedupe_ttl_ms: u64,
+    /// Dead-letter topic for bad orders (default: <output-topic>-dlq; must exist).
+    #[arg(long)]
+    dlq_topic: Option<String>,
 }
 
 fn main() -> ExitCode {
     common::init_logging();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let dlq = cli
+        .dlq_topic
+        .clone()
+        .unwrap_or_else(|| format!("{}-dlq", cli.common.output_topic));
+    for handler in [
+        "default.deserialization.exception.handler",
+        "processing.exception.handler",
+    ] {
+        let prefix = format!("{handler}=");
+        if !cli.common.config.iter().any(|kv| kv.starts_with(&prefix)) {
+            cli.common.config.push(format!("{prefix}dead_letter:{dlq}"));
+        }
+    }
     let topology = match kstreams::apps::order_aggregation::topology(
         &cli.common.input_topic,
         &cli.common.output_topic,

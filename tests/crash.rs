@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kstreams_testkit::{TestRecord, create_topic, produce, shared_broker, unique_name};
+use kstreams_testkit::{
+    Isolation, TestRecord, create_topic, produce, read_to_end, shared_broker, unique_name,
+};
 use support::*;
 
 const VOCAB: &[&str] = &[
@@ -396,7 +398,10 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
     let app = unique_name("orders-app");
     create_topic(&bs, &input, 6, false).unwrap();
     create_topic(&bs, &output, 6, false).unwrap();
+    let dlq = format!("{output}-dlq");
+    create_topic(&bs, &dlq, 1, false).unwrap();
     // Orders for 50 customers; 5% are re-sent later; a few records are malformed.
+    let mut bad_keys: Vec<String> = Vec::new();
     let mut rng = Rng(1234);
     let mut expected: HashMap<String, (u64, i64)> = HashMap::new();
     let mut records: Vec<TestRecord> = Vec::new();
@@ -421,6 +426,7 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
             records.push(resend.remove(0));
         }
         if rng.below(500) == 0 {
+            bad_keys.push(format!("bad{i}"));
             records.push(TestRecord::kv(
                 format!("bad{i}").as_bytes(),
                 b"{not json".as_slice(),
@@ -514,6 +520,16 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
         let v: serde_json::Value = serde_json::from_str(got[c].last().unwrap()).unwrap();
         assert_eq!(v["customer_id"], serde_json::Value::String(c.clone()));
     }
+    // Each malformed order reached the dead-letter topic exactly once,
+    // despite the kills: the DLQ write is part of the task's transaction.
+    let mut dead: Vec<String> = read_to_end(&bs, &dlq, Isolation::ReadCommitted)
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).to_string())
+        .collect();
+    dead.sort();
+    bad_keys.sort();
+    assert_eq!(dead, bad_keys);
     for j in &mut jobs {
         assert!(
             j.terminate(Duration::from_secs(60))

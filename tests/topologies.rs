@@ -10,6 +10,7 @@ use kstreams::TestRecord;
 use kstreams::apps::order_aggregation::{self, CustomerTotal, DEFAULT_DEDUPE_TTL, Order};
 use kstreams::apps::word_count::{self, words};
 use kstreams::prelude::*;
+use kstreams::runtime::{ErrorPolicy, dlq_headers};
 
 fn kv(records: &[TestRecord]) -> Vec<(String, String)> {
     records
@@ -498,9 +499,20 @@ fn the_default_ttl_is_one_hour_of_stream_time() {
 }
 
 #[test]
-fn malformed_orders_are_dropped_and_counted_without_stopping_the_job() {
-    let mut d = order_driver(DEFAULT_DEDUPE_TTL, 1);
-    let bad: [&[u8]; 7] = [
+fn malformed_orders_go_to_the_dead_letter_topic_without_stopping_the_job() {
+    let t = order_aggregation::topology("orders", "totals", DEFAULT_DEDUPE_TTL).unwrap();
+    let dlq = ErrorPolicy::DeadLetter("totals-dlq".into());
+    let mut d = TopologyTestDriver::builder(t)
+        .commit_every(1)
+        .deserialization_policy(dlq.clone())
+        .processing_policy(dlq)
+        .build()
+        .unwrap();
+    let oversize = format!(
+        r#"{{"order_id":"o9","customer_id":"{}","amount_cents":1,"ts":0}}"#,
+        "c".repeat(order_aggregation::MAX_ORDER_BYTES)
+    );
+    let bad: [&[u8]; 8] = [
         br#"{"order_id":"o1","customer_id":"c1","#, // truncated JSON
         br#"{"order_id":"o2","customer_id":"c1","amount_cents":"12","ts":0}"#, // wrong type
         br#"{"order_id":"o3","customer_id":"c1","amount_cents":12}"#, // missing ts
@@ -508,13 +520,17 @@ fn malformed_orders_are_dropped_and_counted_without_stopping_the_job() {
         br#"["o5","c1",12,0]"#,                     // not an object
         b"",                                        // empty
         br#"{"order_id":"o6","customer_id":"c1","amount_cents":1.5,"ts":0}"#, // not an integer
+        oversize.as_bytes(),
     ];
     for (i, value) in bad.iter().enumerate() {
         d.pipe_input("orders", Some(b"k"), Some(value), i as i64)
             .unwrap();
     }
-    // A null value is not even deserializable by the source: skipped there.
+    // A null value or a null key fails in the source's deserializer.
     d.pipe_input("orders", Some(b"k"), None, 8).unwrap();
+    let good = order_json("o0", "c1", 5, 8);
+    d.pipe_input("orders", None, Some(good.as_bytes()), 8)
+        .unwrap();
     // Unknown fields are ignored; the job goes on with good orders.
     let extra = br#"{"order_id":"o7","customer_id":"c9","amount_cents":70,"ts":9,"coupon":"X"}"#;
     d.pipe_input("orders", Some(b"o7"), Some(extra), 9).unwrap();
@@ -523,8 +539,42 @@ fn malformed_orders_are_dropped_and_counted_without_stopping_the_job() {
         totals_out(&mut d),
         vec![total("c9", 1, 70), total("c9", 2, 100)]
     );
-    assert_eq!(dropped(&d, "parse-orders", "malformed"), 7);
-    assert_eq!(d.skipped_records(), 1);
+    let dead = d.read_output("totals-dlq");
+    let mut expected_values: Vec<Option<Vec<u8>>> = bad.iter().map(|v| Some(v.to_vec())).collect();
+    expected_values.push(None);
+    expected_values.push(Some(good.into_bytes()));
+    assert_eq!(
+        dead.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
+        expected_values
+    );
+    let header =
+        |r: &TestRecord, h: &str| String::from_utf8_lossy(r.headers.get(h).expect(h)).to_string();
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|r| header(r, dlq_headers::EXCEPTION))
+        .collect();
+    for (i, expect) in [
+        "invalid order JSON: EOF",
+        "invalid order JSON: invalid type: string \"12\", expected i64",
+        "invalid order JSON: missing field `ts`",
+        "the order is not UTF-8 text",
+        "an order must be a JSON object",
+        "an order must be a JSON object",
+        "invalid order JSON: invalid type: floating point `1.5`, expected i64",
+        "at most 65536 are accepted",
+        "null",
+        "null",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(reasons[i].contains(expect), "record {i}: {}", reasons[i]);
+    }
+    for (i, r) in dead.iter().enumerate() {
+        assert_eq!(header(r, dlq_headers::TOPIC), "orders");
+        assert_eq!(header(r, dlq_headers::OFFSET), i.to_string());
+    }
+    assert_eq!(d.dead_lettered_records(), 10);
     assert_eq!(
         d.key_value_store_all::<String, CustomerTotal>("customer-totals")
             .unwrap(),

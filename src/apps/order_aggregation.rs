@@ -2,8 +2,10 @@
 //! robust to malformed and re-sent input.
 //!
 //! ```text
-//! orders (key: order id, ignored; value: JSON Order as raw bytes)
-//!   → parse-orders: parse JSON; malformed → dropped, counted as "malformed"
+//! orders (key: order id, required; value: JSON Order as raw bytes)
+//!   → parse-orders: parse JSON; a bad order is a processing error, which
+//!                   the processing.exception.handler sends to the DLQ
+//!                   (the example's default: <output-topic>-dlq)
 //!   → dedupe-orders: by order_id (TTL store `seen-orders`, stream time);
 //!                              duplicates → dropped, counted as "duplicate"
 //!   → group_by(customer_id)   (repartition topic <app>-orders-by-customer-repartition)
@@ -12,18 +14,20 @@
 //! ```
 //!
 //! Why values are read as bytes and parsed in a processor: a bad order
-//! (invalid JSON, a wrong field type, a missing field, non-UTF-8 bytes) is
-//! the data's fault. Parsing inside the topology lets the job drop it,
-//! count it (`ProcessorContext::record_dropped("malformed")`) and go on,
-//! and keeps the error visible in metrics, rather than depending on the
-//! source's deserialization policy.
+//! (invalid JSON, a wrong field type, a missing field, non-UTF-8 bytes, an
+//! order larger than [`MAX_ORDER_BYTES`]) is the data's fault. Parsing
+//! inside the topology turns it into a processing error naming what is
+//! wrong, so the processing handler decides: dead-letter it with its
+//! original bytes and the reason in headers, skip it and count it, or stop.
+//! A record without a value or without a key fails in the source's
+//! deserializer and goes through the deserialization handler the same way.
 //!
-//! Why dedupe comes before the re-key: input is keyed by order id, so all
-//! copies of an order land in one partition and task, where the TTL store
-//! of seen ids finds them. After the re-key by customer that would no
-//! longer hold. The order id inside the JSON is the one used; the record
-//! key is not read (a producer that keys by order id only ensures the
-//! co-location).
+//! Why the key is required and dedupe comes before the re-key: input is
+//! keyed by order id, so all copies of an order land in one partition and
+//! task, where the TTL store of seen ids finds them. After the re-key by
+//! customer that would no longer hold. An unkeyed order could land beside
+//! none of its copies, so it is refused. The order id inside the JSON is the
+//! one used for de-duplication.
 //!
 //! Timestamps: records keep their Kafka timestamps; the dedupe TTL runs on
 //! stream time (the largest input timestamp seen). The order's own `ts` is
@@ -62,6 +66,15 @@ pub const CUSTOMER_TOTALS_STORE: &str = "customer-totals";
 /// ```
 pub const BY_CUSTOMER: &str = "orders-by-customer";
 
+/// The largest order accepted, in bytes of JSON. A real order is a few
+/// hundred bytes; anything past this is refused as malformed (it would also
+/// be copied into the repartition topic and the dedupe store).
+///
+/// ```
+/// assert_eq!(kstreams::apps::order_aggregation::MAX_ORDER_BYTES, 64 * 1024);
+/// ```
+pub const MAX_ORDER_BYTES: usize = 64 * 1024;
+
 /// One order, as found on the input topic.
 ///
 /// ```
@@ -97,54 +110,73 @@ pub struct CustomerTotal {
     pub total_cents: i64,
 }
 
-/// Parses one order: a JSON object with the fields of [`Order`] (unknown
-/// fields are ignored). serde would also accept a JSON array of the field
-/// values; an order must be an object, so that is refused here.
+/// Parses one order: a JSON object of at most [`MAX_ORDER_BYTES`] with the
+/// fields of [`Order`] (unknown fields are ignored). serde would also accept
+/// a JSON array of the field values; an order must be an object, so that is
+/// refused here. The error says what is wrong.
 ///
 /// ```
 /// use kstreams::apps::order_aggregation::parse_order;
 /// assert!(parse_order(br#"{"order_id":"o","customer_id":"c","amount_cents":1,"ts":2}"#).is_ok());
 /// assert!(parse_order(br#"["o","c",1,2]"#).is_err());
-/// assert!(parse_order(br#"{"order_id":"o"}"#).is_err());
+/// let e = parse_order(br#"{"order_id":"o"}"#).unwrap_err();
+/// assert!(e.contains("missing field `customer_id`"), "{e}");
 /// ```
 pub fn parse_order(bytes: &[u8]) -> std::result::Result<Order, String> {
+    if bytes.len() > MAX_ORDER_BYTES {
+        return Err(format!(
+            "the order is {} bytes; at most {MAX_ORDER_BYTES} are accepted",
+            bytes.len()
+        ));
+    }
+    if std::str::from_utf8(bytes).is_err() {
+        return Err("the order is not UTF-8 text".into());
+    }
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| format!("invalid order JSON: {e}")),
         _ => Err("an order must be a JSON object".into()),
     }
 }
 
-/// Parses raw order bytes; drops and counts what is not a valid [`Order`].
-/// Forwards each order keyed by its `order_id`.
+/// Parses raw order bytes into an [`Order`], keyed by its `order_id`. A bad
+/// order is returned as a processing error naming what is wrong; the
+/// application's `processing.exception.handler` decides what happens to it
+/// (dead-letter, skip, or stop).
 ///
 /// ```
 /// use kstreams::apps::order_aggregation::{Order, ParseOrders};
 /// use kstreams::prelude::*;
+/// use kstreams::runtime::{dlq_headers, ErrorPolicy};
 /// let b = StreamsBuilder::new();
-/// b.stream("orders", Consumed::with(Serdes::unit(), Serdes::bytes()))
+/// b.stream("orders", Consumed::with(Serdes::bytes(), Serdes::bytes()))
 ///     .process(|| ParseOrders, &[])
 ///     .to("parsed", Produced::with(Serdes::string(), Serdes::json::<Order>()));
-/// let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
-/// d.pipe_str("orders", None, "not json", 0).unwrap();
-/// d.pipe_str("orders", None, r#"{"order_id":"o1","customer_id":"c","amount_cents":5,"ts":0}"#, 0).unwrap();
+/// let mut d = TopologyTestDriver::builder(b.build().unwrap())
+///     .processing_policy(ErrorPolicy::DeadLetter("orders-dlq".into()))
+///     .build()
+///     .unwrap();
+/// d.pipe_str("orders", Some("o0"), "not json", 0).unwrap();
+/// d.pipe_str("orders", Some("o1"), r#"{"order_id":"o1","customer_id":"c","amount_cents":5,"ts":0}"#, 0).unwrap();
 /// assert_eq!(d.read_output("parsed")[0].key_str(), Some("o1"));
-/// assert_eq!(d.dropped_records().values().sum::<u64>(), 1);
+/// let dlq = d.read_output("orders-dlq");
+/// assert_eq!(dlq[0].value_str(), Some("not json"));
+/// let why = String::from_utf8_lossy(dlq[0].headers.get(dlq_headers::EXCEPTION).unwrap());
+/// assert!(why.contains("invalid order JSON"), "{why}");
 /// ```
 pub struct ParseOrders;
 
-impl Processor<(), Vec<u8>, String, Order> for ParseOrders {
+impl Processor<Vec<u8>, Vec<u8>, String, Order> for ParseOrders {
     fn process(
         &mut self,
-        record: Record<(), Vec<u8>>,
+        record: Record<Vec<u8>, Vec<u8>>,
         ctx: &mut ProcessorContext<String, Order>,
     ) -> Result<()> {
         match parse_order(&record.value) {
             Ok(order) => ctx.forward(record.with_key(order.order_id.clone()).with_value(order)),
-            Err(e) => {
-                tracing::debug!(node = ctx.node_name(), error = %e, "dropping a malformed order");
-                ctx.record_dropped("malformed");
-                Ok(())
-            }
+            Err(e) => Err(kstreams_runtime::StreamsError::processing(
+                ctx.node_name(),
+                format!("malformed order: {e}"),
+            )),
         }
     }
 }
@@ -166,7 +198,10 @@ impl Processor<(), Vec<u8>, String, Order> for ParseOrders {
 pub fn topology(input_topic: &str, output_topic: &str, dedupe_ttl: Duration) -> Result<Topology> {
     let builder = StreamsBuilder::new();
     builder
-        .stream(input_topic, Consumed::with(Serdes::unit(), Serdes::bytes()))
+        .stream(
+            input_topic,
+            Consumed::with(Serdes::bytes(), Serdes::bytes()),
+        )
         .process_named(|| ParseOrders, &[], Named::as_("parse-orders"))
         .dedupe(
             |order_id: &String, _| order_id.clone(),
