@@ -29,6 +29,9 @@ pub(crate) struct BuilderState {
     repartition_topics: BTreeSet<String>,
     sources: usize,
     built: bool,
+    /// Grace period (ms) of the windows behind each windowed table node, for
+    /// `suppress(until_window_closes)`.
+    window_grace: std::collections::HashMap<String, i64>,
 }
 
 /// Builds a [`Topology`] with the DSL: streams, tables, aggregations.
@@ -73,6 +76,7 @@ impl StreamsBuilder {
                 repartition_topics: BTreeSet::new(),
                 sources: 0,
                 built: false,
+                window_grace: std::collections::HashMap::new(),
             })),
         }
     }
@@ -157,6 +161,19 @@ impl StreamsBuilder {
                 false
             }
         }
+    }
+
+    /// Records that table node `node` carries windows with this grace.
+    pub(crate) fn set_window_grace(&self, node: &str, grace_ms: i64) {
+        self.state
+            .borrow_mut()
+            .window_grace
+            .insert(node.to_string(), grace_ms);
+    }
+
+    /// The grace of the windows behind table node `node`, if it is windowed.
+    pub(crate) fn window_grace(&self, node: &str) -> Option<i64> {
+        self.state.borrow().window_grace.get(node).copied()
     }
 
     /// Whether two handles belong to the same builder.

@@ -226,6 +226,7 @@ pub struct Materialized<K, V> {
     pub(crate) persistent: bool,
     pub(crate) logged: bool,
     pub(crate) caching: bool,
+    pub(crate) retention: Option<Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -237,6 +238,7 @@ impl<K, V> Default for Materialized<K, V> {
             persistent: true,
             logged: true,
             caching: true,
+            retention: None,
         }
     }
 }
@@ -304,6 +306,29 @@ impl<K, V> Materialized<K, V> {
     pub fn with_logging_disabled(mut self) -> Self {
         self.logged = false;
         self
+    }
+    /// How long a window store keeps windows (windowed aggregations only).
+    /// It is never shorter than what the windows need (size plus grace),
+    /// which is also the default.
+    ///
+    /// ```
+    /// let m: kstreams_operators::Materialized<String, u64> =
+    ///     kstreams_operators::Materialized::as_("per-minute").with_retention(std::time::Duration::from_secs(3600));
+    /// assert_eq!(m.retention_ms(), Some(3_600_000));
+    /// ```
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+    /// The retention set with [`Materialized::with_retention`], in ms.
+    ///
+    /// ```
+    /// let m: kstreams_operators::Materialized<String, u64> = kstreams_operators::Materialized::as_("c");
+    /// assert_eq!(m.retention_ms(), None);
+    /// ```
+    pub fn retention_ms(&self) -> Option<i64> {
+        self.retention
+            .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
     }
     /// Turns off the record cache: every update is forwarded downstream at
     /// once, whatever `cache.max.bytes.buffering` says.

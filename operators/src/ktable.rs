@@ -100,6 +100,9 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
     {
         self.builder
             .add_processor::<K, Option<V>, K, Option<VR>, P, F>(&name, supplier, &[&self.node]);
+        if let Some(grace) = self.builder.window_grace(&self.node) {
+            self.builder.set_window_grace(&name, grace);
+        }
         KTable {
             builder: self.builder.clone(),
             node: name,

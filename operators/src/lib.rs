@@ -52,6 +52,10 @@
 //!   `split.rs`, `merge.rs`, `sink.rs`, `repartition.rs`, `process.rs`,
 //!   `aggregate.rs`, `count.rs`, `reduce.rs`, `dedupe.rs`, `to_stream.rs`,
 //!   `table_filter.rs`, `table_map_values.rs`.
+//! - windows and joins: `windows.rs` ([`TimeWindows`], [`SessionWindows`],
+//!   [`SlidingWindows`], [`JoinWindows`]), `windowed_by.rs`,
+//!   `time_window_aggregate.rs`, `suppress.rs`, `table_source.rs`
+//!   ([`StreamsBuilder::table`]), `stream_table_join.rs`.
 //! - `record_cache.rs`: the write-coalescing cache of aggregations.
 //!
 //! ## Errors
@@ -84,9 +88,15 @@ mod select_key;
 mod sink;
 mod source;
 mod split;
+mod stream_table_join;
+mod suppress;
 mod table_filter;
 mod table_map_values;
+mod table_source;
+mod time_window_aggregate;
 mod to_stream;
+mod windowed_by;
+mod windows;
 
 pub use builder::StreamsBuilder;
 pub use config::{
@@ -96,3 +106,9 @@ pub use group_by::KGroupedStream;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use split::BranchedKStream;
+pub use stream_table_join::Joined;
+pub use suppress::Suppressed;
+pub use windowed_by::{
+    SessionWindowedKStream, SlidingWindowedKStream, TimeWindowedKStream, WindowedBy,
+};
+pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Windowed};

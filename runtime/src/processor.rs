@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordMetadata};
-use crate::state::{KeyValueStore, TtlStore};
+use crate::state::{KeyValueStore, TtlStore, WindowKeySlot, WindowStore};
 use crate::task_context::{Punctuation, TaskShared};
 
 /// A node of the topology that transforms records.
@@ -375,6 +375,32 @@ impl<K, V> ProcessorContext<K, V> {
             key_serde,
             value_serde,
             ttl_ms,
+        ))
+    }
+
+    /// The window store `name` (see [`crate::StoreBuilder::window`]).
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &kstreams_runtime::ProcessorContext<String, u64>) -> kstreams_runtime::Result<()> {
+    /// let per_minute = ctx.window_store::<String, u64>("clicks-per-minute")?;
+    /// per_minute.put(&"alice".to_string(), 0, 60_000, &1)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn window_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<SK, SV>> {
+        let slot = self.store_slot(name)?;
+        let key = slot
+            .key_serde
+            .downcast_ref::<WindowKeySlot<SK>>()
+            .ok_or_else(|| StreamsError::StoreType(name.to_string()))?;
+        let value_serde = downcast_serde::<SV>(&*slot.value_serde, name)?;
+        Ok(WindowStore::new(
+            slot.store.clone(),
+            key.key_serde.clone(),
+            value_serde,
+            key.spec,
         ))
     }
 

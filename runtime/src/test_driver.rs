@@ -660,6 +660,41 @@ impl TopologyTestDriver {
         Err(StreamsError::UnknownStore(store.to_string()))
     }
 
+    /// The window store `store` (committed plus uncommitted entries), e.g.
+    /// to list its windows with [`crate::WindowStore::all`] or count what it
+    /// holds with [`crate::WindowStore::stored_entries`].
+    ///
+    /// ```
+    /// let d = kstreams_runtime::TopologyTestDriver::new(kstreams_runtime::Topology::new()).unwrap();
+    /// assert!(d.window_store::<String, u64>("per-minute").is_err()); // no such store
+    /// ```
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+    ) -> Result<crate::WindowStore<K, V>> {
+        for t in &self.tasks {
+            let slots = t.shared.stores.borrow();
+            if let Some(slot) = slots.get(store) {
+                let ks = slot
+                    .key_serde
+                    .downcast_ref::<crate::state::WindowKeySlot<K>>()
+                    .ok_or_else(|| StreamsError::StoreType(store.to_string()))?;
+                let vs = slot
+                    .value_serde
+                    .downcast_ref::<SerdeRef<V>>()
+                    .cloned()
+                    .ok_or_else(|| StreamsError::StoreType(store.to_string()))?;
+                return Ok(crate::WindowStore::new(
+                    slot.store.clone(),
+                    ks.key_serde.clone(),
+                    vs,
+                    ks.spec,
+                ));
+            }
+        }
+        Err(StreamsError::UnknownStore(store.to_string()))
+    }
+
     /// Records dropped on purpose by operators, by (node, reason).
     ///
     /// ```

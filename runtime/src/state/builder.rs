@@ -41,9 +41,44 @@ pub struct StoreBuilder<K, V> {
     kind: StoreKind,
     persistent: bool,
     logged: bool,
+    window: Option<super::window_store::WindowSpec>,
 }
 
 impl<K: 'static, V: 'static> StoreBuilder<K, V> {
+    /// A window store (see [`crate::WindowStore`]): values per key and
+    /// window start, kept for `retention` of stream time and dropped a whole
+    /// time segment at a time. Open it with
+    /// [`crate::ProcessorContext::window_store`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams_runtime::{Serdes, StoreBuilder};
+    /// let b = StoreBuilder::window("clicks-per-minute", Serdes::string(), Serdes::u64_be(), Duration::from_secs(70));
+    /// assert_eq!(b.window_retention_ms(), Some(70_000));
+    /// assert!(b.is_persistent() && b.is_logged());
+    /// ```
+    pub fn window(
+        name: impl Into<String>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+        retention: Duration,
+    ) -> Self {
+        let retention_ms = retention.as_millis().clamp(1, i64::MAX as u128) as i64;
+        StoreBuilder {
+            window: Some(super::window_store::WindowSpec::new(retention_ms)),
+            ..Self::key_value(name, key_serde, value_serde)
+        }
+    }
+    /// The retention of a window store, in milliseconds (`None` for other stores).
+    ///
+    /// ```
+    /// let b = kstreams_runtime::StoreBuilder::key_value("x", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::string());
+    /// assert_eq!(b.window_retention_ms(), None);
+    /// ```
+    pub fn window_retention_ms(&self) -> Option<i64> {
+        self.window.map(|w| w.retention_ms)
+    }
+
     /// A key-value store.
     ///
     /// ```
@@ -61,6 +96,7 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
             kind: StoreKind::KeyValue,
             persistent: true,
             logged: true,
+            window: None,
         }
     }
     /// A store whose entries expire `ttl` after their write, in stream time.
@@ -152,7 +188,15 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
             kind: self.kind,
             persistent: self.persistent,
             logged: self.logged,
-            key_serde: Arc::new(self.key_serde),
+            // A window store's key slot carries its retention with the key
+            // serde, so `ProcessorContext::window_store` can open it.
+            key_serde: match self.window {
+                Some(spec) => Arc::new(super::window_store::WindowKeySlot {
+                    key_serde: self.key_serde,
+                    spec,
+                }),
+                None => Arc::new(self.key_serde),
+            },
             value_serde: Arc::new(self.value_serde),
             key_serde_name: "",
             value_serde_name: "",

@@ -124,6 +124,24 @@ impl StateManager {
             let Some(topic) = &store.changelog else {
                 continue;
             };
+            // Range deletions (expired window segments): a tombstone per
+            // committed key in the range, so the compacted changelog forgets
+            // them too. Only the deleted range is read.
+            for (from, to) in store.range_deletes() {
+                for k in store.committed_keys_in(from, to)? {
+                    if store.write_set().contains_key(&k) {
+                        continue;
+                    }
+                    collector.send(
+                        topic,
+                        Some(self.partition),
+                        Some(&k),
+                        None,
+                        timestamp,
+                        &self.empty_headers,
+                    )?;
+                }
+            }
             for (k, v) in store.write_set() {
                 collector.send(
                     topic,
@@ -150,8 +168,14 @@ impl StateManager {
                 .and_then(|t| collector.last_offset(t, self.partition))
                 .map(|o| o + 1);
             let ws = store.take_write_set();
+            let ranges = store.take_range_deletes();
             match &mut store.backend {
                 Backend::Rocks { db, cf } => {
+                    // Range deletions first: later writes into a range win.
+                    for (from, to) in &ranges {
+                        db.batch_delete_range(&mut batch, cf, from, to)?;
+                    }
+                    rocks_dirty |= !ranges.is_empty();
                     for (k, v) in &ws {
                         db.batch_write(&mut batch, cf, k, v.as_deref())?;
                     }
@@ -161,6 +185,9 @@ impl StateManager {
                     rocks_dirty |= !ws.is_empty() || checkpoint.is_some();
                 }
                 Backend::Memory(m) => {
+                    for (from, to) in &ranges {
+                        m.delete_range(from, to);
+                    }
                     for (k, v) in ws {
                         match v {
                             Some(v) => m.put(k, v),

@@ -19,6 +19,17 @@ impl MemoryBackend {
     pub fn delete(&mut self, key: &[u8]) {
         self.map.remove(key);
     }
+    /// Removes every key in `[from, to)`.
+    pub fn delete_range(&mut self, from: &[u8], to: &[u8]) {
+        let doomed: Vec<Vec<u8>> = self
+            .map
+            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.map.remove(&k);
+        }
+    }
     pub fn clear(&mut self) {
         self.map.clear();
     }

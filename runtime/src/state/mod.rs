@@ -9,6 +9,8 @@
 //!   reaches disk before the Kafka transaction that carries the same writes
 //!   to the changelog has committed, so after a crash the local store is
 //!   exactly the last committed state and only the changelog tail is replayed.
+//! - [`WindowStore`] (`window_store.rs`): values per key and time window,
+//!   with retention; expired time segments go with one range deletion.
 //! - backends: RocksDB (`rocksdb_backend.rs`, one instance per task, one
 //!   column family per store, checkpoints in the same atomic batch) or memory
 //!   (`memory_backend.rs`).
@@ -22,6 +24,7 @@ mod memory_backend;
 mod rocksdb_backend;
 mod transactional;
 mod ttl;
+mod window_store;
 
 pub(crate) use builder::StoreDef;
 pub use builder::{StoreBuilder, StoreKind};
@@ -30,6 +33,8 @@ pub(crate) use manager::StateManager;
 pub(crate) use rocksdb_backend::TaskDb;
 pub(crate) use transactional::{Backend, TxnStore};
 pub use ttl::TtlStore;
+pub(crate) use window_store::WindowKeySlot;
+pub use window_store::{WindowStore, Windowed};
 
 #[cfg(test)]
 mod tests {

@@ -169,6 +169,20 @@ impl TaskDb {
         Ok(())
     }
 
+    /// Adds a deletion of every key of `cf` in `[from, to)` to `batch`: one
+    /// range tombstone, however many keys it covers.
+    pub fn batch_delete_range(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &str,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<()> {
+        let h = self.cf(cf)?;
+        batch.delete_range_cf(h, from, to);
+        Ok(())
+    }
+
     pub fn batch_checkpoint(batch: &mut WriteBatch, store: &str, offset: i64) {
         batch.put(
             [CHECKPOINT_PREFIX, store.as_bytes()].concat(),

@@ -58,6 +58,9 @@ pub(crate) struct TxnStore {
     pub backend: Backend,
     write_set: HashMap<Vec<u8>, Option<Vec<u8>>>,
     write_bytes: usize,
+    /// Uncommitted range deletions `[from, to)`, applied before the write
+    /// set (so a key written after a range deletion survives it).
+    range_deletes: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl TxnStore {
@@ -68,7 +71,41 @@ impl TxnStore {
             backend,
             write_set: HashMap::new(),
             write_bytes: 0,
+            range_deletes: Vec::new(),
         }
+    }
+
+    fn range_deleted(&self, key: &[u8]) -> bool {
+        self.range_deletes
+            .iter()
+            .any(|(from, to)| key >= from.as_slice() && key < to.as_slice())
+    }
+
+    /// Deletes every key in `[from, to)`: the committed ones (with one
+    /// RocksDB range deletion after the commit) and the uncommitted ones.
+    /// Reads stop seeing them at once; keys written afterwards are kept.
+    pub fn delete_range(&mut self, from: &[u8], to: &[u8]) {
+        if from >= to {
+            return;
+        }
+        self.write_set
+            .retain(|k, _| !(k.as_slice() >= from && k.as_slice() < to));
+        self.range_deletes.push((from.to_vec(), to.to_vec()));
+    }
+
+    /// The uncommitted range deletions, `[from, to)`.
+    pub fn range_deletes(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.range_deletes
+    }
+
+    /// Committed keys in `[from, to)` (the backend only, not the write set).
+    pub fn committed_keys_in(&self, from: &[u8], to: &[u8]) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .backend
+            .scan(&self.name, Some(from), &|k| k < to)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
     }
 
     /// Reads a key and hands the bytes (or `None`) to `f` without copying
@@ -76,6 +113,9 @@ impl TxnStore {
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         if let Some(v) = self.write_set.get(key) {
             return Ok(f(v.as_deref()));
+        }
+        if !self.range_deletes.is_empty() && self.range_deleted(key) {
+            return Ok(f(None));
         }
         let v = self.backend.get(&self.name, key)?;
         Ok(f(v.as_deref()))
@@ -116,7 +156,10 @@ impl TxnStore {
         from: Option<&[u8]>,
         keep: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let committed = self.backend.scan(&self.name, from, keep)?;
+        let mut committed = self.backend.scan(&self.name, from, keep)?;
+        if !self.range_deletes.is_empty() {
+            committed.retain(|(k, _)| !self.range_deleted(k));
+        }
         if self.write_set.is_empty() {
             return Ok(committed);
         }
@@ -167,7 +210,12 @@ impl TxnStore {
         std::mem::take(&mut self.write_set)
     }
 
+    pub fn take_range_deletes(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut self.range_deletes)
+    }
+
     pub fn discard(&mut self) {
+        self.range_deletes.clear();
         self.write_set.clear();
         self.write_bytes = 0;
     }

@@ -1,0 +1,394 @@
+//! Windowed aggregations, `suppress` and joins through the test driver:
+//! exact outputs for out-of-order records, grace boundaries, late records,
+//! window expiry and table tombstones.
+
+use std::time::Duration;
+
+use kstreams::operators::{
+    Consumed, Grouped, JoinWindows, Joined, KTable, Materialized, Produced, SessionWindows,
+    SlidingWindows, StreamsBuilder, Suppressed, TimeWindows, Windowed,
+};
+use kstreams::runtime::{Serdes, Topology, TopologyTestDriver};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Writes a windowed table as `key@[start,end)=value` strings to `out`.
+fn to_text<V: Clone + std::fmt::Display + 'static>(t: KTable<Windowed<String>, V>, out: &str) {
+    t.to_stream()
+        .map(|w: Windowed<String>, v: V| {
+            (
+                w.key.clone(),
+                format!("{}@[{},{})={v}", w.key, w.start, w.end),
+            )
+        })
+        .to(out, Produced::with(Serdes::string(), Serdes::string()));
+}
+
+fn values(d: &mut TopologyTestDriver, topic: &str) -> Vec<String> {
+    d.read_output(topic)
+        .iter()
+        .map(|r| r.value_str().unwrap_or("<null>").to_string())
+        .collect()
+}
+
+fn late(d: &TopologyTestDriver) -> u64 {
+    d.dropped_records()
+        .iter()
+        .filter(|((_, reason), _)| reason == "late")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn tumbling_counts(suppressed: bool) -> Topology {
+    let b = StreamsBuilder::new();
+    let counts = b
+        .stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::default())
+        .windowed_by(TimeWindows::of_size_with_grace(ms(10), ms(5)))
+        .count(Materialized::as_("counts"));
+    let counts = if suppressed {
+        counts.suppress(Suppressed::until_window_closes().with_name("final"))
+    } else {
+        counts
+    };
+    to_text(counts, "out");
+    b.build().unwrap()
+}
+
+#[test]
+fn tumbling_count_out_of_order_grace_boundary_and_late_records() {
+    let mut d = TopologyTestDriver::new(tumbling_counts(false)).unwrap();
+    // ts 8 arrives after 12 (out of order) but within grace; at stream time
+    // 15 the window [0,10) closes (10 + 5 <= 15): ts 9 is late.
+    for ts in [1, 3, 12, 8, 15, 9] {
+        d.pipe_str("clicks", Some("a"), "x", ts).unwrap();
+    }
+    assert_eq!(
+        values(&mut d, "out"),
+        [
+            "a@[0,10)=1",
+            "a@[0,10)=2",
+            "a@[10,20)=1",
+            "a@[0,10)=3",
+            "a@[10,20)=2",
+        ]
+    );
+    assert_eq!(late(&d), 1);
+    // Exactly at the boundary minus one: stream time 14 keeps [0,10) open.
+    let mut d = TopologyTestDriver::new(tumbling_counts(false)).unwrap();
+    for ts in [14, 9] {
+        d.pipe_str("clicks", Some("a"), "x", ts).unwrap();
+    }
+    assert_eq!(values(&mut d, "out"), ["a@[10,20)=1", "a@[0,10)=1"]);
+    assert_eq!(late(&d), 0);
+    let store = d.window_store::<String, u64>("counts").unwrap();
+    assert_eq!(
+        store.all().unwrap(),
+        vec![
+            (Windowed::new("a".to_string(), 0, 10), 1),
+            (Windowed::new("a".to_string(), 10, 20), 1)
+        ]
+    );
+}
+
+#[test]
+fn hopping_windows_reduce_and_aggregate() {
+    let b = StreamsBuilder::new();
+    let g = b
+        .stream(
+            "temps",
+            Consumed::with(Serdes::string(), Serdes::i64_text()),
+        )
+        .group_by_key(Grouped::default());
+    let hop = TimeWindows::of_size_with_grace(ms(10), ms(0)).advance_by(ms(5));
+    to_text(
+        g.windowed_by(hop)
+            .reduce(|a, b| a.max(b), Materialized::as_("max")),
+        "max",
+    );
+    to_text(
+        g.windowed_by(hop).aggregate(
+            || 0i64,
+            |_, v, sum| sum + v,
+            Materialized::as_("sum").with_value_serde(Serdes::i64_be()),
+        ),
+        "sum",
+    );
+    let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    for (v, ts) in [("3", 7), ("9", 12), ("4", 9)] {
+        d.pipe_str("temps", Some("k"), v, ts).unwrap();
+    }
+    // ts 7 is in [0,10) and [5,15); ts 12 in [5,15) and [10,20); ts 9 in
+    // [0,10) and [5,15), but at stream time 12 without grace [0,10) is
+    // closed: it only updates [5,15).
+    assert_eq!(
+        values(&mut d, "max"),
+        [
+            "k@[0,10)=3",
+            "k@[5,15)=3",
+            "k@[5,15)=9",
+            "k@[10,20)=9",
+            "k@[5,15)=9"
+        ]
+    );
+    assert_eq!(
+        values(&mut d, "sum"),
+        [
+            "k@[0,10)=3",
+            "k@[5,15)=3",
+            "k@[5,15)=12",
+            "k@[10,20)=9",
+            "k@[5,15)=16"
+        ]
+    );
+    // One late drop per closed window, in each of the two aggregations.
+    assert_eq!(late(&d), 2);
+}
+
+#[test]
+fn suppress_emits_each_window_once_when_it_closes() {
+    let mut d = TopologyTestDriver::new(tumbling_counts(true)).unwrap();
+    for (k, ts) in [("a", 1), ("b", 2), ("a", 3), ("a", 12), ("a", 8)] {
+        d.pipe_str("clicks", Some(k), "x", ts).unwrap();
+    }
+    assert!(values(&mut d, "out").is_empty(), "nothing closed yet");
+    // Stream time 15: [0,10) closes, with a's late-but-in-grace ts 8.
+    d.pipe_str("clicks", Some("c"), "x", 15).unwrap();
+    assert_eq!(values(&mut d, "out"), ["a@[0,10)=3", "b@[0,10)=1"]);
+    // A late record for the closed window changes nothing and is counted.
+    d.pipe_str("clicks", Some("a"), "x", 9).unwrap();
+    d.pipe_str("clicks", Some("a"), "x", 24).unwrap();
+    assert!(values(&mut d, "out").is_empty());
+    assert_eq!(late(&d), 1);
+    d.pipe_str("clicks", Some("a"), "x", 25).unwrap();
+    assert_eq!(values(&mut d, "out"), ["a@[10,20)=1", "c@[10,20)=1"]);
+    // The buffer holds only the open window [20,30).
+    let buffered = d
+        .key_value_store_all::<Vec<u8>, Vec<u8>>("final-store")
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.first() == Some(&b'b'))
+        .count();
+    assert_eq!(buffered, 1);
+}
+
+#[test]
+fn suppress_buffer_and_clocks_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut d = TopologyTestDriver::builder(tumbling_counts(true))
+            .state_dir(dir.path())
+            .build()
+            .unwrap();
+        for ts in [1, 2, 14] {
+            d.pipe_str("clicks", Some("a"), "x", ts).unwrap();
+        }
+        assert!(values(&mut d, "out").is_empty());
+    }
+    let mut d = TopologyTestDriver::builder(tumbling_counts(true))
+        .state_dir(dir.path())
+        .build()
+        .unwrap();
+    // The operators' stream time (14) came back with their stores: ts 3 is
+    // still accepted for [0,10) (closes at 15), and the window is emitted
+    // once, with all three records.
+    d.pipe_str("clicks", Some("a"), "x", 3).unwrap();
+    assert!(values(&mut d, "out").is_empty());
+    d.pipe_str("clicks", Some("a"), "x", 15).unwrap();
+    assert_eq!(values(&mut d, "out"), ["a@[0,10)=3"]);
+    // After the restart a record for the closed window is still late.
+    d.pipe_str("clicks", Some("a"), "x", 4).unwrap();
+    assert_eq!(late(&d), 1);
+    assert!(values(&mut d, "out").is_empty());
+}
+
+#[test]
+fn window_store_stays_bounded_over_a_long_run() {
+    // 1-minute windows, 10 s grace: retention 70 s, segments of 35 s.
+    let b = StreamsBuilder::new();
+    b.stream(
+        "orders",
+        Consumed::with(Serdes::string(), Serdes::i64_text()),
+    )
+    .group_by_key(Grouped::default())
+    .windowed_by(TimeWindows::of_size_with_grace(
+        Duration::from_secs(60),
+        Duration::from_secs(10),
+    ))
+    .aggregate(
+        || 0i64,
+        |_, v, s| s + v,
+        Materialized::as_("revenue").with_value_serde(Serdes::i64_be()),
+    )
+    .suppress(Suppressed::until_window_closes().with_name("final"))
+    .to_stream()
+    .map(|w: Windowed<String>, v: i64| (w.key, v))
+    .to("out", Produced::with(Serdes::string(), Serdes::i64_text()));
+    let mut d = TopologyTestDriver::builder(b.build().unwrap())
+        .commit_every(50)
+        .build()
+        .unwrap();
+    let keys = 10;
+    let mut max_entries = 0;
+    // Six simulated hours, one record per second.
+    for s in 0..6 * 3600i64 {
+        let key = format!("c{}", s % keys);
+        d.pipe_str("orders", Some(&key), "1", s * 1000).unwrap();
+        if s % 600 == 0 {
+            let n = d
+                .window_store::<String, i64>("revenue")
+                .unwrap()
+                .stored_entries()
+                .unwrap();
+            max_entries = max_entries.max(n);
+        }
+    }
+    d.commit().unwrap();
+    let store = d.window_store::<String, i64>("revenue").unwrap();
+    // Live windows span at most retention + one segment + one window
+    // (70 + 35 + 60 s) per key: 3 windows of 60 s per key at most.
+    assert!(max_entries <= 3 * keys as usize, "{max_entries} entries");
+    assert!(store.stored_entries().unwrap() <= 3 * keys as usize);
+    // Every window closed so far was emitted once, with 6 orders per key.
+    let out = d
+        .read_output_as("out", &Serdes::string(), &Serdes::i64_text())
+        .unwrap();
+    assert_eq!(out.len(), (6 * 60 - 1) * keys as usize);
+    assert!(out.iter().all(|(_, v)| *v == 6));
+    // Expired entries were tombstoned in the changelog, so it can be compacted.
+    let tombstones = d
+        .all_records("test-app-revenue-changelog")
+        .iter()
+        .filter(|r| r.value.is_none())
+        .count();
+    assert!(tombstones >= (6 * 60 - 3) * keys as usize, "{tombstones}");
+}
+
+fn customers_topology(left: bool) -> Topology {
+    let b = StreamsBuilder::new();
+    let customers = b.table(
+        "customers",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("customers"),
+    );
+    let orders = b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()));
+    let out = if left {
+        orders.left_join(
+            &customers,
+            |o: &String, c: Option<&String>| {
+                format!("{o} by {}", c.map(String::as_str).unwrap_or("?"))
+            },
+            Joined::default(),
+        )
+    } else {
+        orders.join(
+            &customers,
+            |o: &String, c: &String| format!("{o} by {c}"),
+            Joined::default(),
+        )
+    };
+    out.to(
+        "enriched",
+        Produced::with(Serdes::string(), Serdes::string()),
+    );
+    b.build().unwrap()
+}
+
+#[test]
+fn stream_table_inner_and_left_join_with_table_tombstones() {
+    for left in [false, true] {
+        let t = customers_topology(left);
+        // The join connects both sources into one sub-topology: the
+        // start-up check requires equal partition counts of its topics.
+        let subs = t.subtopologies();
+        assert_eq!(subs.len(), 1);
+        let mut topics: Vec<_> = subs[0]
+            .source_topics
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        topics.sort();
+        assert_eq!(topics, ["customers", "orders"]);
+        let mut d = TopologyTestDriver::new(t).unwrap();
+        d.pipe_str("orders", Some("c1"), "o1", 0).unwrap();
+        d.pipe_str("customers", Some("c1"), "Ann", 1).unwrap();
+        d.pipe_str("orders", Some("c1"), "o2", 2).unwrap();
+        d.pipe_str("customers", Some("c1"), "Ann B.", 3).unwrap();
+        d.pipe_str("orders", Some("c1"), "o3", 4).unwrap();
+        d.pipe_input("customers", Some(b"c1"), None, 5).unwrap(); // tombstone
+        d.pipe_str("orders", Some("c1"), "o4", 6).unwrap();
+        let expected: &[&str] = if left {
+            &["o1 by ?", "o2 by Ann", "o3 by Ann B.", "o4 by ?"]
+        } else {
+            &["o2 by Ann", "o3 by Ann B."]
+        };
+        assert_eq!(values(&mut d, "enriched"), expected, "left={left}");
+        assert!(
+            d.key_value_store_all::<String, String>("customers")
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn a_rekeyed_stream_is_repartitioned_before_the_join() {
+    let b = StreamsBuilder::new();
+    let customers = b.table(
+        "customers",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("customers"),
+    );
+    b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        // value "customer:amount", keyed by order id
+        .select_key(|_, v: &String| v.split(':').next().unwrap_or("").to_string())
+        .join(
+            &customers,
+            |o: &String, c: &String| format!("{o} ({c})"),
+            Joined::with(Serdes::string(), Serdes::string()).named("orders-by-customer"),
+        )
+        .to(
+            "enriched",
+            Produced::with(Serdes::string(), Serdes::string()),
+        );
+    let t = b.build().unwrap();
+    assert_eq!(t.subtopologies().len(), 2);
+    let mut d = TopologyTestDriver::new(t).unwrap();
+    d.pipe_str("customers", Some("c7"), "Bob", 0).unwrap();
+    d.pipe_str("orders", Some("o1"), "c7:250", 1).unwrap();
+    assert_eq!(
+        d.all_records("test-app-orders-by-customer-repartition")[0].key_str(),
+        Some("c7")
+    );
+    let out = d.read_output("enriched");
+    assert_eq!(
+        (out[0].key_str(), out[0].value_str()),
+        (Some("c7"), Some("c7:250 (Bob)"))
+    );
+}
+
+#[test]
+fn joining_an_unmaterialized_table_is_a_clear_error() {
+    let b = StreamsBuilder::new();
+    let t = b
+        .table(
+            "customers",
+            Consumed::with(Serdes::string(), Serdes::string()),
+            Materialized::as_("customers"),
+        )
+        .filter(|_, _| true);
+    b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        .join(
+            &t,
+            |o: &String, c: &String| format!("{o}{c}"),
+            Joined::default(),
+        )
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let err = b.build().unwrap_err().to_string();
+    assert!(err.contains("is not materialized"), "{err}");
+}
+
+#[allow(dead_code)]
+fn _types_in_scope(_: SessionWindows, _: SlidingWindows, _: JoinWindows) {}
