@@ -111,10 +111,14 @@ fn config_threads(
 fn wait_committed(bootstrap: &str, app: &str, topic: &str, total: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let sum: i64 = committed_offsets(bootstrap, app, topic)
-            .unwrap()
-            .values()
-            .sum();
+        // A busy broker can time out an offset fetch: that is "not yet".
+        let sum: i64 = match committed_offsets(bootstrap, app, topic) {
+            Ok(offsets) => offsets.values().sum(),
+            Err(e) => {
+                eprintln!("fetching committed offsets failed (retrying): {e}");
+                -1
+            }
+        };
         if sum >= total {
             return;
         }
