@@ -6,6 +6,11 @@
 //!   --input-topic lines --output-topic counts
 //! ```
 //! Output: key = word (UTF-8), value = count (decimal UTF-8 text).
+//!
+//! With `--metrics-listen 127.0.0.1:9464` it serves Prometheus metrics on
+//! `/metrics` and the committed count of a word on `/stores/counts/<word>`
+//! (or a scan: `/stores/counts?prefix=ka&limit=20`). Several instances
+//! point each other's queries to the right one with `--application-server`.
 
 mod common;
 
@@ -33,5 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    common::run("word_count", topology, &cli.common)
+    common::run_with("word_count", topology, &cli.common, |streams| {
+        streams.queryable_store::<String, u64>(kstreams::apps::word_count::COUNTS_STORE)
+    })
 }

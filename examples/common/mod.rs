@@ -42,6 +42,18 @@ pub struct CommonArgs {
     /// Print the topology as a Mermaid flowchart and exit.
     #[arg(long)]
     pub describe_mermaid: bool,
+    /// Serve Prometheus metrics (/metrics) and interactive queries
+    /// (/stores/...) over HTTP on this address, e.g. 127.0.0.1:9464
+    /// (the `metrics.listen` setting).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+    /// The host:port other instances use to reach this instance's HTTP
+    /// listener (the `application.server` setting; default: --metrics-listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub application_server: Option<String>,
+    /// Log format on stderr: text or json (also KSTREAMS_LOG_FORMAT).
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
 }
 
 impl CommonArgs {
@@ -54,6 +66,12 @@ impl CommonArgs {
         if let Some(ms) = self.commit_interval_ms {
             b = b.set("commit.interval.ms", &ms.to_string());
         }
+        if let Some(addr) = &self.metrics_listen {
+            b = b.set("metrics.listen", addr);
+        }
+        if let Some(server) = &self.application_server {
+            b = b.set("application.server", server);
+        }
         for kv in &self.config {
             let Some((k, v)) = kv.split_once('=') else {
                 return Err(format!("--config '{kv}' is not key=value"));
@@ -64,19 +82,101 @@ impl CommonArgs {
     }
 }
 
-/// Logs go to stderr; RUST_LOG sets the level (default info).
+/// The log format asked for by `--log-format json` / `--log-format=json`
+/// or `KSTREAMS_LOG_FORMAT=json` (the flag wins).
+fn json_logs_requested() -> bool {
+    let mut args = std::env::args().skip(1);
+    let mut from_flag = None;
+    while let Some(a) = args.next() {
+        if a == "--log-format" {
+            from_flag = args.next();
+        } else if let Some(v) = a.strip_prefix("--log-format=") {
+            from_flag = Some(v.to_string());
+        }
+    }
+    from_flag
+        .or_else(|| std::env::var("KSTREAMS_LOG_FORMAT").ok())
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"))
+}
+
+/// Logs go to stderr; RUST_LOG sets the level (default info). With
+/// `--log-format json` or `KSTREAMS_LOG_FORMAT=json` every line is a JSON
+/// object carrying its spans (task, commit, restore, rebalance). It reads
+/// the flag itself, so it can run before the command line is parsed.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json_logs_requested() {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A live progress bar on stderr while the job restores state or works
+/// through its input; only when stderr is a terminal. It stops when
+/// `done` is set.
+pub fn spawn_progress(
+    metrics: kstreams::runtime::kafka::MetricsHandle,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::Ordering;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(std::thread::spawn(move || {
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix:>9} [{bar:30}] {human_pos}/{human_len} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let bar = indicatif::ProgressBar::new(0).with_style(style);
+        while !done.load(Ordering::SeqCst) {
+            let m = metrics.snapshot();
+            if m.restore_remaining > 0 {
+                bar.set_prefix("restoring");
+                bar.set_length(m.records_restored + m.restore_remaining);
+                bar.set_position(m.records_restored);
+                bar.set_message("changelog records");
+            } else {
+                bar.set_prefix("working");
+                bar.set_length(m.records_processed + m.consumer_lag);
+                bar.set_position(m.records_processed);
+                bar.set_message(format!(
+                    "records, lag {}, {} commits",
+                    m.consumer_lag, m.commits
+                ));
+            }
+            bar.tick();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        bar.finish_and_clear();
+    }))
 }
 
 /// Runs `topology` until SIGINT/SIGTERM (exit 0) or a fatal error (exit 1
 /// with the error on stderr).
+#[allow(dead_code)]
 pub fn run(name: &str, topology: Topology, args: &CommonArgs) -> ExitCode {
+    run_with(name, topology, args, |_| Ok(()))
+}
+
+/// [`run`], with `setup` called on the application before it starts (e.g.
+/// to register queryable stores).
+pub fn run_with(
+    name: &str,
+    topology: Topology,
+    args: &CommonArgs,
+    setup: impl FnOnce(&mut KafkaStreams) -> kstreams::Result<()>,
+) -> ExitCode {
     if args.describe {
         println!("{}", topology.describe());
         return ExitCode::SUCCESS;
@@ -92,14 +192,25 @@ pub fn run(name: &str, topology: Topology, args: &CommonArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let streams = match KafkaStreams::new(topology, config) {
+    let mut streams = match KafkaStreams::new(topology, config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{name}: {e}");
             return ExitCode::from(2);
         }
     };
-    match streams.run_until_signal() {
+    if let Err(e) = setup(&mut streams) {
+        eprintln!("{name}: {e}");
+        return ExitCode::from(2);
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = spawn_progress(streams.metrics_handle(), done.clone());
+    let result = streams.run_until_signal();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    match result {
         Ok(()) => {
             tracing::info!("{name} stopped cleanly");
             ExitCode::SUCCESS

@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::metrics::TaskStats;
 use crate::error::{Result, StreamsError};
 use crate::task::StreamTask;
 
@@ -77,21 +78,29 @@ impl ChangelogReader {
     }
 
     /// Restores every changelogged store of `task`.
-    pub fn restore(&self, task: &mut StreamTask) -> Result<RestoreStats> {
+    /// Progress goes to `progress` (restored, remaining, rate) for metrics.
+    pub fn restore(&self, task: &mut StreamTask, progress: &TaskStats) -> Result<RestoreStats> {
+        let _span = tracing::info_span!("restore", task = %task.id).entered();
         let mut total = RestoreStats::default();
         let start = Instant::now();
         for i in 0..task.state.stores.len() {
             let Some(topic) = task.state.stores[i].store.borrow().changelog.clone() else {
                 continue;
             };
-            let records = self.restore_store(task, i, &topic)?;
+            let records = self.restore_store(task, i, &topic, progress)?;
             total.records += records;
         }
         total.elapsed = start.elapsed();
         Ok(total)
     }
 
-    fn restore_store(&self, task: &mut StreamTask, index: usize, topic: &str) -> Result<u64> {
+    fn restore_store(
+        &self,
+        task: &mut StreamTask,
+        index: usize,
+        topic: &str,
+        progress: &TaskStats,
+    ) -> Result<u64> {
         let partition = task.id.partition;
         let store_name = task.state.stores[index].def.name.clone();
         let mut checkpoint = task.state.checkpoint(index)?;
@@ -110,6 +119,17 @@ impl ChangelogReader {
             self.consumer.assign(&tpl).map_err(|e| {
                 StreamsError::Kafka(format!("restore assign {topic}-{partition}: {e}"))
             })?;
+            // How far the changelog goes now, for the remaining-records metric.
+            let end = self
+                .consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(5))
+                .ok();
+            let to_restore = match (end, checkpoint) {
+                (Some((_, high)), Some(c)) => (high - c).max(0) as u64,
+                (Some((low, high)), None) => (high - low).max(0) as u64,
+                (None, _) => 0,
+            };
+            progress.restore_progress(0, to_restore, 0.0);
             let started = Instant::now();
             let mut last_log = Instant::now();
             let mut last_progress = Instant::now();
@@ -139,6 +159,12 @@ impl ChangelogReader {
                             applied += batch.len() as u64;
                             task.state
                                 .apply_restored(index, &batch, next_offset.unwrap())?;
+                            let secs = started.elapsed().as_secs_f64().max(1e-3);
+                            progress.restore_progress(
+                                batch.len() as u64,
+                                to_restore.saturating_sub(applied),
+                                applied as f64 / secs,
+                            );
                             batch.clear();
                         }
                         if last_log.elapsed() > Duration::from_secs(5) {
@@ -167,6 +193,12 @@ impl ChangelogReader {
                     }
                 }
             }
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            progress.restore_progress(
+                batch.len() as u64,
+                0,
+                (applied + batch.len() as u64) as f64 / secs,
+            );
             if let Some(n) = next_offset {
                 applied += batch.len() as u64;
                 task.state.apply_restored(index, &batch, n)?;

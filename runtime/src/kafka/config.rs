@@ -68,6 +68,8 @@ pub struct StreamsConfig {
     pub(crate) processing_policy: ErrorPolicy,
     pub(crate) startup_timeout: Duration,
     pub(crate) task_timeout: Duration,
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+    pub(crate) application_server: Option<String>,
     pub(crate) passthrough: BTreeMap<String, String>,
 }
 
@@ -192,6 +194,34 @@ impl StreamsConfig {
     pub fn passthrough(&self) -> &BTreeMap<String, String> {
         &self.passthrough
     }
+
+    /// `metrics.listen` (off by default): the `host:port` of the HTTP
+    /// listener serving Prometheus metrics (`/metrics`) and interactive
+    /// queries (`/stores/...`).
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").set("metrics.listen", "127.0.0.1:9464").build().unwrap();
+    /// assert_eq!(cfg.metrics_listen().unwrap().port(), 9464);
+    /// let err = kstreams_runtime::StreamsConfig::builder("app", "h:1").set("metrics.listen", "9464").build().unwrap_err();
+    /// assert!(err.to_string().contains("metrics.listen"));
+    /// ```
+    pub fn metrics_listen(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listen
+    }
+
+    /// `application.server`: the `host:port` other instances use to reach
+    /// this instance's HTTP listener, shared through the consumer group so
+    /// a query for a key held elsewhere is pointed there. Defaults to
+    /// `metrics.listen` when that names a specific address.
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "h:1").set("metrics.listen", "0.0.0.0:8080")
+    /// #     .set("application.server", "node-1.example:8080").build().unwrap();
+    /// assert_eq!(cfg.application_server(), Some("node-1.example:8080"));
+    /// ```
+    pub fn application_server(&self) -> Option<&str> {
+        self.application_server.as_deref()
+    }
 }
 
 fn parse_num<T: FromStr>(key: &str, v: &str, what: &str) -> Result<T> {
@@ -288,6 +318,35 @@ impl StreamsConfigBuilder {
             )?),
             None => Duration::from_secs(300),
         };
+        let metrics_listen = match s.remove("metrics.listen") {
+            Some(v) => Some(v.parse::<std::net::SocketAddr>().map_err(|_| {
+                StreamsError::Config(format!(
+                    "metrics.listen: '{v}' is not an address; use ip:port, e.g. 127.0.0.1:9464"
+                ))
+            })?),
+            None => None,
+        };
+        let application_server = match s.remove("application.server") {
+            Some(v) => {
+                let ok = v
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !ok || v.contains(['/', '@', ' ']) {
+                    return Err(StreamsError::Config(format!(
+                        "application.server: '{v}' is not host:port (e.g. 10.0.0.5:9464)"
+                    )));
+                }
+                if metrics_listen.is_none() {
+                    return Err(StreamsError::Config(
+                        "application.server needs metrics.listen: set metrics.listen to the address the HTTP listener binds".into(),
+                    ));
+                }
+                Some(v)
+            }
+            None => metrics_listen
+                .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
+                .map(|a| a.to_string()),
+        };
         for forbidden in [
             "group.id",
             "transactional.id",
@@ -312,6 +371,8 @@ impl StreamsConfigBuilder {
             processing_policy,
             startup_timeout,
             task_timeout,
+            metrics_listen,
+            application_server,
             passthrough: s,
         })
     }

@@ -18,11 +18,14 @@ mod assignment;
 mod changelog_reader;
 mod client_log;
 mod config;
+mod http;
+pub mod interactive_queries;
+mod metrics;
 mod record_collector;
 mod task_manager;
 mod thread;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +35,7 @@ use rdkafka::config::ClientConfig;
 pub use assignment::{InternalTopic, TopicPlan};
 pub use changelog_reader::RestoreStats;
 pub use config::{ProcessingGuarantee, StreamsConfig, StreamsConfigBuilder};
+pub use metrics::{MetricsHandle, MetricsSnapshot, ThreadMetrics};
 
 use crate::error::{Result, StreamsError};
 use crate::topology::Topology;
@@ -55,66 +59,6 @@ pub enum StreamsState {
     Error,
     /// Shut down.
     Stopped,
-}
-
-/// Counters of one stream thread.
-#[derive(Default, Debug)]
-pub struct ThreadMetrics {
-    processed: AtomicU64,
-    restored: AtomicU64,
-    commits: AtomicU64,
-    commit_nanos: AtomicU64,
-    aborts: AtomicU64,
-    rebalances: AtomicU64,
-    in_rebalance: AtomicBool,
-    assigned: AtomicBool,
-}
-
-impl ThreadMetrics {
-    pub(crate) fn add_processed(&self, n: u64) {
-        self.processed.fetch_add(n, Ordering::Relaxed);
-    }
-    pub(crate) fn add_restored(&self, n: u64) {
-        self.restored.fetch_add(n, Ordering::Relaxed);
-    }
-    pub(crate) fn add_commit(&self, d: Duration) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.commit_nanos
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-    }
-    pub(crate) fn add_abort(&self) {
-        self.aborts.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn rebalance_started(&self) {
-        self.in_rebalance.store(true, Ordering::Relaxed);
-    }
-    pub(crate) fn rebalance_finished(&self) {
-        self.rebalances.fetch_add(1, Ordering::Relaxed);
-        self.in_rebalance.store(false, Ordering::Relaxed);
-        self.assigned.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A snapshot of the application's counters, summed over threads.
-///
-/// ```
-/// let m = kstreams_runtime::kafka::MetricsSnapshot::default();
-/// assert_eq!(m.records_processed, 0);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MetricsSnapshot {
-    /// Input records processed.
-    pub records_processed: u64,
-    /// Changelog records restored.
-    pub records_restored: u64,
-    /// Commits.
-    pub commits: u64,
-    /// Total time spent committing.
-    pub commit_time: Duration,
-    /// Aborted transactions.
-    pub transaction_aborts: u64,
-    /// Completed rebalances.
-    pub rebalances: u64,
 }
 
 /// A handle that asks a running [`KafkaStreams`] to stop; cheap to clone
@@ -157,7 +101,11 @@ pub struct KafkaStreams {
     config: StreamsConfig,
     shutdown: Arc<AtomicBool>,
     threads: Vec<(String, JoinHandle<Result<()>>)>,
-    metrics: Vec<Arc<ThreadMetrics>>,
+    metrics: Arc<Vec<Arc<ThreadMetrics>>>,
+    /// Stores registered for interactive queries, with their codecs.
+    queryable: std::collections::HashMap<String, Arc<dyn interactive_queries::StoreCodec>>,
+    /// The `metrics.listen` HTTP listener, while running.
+    http: Option<http::HttpServer>,
     state: Arc<Mutex<StreamsState>>,
     plan: Option<TopicPlan>,
 }
@@ -171,12 +119,22 @@ impl KafkaStreams {
     /// assert_eq!(s.state(), kstreams_runtime::StreamsState::Created);
     /// ```
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        let metrics = (0..config.num_threads)
+            .map(|i| {
+                Arc::new(ThreadMetrics::named(StreamThread::thread_name(
+                    &config.application_id,
+                    i,
+                )))
+            })
+            .collect();
         Ok(KafkaStreams {
             topology: Some(topology),
             config,
             shutdown: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
-            metrics: Vec::new(),
+            metrics: Arc::new(metrics),
+            queryable: Default::default(),
+            http: None,
             state: Arc::new(Mutex::new(StreamsState::Created)),
             plan: None,
         })
@@ -252,6 +210,23 @@ impl KafkaStreams {
             .unwrap_or(-1);
         assignment::create_internal_topics(&base, &plan, &existing, rf, Duration::from_secs(30))?;
         self.plan = Some(plan.clone());
+        if let Some(addr) = self.config.metrics_listen {
+            let queries = interactive_queries::InteractiveQueries::new(
+                self.config.application_id.clone(),
+                self.config.state_dir.clone(),
+                self.config.application_server.clone(),
+                interactive_queries::locate_stores(&topology, &plan, &self.queryable)?,
+                self.metrics.clone(),
+                base.clone(),
+            );
+            self.http = Some(http::serve(
+                addr,
+                http::HttpState {
+                    threads: self.metrics.clone(),
+                    queries: Arc::new(queries),
+                },
+            )?);
+        }
         let shared = Arc::new(RuntimeShared {
             config: self.config.clone(),
             topology: Arc::new(topology),
@@ -260,7 +235,7 @@ impl KafkaStreams {
         });
         *self.state.lock().unwrap() = StreamsState::Rebalancing;
         for i in 0..self.config.num_threads {
-            let metrics = Arc::new(ThreadMetrics::default());
+            let metrics = self.metrics[i].clone();
             let name = StreamThread::thread_name(&self.config.application_id, i);
             let state = self.state.clone();
             let shutdown = self.shutdown.clone();
@@ -306,7 +281,6 @@ impl KafkaStreams {
                 }
             }
             self.threads.push((name, handle));
-            self.metrics.push(metrics);
         }
         Ok(())
     }
@@ -354,16 +328,72 @@ impl KafkaStreams {
     /// assert_eq!(s.metrics().commits, 0);
     /// ```
     pub fn metrics(&self) -> MetricsSnapshot {
-        let mut m = MetricsSnapshot::default();
-        for t in &self.metrics {
-            m.records_processed += t.processed.load(Ordering::Relaxed);
-            m.records_restored += t.restored.load(Ordering::Relaxed);
-            m.commits += t.commits.load(Ordering::Relaxed);
-            m.commit_time += Duration::from_nanos(t.commit_nanos.load(Ordering::Relaxed));
-            m.transaction_aborts += t.aborts.load(Ordering::Relaxed);
-            m.rebalances += t.rebalances.load(Ordering::Relaxed);
-        }
-        m
+        MetricsSnapshot::of(&self.metrics)
+    }
+
+    /// A cloneable handle to the counters, for another thread (e.g. a
+    /// progress display while [`Self::run_until_signal`] runs).
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9").build().unwrap();
+    /// # let s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// let h = s.metrics_handle();
+    /// assert_eq!(h.snapshot().records_processed, 0);
+    /// ```
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        MetricsHandle(self.metrics.clone())
+    }
+
+    /// The address the `metrics.listen` HTTP listener is bound to, once
+    /// started (useful with port 0).
+    ///
+    /// ```
+    /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9").build().unwrap();
+    /// # let s = kstreams_runtime::KafkaStreams::new(kstreams_runtime::Topology::new(), cfg).unwrap();
+    /// assert!(s.http_address().is_none());
+    /// ```
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(|h| h.local_addr)
+    }
+
+    /// Makes the key-value store `name` queryable over HTTP
+    /// (`GET /stores/<name>/<key>`, see [`interactive_queries`]), with keys
+    /// of type `K` and values of type `V` rendered as JSON through the
+    /// store's serdes. Call it before [`Self::start`]; the types must be
+    /// the store's.
+    ///
+    /// ```
+    /// use kstreams_runtime::{KafkaStreams, Processor, ProcessorContext, Record, Serdes, StoreBuilder, StreamsConfig, Topology};
+    /// struct Pass;
+    /// impl Processor<String, String, String, String> for Pass {
+    ///     fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<String, String>) -> kstreams_runtime::Result<()> {
+    ///         ctx.forward(r)
+    ///     }
+    /// }
+    /// let mut t = Topology::new();
+    /// t.add_source("src", &["in"], Serdes::string(), Serdes::string())?;
+    /// t.add_processor::<String, String, String, String, _, _>("p", || Pass, &["src"])?;
+    /// t.add_state_store(StoreBuilder::key_value("counts", Serdes::string(), Serdes::u64_be()), &["p"])?;
+    /// let cfg = StreamsConfig::builder("app", "127.0.0.1:9092").set("metrics.listen", "127.0.0.1:9464").build()?;
+    /// let mut streams = KafkaStreams::new(t, cfg)?;
+    /// streams.queryable_store::<String, u64>("counts")?;
+    /// assert!(streams.queryable_store::<String, String>("counts").is_err()); // wrong value type
+    /// assert!(streams.queryable_store::<String, u64>("nope").is_err());
+    /// # Ok::<(), kstreams_runtime::StreamsError>(())
+    /// ```
+    pub fn queryable_store<K, V>(&mut self, name: &str) -> Result<()>
+    where
+        K: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        V: serde::Serialize + 'static,
+    {
+        let topology = self.topology.as_ref().ok_or_else(|| {
+            StreamsError::IllegalState(
+                "register queryable stores before KafkaStreams::start".into(),
+            )
+        })?;
+        let codec = interactive_queries::codec_for::<K, V>(topology, name)?;
+        self.queryable.insert(name.to_string(), codec);
+        Ok(())
     }
 
     /// A handle to request shutdown from elsewhere.
@@ -409,6 +439,7 @@ impl KafkaStreams {
                 }
             }
         }
+        self.http = None;
         let mut st = self.state.lock().unwrap();
         match first_err {
             Some(e) => {

@@ -224,6 +224,7 @@ impl TaskManager {
         }
         self.by_partition.clear();
         for (id, partitions) in wanted {
+            let _task_span = tracing::info_span!("task", task = %id).entered();
             let mut t = match self.suspended.remove(&id) {
                 Some(t) => {
                     tracing::info!(thread = %self.thread_name, task = %id, "resuming suspended task");
@@ -237,7 +238,7 @@ impl TaskManager {
             // Always catch up with the changelog: a no-op for a task that
             // did not move, the tail for one that crashed, everything for a
             // new machine.
-            let stats = self.restore.restore(&mut t.task)?;
+            let stats = self.restore.restore(&mut t.task, &self.metrics.task(id))?;
             self.metrics.add_restored(stats.records);
             if stats.records > 0 && t.task.is_initialized() {
                 // A resumed task whose stores just changed under it: drop
@@ -270,6 +271,7 @@ impl TaskManager {
                 }
             }
         }
+        self.metrics.set_active(self.active.keys());
         tracing::info!(thread = %self.thread_name, tasks = ?self.active.keys().map(|t| t.to_string()).collect::<Vec<_>>(),
             elapsed_ms = started.elapsed().as_millis() as u64, "assignment applied");
         Ok(())
@@ -294,6 +296,7 @@ impl TaskManager {
                 self.suspended.insert(id, t);
             }
         }
+        self.metrics.set_active(std::iter::empty());
         self.by_partition.clear();
         let _ = consumer.unassign();
         Ok(())
@@ -354,6 +357,26 @@ impl TaskManager {
         Ok(())
     }
 
+    /// Publishes the tasks' figures for metrics and interactive queries
+    /// (about once a second; never per record).
+    pub fn publish_metrics<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        fn view<'a>(id: &TaskId, t: &'a ActiveTask, active: bool) -> super::metrics::TaskView<'a> {
+            super::metrics::TaskView {
+                id: *id,
+                task: &t.task,
+                active,
+            }
+        }
+        super::metrics::publish(
+            &self.metrics,
+            consumer,
+            self.active
+                .iter()
+                .map(|(id, t)| view(id, t, true))
+                .chain(self.suspended.iter().map(|(id, t)| view(id, t, false))),
+        );
+    }
+
     pub fn has_tasks(&self) -> bool {
         !self.active.is_empty()
     }
@@ -382,6 +405,7 @@ impl TaskManager {
 
     /// Commits every active task that has something to commit.
     pub fn commit_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let _span = tracing::info_span!("commit", thread = %self.thread_name).entered();
         let started = Instant::now();
         let n = if self.eos() {
             self.commit_eos(consumer)?

@@ -95,7 +95,15 @@ impl StreamThread {
         let name = Self::thread_name(&cfg.application_id, index);
         let mut cc = shared.base_client.clone();
         cc.set("group.id", &cfg.application_id)
-            .set("client.id", format!("{name}-consumer"))
+            // Carries application.server to the other instances (see
+            // interactive_queries.rs).
+            .set(
+                "client.id",
+                super::interactive_queries::client_id_with_server(
+                    &format!("{name}-consumer"),
+                    cfg.application_server.as_deref(),
+                ),
+            )
             .set("partition.assignment.strategy", "range")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -137,6 +145,7 @@ impl StreamThread {
         let events: Vec<RebalanceEvent> =
             std::mem::take(&mut *self.consumer.context().events.lock().unwrap());
         let had = !events.is_empty();
+        let _span = had.then(|| tracing::info_span!("rebalance", thread = %self.name).entered());
         for ev in events {
             match ev {
                 RebalanceEvent::Revoke { lost } => {
@@ -189,6 +198,8 @@ impl StreamThread {
             .subscribe(&topic_refs)
             .map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))?;
         tracing::info!(thread = %self.name, topics = ?topics, "started");
+        // Joining the group is the first rebalance.
+        self.metrics.rebalance_started();
         let result = self.run_loop();
         // Leave the group cleanly in every case.
         match &result {
@@ -222,6 +233,7 @@ impl StreamThread {
         let commit_interval = self.shared.config.commit_interval;
         let mut last_commit = Instant::now();
         let mut last_punctuate = Instant::now();
+        let mut last_publish = Instant::now();
         let mut last_error_log = Instant::now() - Duration::from_secs(60);
         while !self.shutdown.load(Ordering::SeqCst) {
             let mut polled = 0usize;
@@ -259,6 +271,10 @@ impl StreamThread {
             if last_punctuate.elapsed() >= Duration::from_millis(100) {
                 self.tasks.punctuate(now_ms())?;
                 last_punctuate = Instant::now();
+            }
+            if last_publish.elapsed() >= Duration::from_secs(1) {
+                self.tasks.publish_metrics(&self.consumer);
+                last_publish = Instant::now();
             }
             self.tasks.poll_producers();
             if last_commit.elapsed() >= commit_interval || self.tasks.commit_requested() {

@@ -143,6 +143,19 @@ impl TaskDb {
             .unwrap_or(0)
     }
 
+    /// Approximate bytes of a store (for metrics): its live SST files plus
+    /// its memtables.
+    pub fn approximate_size_bytes(&self, cf: &str) -> u64 {
+        let Ok(h) = self.cf(cf) else { return 0 };
+        [
+            "rocksdb.live-sst-files-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ]
+        .iter()
+        .filter_map(|p| self.db.property_int_value_cf(h, *p).ok().flatten())
+        .sum()
+    }
+
     /// The changelog offset up to which `store` holds committed state.
     pub fn checkpoint(&self, store: &str) -> Result<Option<i64>> {
         let key = [CHECKPOINT_PREFIX, store.as_bytes()].concat();

@@ -1,0 +1,408 @@
+//! Operability against the real broker, through the word_count example
+//! binary: the Prometheus endpoint, interactive queries, and queries sent
+//! to the wrong instance of a two-instance group.
+//!
+//! Needs the example binaries: `cargo build --workspace --all-targets`
+//! (or `cargo test --workspace`) first.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kstreams::apps::word_count::words;
+use kstreams_testkit::{
+    TestRecord, committed_offsets, create_topic, produce, shared_broker, unique_name,
+};
+use support::{
+    Job, free_port, http_get, job_args, metric_sum, values_by_key, wait_until, work_dir,
+};
+
+const VOCABULARY: [&str; 12] = [
+    "kafka", "stream", "table", "state", "store", "commit", "topic", "task", "query", "metric",
+    "restore", "lag",
+];
+
+/// `n` lines of 1–5 words from the vocabulary, and each word's count.
+fn lines(n: usize, seed: u64) -> (Vec<TestRecord>, BTreeMap<String, u64>) {
+    let mut rng = support::Rng(seed);
+    let mut counts = BTreeMap::new();
+    let records = (0..n)
+        .map(|i| {
+            let line: Vec<&str> = (0..1 + rng.below(5))
+                .map(|_| VOCABULARY[rng.below(VOCABULARY.len() as u64) as usize])
+                .collect();
+            let line = line.join(" ");
+            for w in words(&line) {
+                *counts.entry(w).or_default() += 1;
+            }
+            TestRecord::kv(format!("l{seed}-{i}"), line)
+        })
+        .collect();
+    (records, counts)
+}
+
+fn committed_total(bs: &str, app: &str, topic: &str) -> i64 {
+    committed_offsets(bs, app, topic)
+        .map(|o| o.values().sum())
+        .unwrap_or(0)
+}
+
+fn scrape(addr: &str) -> String {
+    http_get(addr, "/metrics")
+        .filter(|r| r.status == 200)
+        .map(|r| r.body)
+        .unwrap_or_default()
+}
+
+/// The committed count of `word`, as the last committed output record says.
+fn output_count(bs: &str, topic: &str, word: &str) -> Option<u64> {
+    values_by_key(bs, topic)
+        .get(word)
+        .and_then(|v| v.last())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_endpoint_counts_input_commits_and_restores_after_a_restart() {
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, app) = (
+        unique_name("op-in"),
+        unique_name("op-out"),
+        unique_name("op-app"),
+    );
+    create_topic(&bs, &input, 3, false).unwrap();
+    create_topic(&bs, &output, 3, false).unwrap();
+    let (records, counts) = lines(300, 7);
+    let total_words: u64 = counts.values().sum();
+    produce(&bs, &input, &records).unwrap();
+
+    let dir = work_dir("metrics");
+    let state = dir.join("state");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = job_args(
+        &bs,
+        &app,
+        &input,
+        &output,
+        &state,
+        &["--metrics-listen", &addr],
+    );
+    let mut job = Job::new("word_count", "wc-metrics", args, &dir);
+    job.start();
+
+    // Per-task figures: sub-topology 0 reads the lines, sub-topology 1 the
+    // words from the repartition topic.
+    let mut text = String::new();
+    wait_until(
+        Duration::from_secs(120),
+        "processed records to equal the input",
+        || {
+            text = scrape(&addr);
+            metric_sum(
+                &text,
+                "kstreams_task_records_processed_total",
+                &[("task", "0_*")],
+            ) == Some(records.len() as f64)
+                && metric_sum(
+                    &text,
+                    "kstreams_task_records_processed_total",
+                    &[("task", "1_*")],
+                ) == Some(total_words as f64)
+        },
+    );
+    assert_eq!(
+        metric_sum(&text, "kstreams_records_processed_total", &[]),
+        Some((records.len() as u64 + total_words) as f64),
+        "thread counter = lines + words:\n{text}"
+    );
+    assert!(
+        metric_sum(&text, "kstreams_commits_total", &[]).unwrap() > 0.0,
+        "{text}"
+    );
+    assert!(metric_sum(&text, "kstreams_commit_seconds_total", &[]).unwrap() > 0.0);
+    assert!(metric_sum(&text, "kstreams_rebalances_total", &[]).unwrap() >= 1.0);
+    assert_eq!(
+        metric_sum(&text, "kstreams_tasks", &[]),
+        Some(6.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_sum(&text, "kstreams_transaction_aborts_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric_sum(&text, "kstreams_restore_records_total", &[]),
+        Some(0.0),
+        "a fresh start restores nothing"
+    );
+    // Lag and store figures are published once a second.
+    wait_until(Duration::from_secs(30), "lag and store figures", || {
+        text = scrape(&addr);
+        metric_sum(&text, "kstreams_consumer_lag", &[("topic", &input)]).is_some()
+            && metric_sum(&text, "kstreams_store_entries", &[("store", "counts")])
+                .is_some_and(|n| n > 0.0)
+    });
+    wait_until(Duration::from_secs(60), "input committed", || {
+        committed_total(&bs, &app, &input) == records.len() as i64
+    });
+    assert_eq!(
+        job.terminate(Duration::from_secs(60)).map(|s| s.success()),
+        Some(true),
+        "{}",
+        job.log_tail(20)
+    );
+
+    // Without its state directory, the restarted job rebuilds the counts
+    // from the changelog.
+    std::fs::remove_dir_all(&state).unwrap();
+    job.start();
+    wait_until(
+        Duration::from_secs(120),
+        "restore figures after the restart",
+        || {
+            text = scrape(&addr);
+            metric_sum(&text, "kstreams_restore_records_total", &[])
+                .is_some_and(|n| n >= counts.len() as f64)
+                && metric_sum(&text, "kstreams_restore_remaining_records", &[]) == Some(0.0)
+                && metric_sum(&text, "kstreams_tasks", &[]) == Some(6.0)
+        },
+    );
+    assert!(
+        metric_sum(&text, "kstreams_restore_records_total", &[("task", "1_*")]).unwrap()
+            >= counts.len() as f64,
+        "every word's count comes back from the changelog:\n{text}"
+    );
+    assert_eq!(
+        metric_sum(&text, "kstreams_restore_records_total", &[("task", "0_*")]),
+        Some(0.0),
+        "sub-topology 0 has no store"
+    );
+    assert_eq!(
+        job.terminate(Duration::from_secs(60)).map(|s| s.success()),
+        Some(true)
+    );
+}
+
+#[test]
+fn interactive_queries_answer_committed_counts_during_and_after_a_run() {
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, app) = (
+        unique_name("iq-in"),
+        unique_name("iq-out"),
+        unique_name("iq-app"),
+    );
+    create_topic(&bs, &input, 3, false).unwrap();
+    create_topic(&bs, &output, 3, false).unwrap();
+    let dir = work_dir("iq");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = job_args(
+        &bs,
+        &app,
+        &input,
+        &output,
+        &dir.join("state"),
+        &["--metrics-listen", &addr],
+    );
+    let mut job = Job::new("word_count", "wc-iq", args, &dir);
+    job.start();
+
+    let (first, first_counts) = lines(200, 11);
+    produce(&bs, &input, &first).unwrap();
+    wait_until(
+        Duration::from_secs(120),
+        "the first batch committed",
+        || {
+            committed_total(&bs, &app, &input) == first.len() as i64
+                && first_counts
+                    .iter()
+                    .all(|(w, n)| output_count(&bs, &output, w) == Some(*n))
+        },
+    );
+    // Idle and committed: the store answers exactly the committed counts.
+    for (w, n) in &first_counts {
+        let r = http_get(&addr, &format!("/stores/counts/{w}")).expect("listener");
+        assert_eq!(r.status, 200, "{w}: {}", r.body);
+        let j = r.json();
+        assert_eq!(j["key"], serde_json::json!(w));
+        assert_eq!(j["value"], serde_json::json!(n), "{w}");
+    }
+    let missing = http_get(&addr, "/stores/counts/zebra").unwrap();
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let unknown = http_get(&addr, "/stores/nope/x").unwrap();
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("not queryable"), "{}", unknown.body);
+    let scan = http_get(&addr, "/stores/counts?prefix=st&limit=10")
+        .unwrap()
+        .json();
+    let scanned: BTreeMap<String, u64> = scan["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, u64> = first_counts
+        .iter()
+        .filter(|(w, _)| w.starts_with("st"))
+        .map(|(w, n)| (w.clone(), *n))
+        .collect();
+    assert_eq!(scanned, expected);
+    assert_eq!(scan["complete"], serde_json::json!(true));
+    let range = http_get(&addr, "/stores/counts?from=state&to=table&limit=2")
+        .unwrap()
+        .json();
+    assert_eq!(range["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(range["entries"][0]["key"], serde_json::json!("state"));
+    assert_eq!(range["truncated"], serde_json::json!(true));
+
+    // While the second batch is processed, every answer is a count that
+    // was committed (it shows up in the committed output), and moves forward.
+    let word = "kafka";
+    let (second, second_counts) = lines(3000, 12);
+    produce(&bs, &input, &second).unwrap();
+    let final_count = first_counts[word] + second_counts[word];
+    let mut seen = vec![first_counts[word]];
+    let total = (first.len() + second.len()) as i64;
+    while committed_total(&bs, &app, &input) < total {
+        if let Some(r) = http_get(&addr, &format!("/stores/counts/{word}")) {
+            assert_eq!(r.status, 200, "{}", r.body);
+            let n = r.json()["value"].as_u64().unwrap();
+            assert!(
+                n >= *seen.last().unwrap(),
+                "counts only move forward: {seen:?} then {n}"
+            );
+            seen.push(n);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_until(Duration::from_secs(60), "the final count over HTTP", || {
+        http_get(&addr, &format!("/stores/counts/{word}"))
+            .is_some_and(|r| r.status == 200 && r.json()["value"] == serde_json::json!(final_count))
+    });
+    let committed: Vec<u64> = values_by_key(&bs, &output)[word]
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    for n in &seen {
+        assert!(
+            committed.contains(n),
+            "answered {n}, which was never committed (committed: {committed:?})"
+        );
+    }
+    assert_eq!(committed.last(), Some(&final_count));
+    assert_eq!(
+        job.terminate(Duration::from_secs(60)).map(|s| s.success()),
+        Some(true)
+    );
+}
+
+#[test]
+fn a_query_to_the_wrong_instance_points_to_the_right_one() {
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, app) = (
+        unique_name("iq2-in"),
+        unique_name("iq2-out"),
+        unique_name("iq2-app"),
+    );
+    create_topic(&bs, &input, 4, false).unwrap();
+    create_topic(&bs, &output, 4, false).unwrap();
+    let dir = work_dir("iq2");
+    let addrs = [
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    let mut jobs: Vec<Job> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let args = job_args(
+                &bs,
+                &app,
+                &input,
+                &output,
+                &dir.join(format!("state-{i}")),
+                &["--metrics-listen", a, "--application-server", a],
+            );
+            Job::new("word_count", &format!("wc-iq2-{i}"), args, &dir)
+        })
+        .collect();
+    for j in &mut jobs {
+        j.start();
+    }
+    let (records, counts) = lines(400, 21);
+    produce(&bs, &input, &records).unwrap();
+    wait_until(
+        Duration::from_secs(120),
+        "input committed by the group",
+        || {
+            committed_total(&bs, &app, &input) == records.len() as i64
+                && counts
+                    .iter()
+                    .all(|(w, n)| output_count(&bs, &output, w) == Some(*n))
+        },
+    );
+    // Both members hold tasks once the group has settled.
+    wait_until(
+        Duration::from_secs(60),
+        "both instances to hold tasks",
+        || {
+            addrs.iter().all(|a| {
+                let t = scrape(a);
+                metric_sum(&t, "kstreams_tasks", &[]).is_some_and(|n| n > 0.0)
+                    && metric_sum(&t, "kstreams_rebalancing", &[]) == Some(0.0)
+            })
+        },
+    );
+    let mut redirects = HashMap::new();
+    for (w, n) in &counts {
+        let mut answers = Vec::new();
+        wait_until(
+            Duration::from_secs(30),
+            "a settled answer from both",
+            || {
+                answers = addrs
+                    .iter()
+                    .map(|a| http_get(a, &format!("/stores/counts/{w}")).expect("listener"))
+                    .collect();
+                answers.iter().all(|r| r.status != 503)
+            },
+        );
+        let owners: Vec<usize> = (0..2).filter(|i| answers[*i].status == 200).collect();
+        assert_eq!(
+            owners.len(),
+            1,
+            "{w}: exactly one instance holds it: {answers:?}"
+        );
+        let (owner, other) = (owners[0], 1 - owners[0]);
+        assert_eq!(answers[owner].json()["value"], serde_json::json!(n), "{w}");
+        let moved = &answers[other];
+        assert_eq!(moved.status, 307, "{w}: {}", moved.body);
+        assert_eq!(moved.json()["host"], serde_json::json!(addrs[owner]));
+        let location = &moved.headers["location"];
+        assert_eq!(
+            location,
+            &format!("http://{}/stores/counts/{w}", addrs[owner])
+        );
+        // Following the redirect gives the owner's answer.
+        let path = location.trim_start_matches(&format!("http://{}", addrs[owner]));
+        let followed = http_get(&addrs[owner], path).unwrap();
+        assert_eq!(followed.json()["value"], serde_json::json!(n));
+        *redirects.entry(owner).or_insert(0) += 1;
+    }
+    assert_eq!(
+        redirects.len(),
+        2,
+        "both instances own some words: {redirects:?}"
+    );
+    for j in &mut jobs {
+        assert_eq!(
+            j.terminate(Duration::from_secs(60)).map(|s| s.success()),
+            Some(true)
+        );
+    }
+}
