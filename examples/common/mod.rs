@@ -205,6 +205,12 @@ pub fn run_with(
     }
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let progress = spawn_progress(streams.metrics_handle(), done.clone());
+    // Start-up errors (broker unreachable, missing topics, state.dir) exit
+    // with 2, like configuration errors; failures while running with 1.
+    if let Err(e) = streams.start() {
+        eprintln!("{name}: cannot start: {e}");
+        return ExitCode::from(2);
+    }
     let result = streams.run_until_signal();
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(p) = progress {

@@ -77,6 +77,16 @@ pub enum StreamsError {
     /// Kafka reported an error.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// An output record could not be handed to the producer, e.g. it is
+    /// larger than the producer's `message.max.bytes`. Goes through the
+    /// `production.exception.handler`.
+    #[error("cannot produce a record to '{topic}': {message}")]
+    Production {
+        /// The topic the record was for.
+        topic: String,
+        /// What went wrong, with the fix where there is one.
+        message: String,
+    },
     /// The task's producer was fenced by a newer instance holding the same
     /// `transactional.id`; the task has moved.
     #[error("task {0} was fenced: another instance now owns it")]

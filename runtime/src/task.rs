@@ -36,6 +36,8 @@ pub(crate) struct TaskConfig {
     pub lock_wait: Duration,
     pub deserialization_policy: ErrorPolicy,
     pub processing_policy: ErrorPolicy,
+    /// What to do with an output record the producer refuses.
+    pub production_policy: ErrorPolicy,
     /// Write-set size that triggers an early commit.
     pub max_write_set_bytes: usize,
     /// `cache.max.bytes.buffering` for this task's processors.
@@ -56,6 +58,9 @@ pub(crate) struct StreamTask {
     committed: BTreeMap<(String, i32), i64>,
     deserialization_policy: ErrorPolicy,
     processing_policy: ErrorPolicy,
+    production_policy: ErrorPolicy,
+    /// Whether any policy dead-letters, so a record's headers are kept.
+    dead_letters: bool,
     max_write_set_bytes: usize,
     initialized: bool,
 }
@@ -73,6 +78,7 @@ impl StreamTask {
             lock_wait,
             deserialization_policy,
             processing_policy,
+            production_policy,
             max_write_set_bytes,
             cache_max_bytes,
         } = cfg;
@@ -166,6 +172,13 @@ impl StreamTask {
                 }
             }
         }
+        let dead_letters = [
+            &deserialization_policy,
+            &processing_policy,
+            &production_policy,
+        ]
+        .iter()
+        .any(|p| matches!(p, ErrorPolicy::DeadLetter(_)));
         Ok(StreamTask {
             id: task_id,
             shared,
@@ -177,6 +190,8 @@ impl StreamTask {
             committed: BTreeMap::new(),
             deserialization_policy,
             processing_policy,
+            dead_letters,
+            production_policy,
             max_write_set_bytes,
             initialized: false,
         })
@@ -259,12 +274,9 @@ impl StreamTask {
         if timestamp > self.shared.stream_time.get() {
             self.shared.stream_time.set(timestamp);
         }
-        let dlq_headers = match (&self.deserialization_policy, &self.processing_policy) {
-            (ErrorPolicy::DeadLetter(_), _) | (_, ErrorPolicy::DeadLetter(_)) => {
-                Some(headers.clone())
-            }
-            _ => None,
-        };
+        // The original headers are kept for a dead-letter record; cloned
+        // only when a dead-letter policy is configured.
+        let dlq_headers = self.dead_letters.then(|| headers.clone());
         // A panicking user closure must not take the thread down silently:
         // it becomes a processing error and goes through the policy.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -284,13 +296,26 @@ impl StreamTask {
             ))
         });
         if let Err(e) = result {
-            let deserialization = matches!(e, StreamsError::Deserialization { .. });
-            let policy = if deserialization {
-                &self.deserialization_policy
-            } else {
-                &self.processing_policy
+            // Which handler decides: a bad input record, a record the
+            // producer refused, or anything else an operator reported.
+            let (policy, counter, handler) = match e {
+                StreamsError::Deserialization { .. } => (
+                    &self.deserialization_policy,
+                    &self.shared.metrics.skipped_deserialization,
+                    "default.deserialization.exception.handler",
+                ),
+                StreamsError::Production { .. } => (
+                    &self.production_policy,
+                    &self.shared.metrics.production_errors,
+                    "production.exception.handler",
+                ),
+                _ => (
+                    &self.processing_policy,
+                    &self.shared.metrics.processing_errors,
+                    "processing.exception.handler",
+                ),
             };
-            let e = if deserialization {
+            let e = if matches!(e, StreamsError::Deserialization { .. }) {
                 e
             } else {
                 StreamsError::AtRecord {
@@ -302,13 +327,8 @@ impl StreamTask {
             };
             match policy.clone() {
                 ErrorPolicy::LogAndContinue => {
-                    tracing::warn!(task = %self.id, error = %e, "skipping a record that failed (policy log_and_continue)");
-                    let m = if deserialization {
-                        &self.shared.metrics.skipped_deserialization
-                    } else {
-                        &self.shared.metrics.processing_errors
-                    };
-                    m.set(m.get() + 1);
+                    tracing::warn!(task = %self.id, error = %e, handler, "skipping a record that failed (log_and_continue)");
+                    counter.set(counter.get() + 1);
                 }
                 ErrorPolicy::LogAndFail => return Err(e),
                 ErrorPolicy::DeadLetter(dlq) => {

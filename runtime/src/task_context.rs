@@ -59,6 +59,7 @@ pub(crate) struct TaskMetrics {
     pub processed: Cell<u64>,
     pub skipped_deserialization: Cell<u64>,
     pub processing_errors: Cell<u64>,
+    pub production_errors: Cell<u64>,
     pub dead_lettered: Cell<u64>,
     pub dropped: RefCell<BTreeMap<(String, String), u64>>,
 }

@@ -246,6 +246,7 @@ impl TestDriverBuilder {
                 lock_wait: Duration::from_secs(5),
                 deserialization_policy: self.policy.clone(),
                 processing_policy: self.processing_policy.clone(),
+                production_policy: ErrorPolicy::LogAndFail,
                 max_write_set_bytes: usize::MAX,
                 cache_max_bytes: self.cache_max_bytes,
             })?;

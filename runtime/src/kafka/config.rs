@@ -66,6 +66,7 @@ pub struct StreamsConfig {
     pub(crate) cache_max_bytes: usize,
     pub(crate) deserialization_policy: ErrorPolicy,
     pub(crate) processing_policy: ErrorPolicy,
+    pub(crate) production_policy: ErrorPolicy,
     pub(crate) startup_timeout: Duration,
     pub(crate) task_timeout: Duration,
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
@@ -175,7 +176,11 @@ impl StreamsConfig {
     /// ```
     pub fn dead_letter_topics(&self) -> Vec<String> {
         let mut v = Vec::new();
-        for p in [&self.deserialization_policy, &self.processing_policy] {
+        for p in [
+            &self.deserialization_policy,
+            &self.processing_policy,
+            &self.production_policy,
+        ] {
             if let ErrorPolicy::DeadLetter(t) = p
                 && !v.contains(t)
             {
@@ -302,6 +307,10 @@ impl StreamsConfigBuilder {
             Some(v) => v.parse()?,
             None => ErrorPolicy::LogAndFail,
         };
+        let production_policy = match s.remove("production.exception.handler") {
+            Some(v) => v.parse()?,
+            None => ErrorPolicy::LogAndFail,
+        };
         let startup_timeout = match s.remove("startup.timeout.ms") {
             Some(v) => Duration::from_millis(parse_num(
                 "startup.timeout.ms",
@@ -369,6 +378,7 @@ impl StreamsConfigBuilder {
             cache_max_bytes,
             deserialization_policy,
             processing_policy,
+            production_policy,
             startup_timeout,
             task_timeout,
             metrics_listen,

@@ -108,6 +108,8 @@ pub struct KafkaStreams {
     http: Option<http::HttpServer>,
     state: Arc<Mutex<StreamsState>>,
     plan: Option<TopicPlan>,
+    /// The lock on `state.dir/<application.id>/.lock`, held while running.
+    state_lock: Option<std::fs::File>,
 }
 
 impl KafkaStreams {
@@ -137,6 +139,7 @@ impl KafkaStreams {
             http: None,
             state: Arc::new(Mutex::new(StreamsState::Created)),
             plan: None,
+            state_lock: None,
         })
     }
 
@@ -188,6 +191,10 @@ impl KafkaStreams {
             ))
         })?;
         let _ = std::fs::remove_file(&probe);
+        self.state_lock = Some(lock_state_dir(
+            &self.config.state_dir,
+            &self.config.application_id,
+        )?);
         let base = self.base_client();
         let existing = assignment::fetch_partition_counts(&base, self.config.startup_timeout)?;
         let plan = assignment::plan(&topology, &self.config.application_id, &existing)?;
@@ -439,6 +446,7 @@ impl KafkaStreams {
                 }
             }
         }
+        self.state_lock = None;
         self.http = None;
         let mut st = self.state.lock().unwrap();
         match first_err {
@@ -455,7 +463,8 @@ impl KafkaStreams {
 
     /// Starts the application and runs it until SIGINT or SIGTERM (then
     /// shuts down cleanly and returns `Ok`), or until a thread fails (then
-    /// returns its error).
+    /// returns its error). If [`Self::start`] was already called (to tell
+    /// start-up errors apart), it just runs.
     ///
     /// ```no_run
     /// # let cfg = kstreams_runtime::StreamsConfig::builder("app", "127.0.0.1:9092").build().unwrap();
@@ -488,7 +497,9 @@ impl KafkaStreams {
             stop2.store(true, Ordering::SeqCst);
             handle.shutdown();
         });
-        self.start()?;
+        if self.topology.is_some() {
+            self.start()?;
+        }
         let started = Instant::now();
         let mut logged_running = false;
         rt.block_on(async {
@@ -504,6 +515,51 @@ impl KafkaStreams {
             }
         });
         self.close()
+    }
+}
+
+/// Takes the instance lock of `state.dir/<application.id>`: two instances of
+/// one application must not share a state directory (their tasks' RocksDB
+/// instances would collide). Released when the process ends, even by kill -9.
+fn lock_state_dir(state_dir: &std::path::Path, app: &str) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = state_dir.join(app).join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StreamsError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "{}", std::process::id());
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(StreamsError::Config(format!(
+                "state.dir '{}' is in use by another running instance of application '{app}' \
+                 (pid {}, lock file {}); give each instance on this machine its own state.dir",
+                state_dir.display(),
+                if holder.trim().is_empty() {
+                    "unknown"
+                } else {
+                    holder.trim()
+                },
+                path.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StreamsError::Io {
+            path: path.display().to_string(),
+            source: e,
+        }),
     }
 }
 

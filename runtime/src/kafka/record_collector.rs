@@ -128,9 +128,18 @@ impl RecordCollector for KafkaRecordCollector {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    return Err(StreamsError::Kafka(format!(
-                        "cannot send a record to '{topic}': {e}"
-                    )));
+                    let hint = match e.rdkafka_error_code() {
+                        Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                            "; the record is larger than the producer's message.max.bytes \
+                             (raise it together with the topic's max.message.bytes, or set \
+                             production.exception.handler=log_and_continue to skip such records)"
+                        }
+                        _ => "",
+                    };
+                    return Err(StreamsError::Production {
+                        topic: topic.to_string(),
+                        message: format!("{e}{hint}"),
+                    });
                 }
             }
         }

@@ -52,6 +52,10 @@ struct ActiveTask {
     partitions: Vec<(String, i32)>,
     /// Whether this task's transaction is open (EOS only).
     in_txn: bool,
+    /// When the current run of aborted transactions began (none since the
+    /// last successful commit: `None`). A run longer than
+    /// `task.timeout.ms` means the error is not going away.
+    aborting_since: Option<Instant>,
 }
 
 impl ActiveTask {
@@ -181,6 +185,7 @@ impl TaskManager {
             lock_wait: Duration::from_secs(60),
             deserialization_policy: cfg.deserialization_policy.clone(),
             processing_policy: cfg.processing_policy.clone(),
+            production_policy: cfg.production_policy.clone(),
             max_write_set_bytes: 64 << 20,
             cache_max_bytes: cfg.cache_max_bytes,
         })?;
@@ -189,6 +194,7 @@ impl TaskManager {
             producer,
             partitions,
             in_txn: false,
+            aborting_since: None,
         })
     }
 
@@ -464,10 +470,18 @@ impl TaskManager {
             }
             n += 1;
             match commit_task_eos(t, consumer, self.shared.config.task_timeout) {
-                Ok(()) => {}
+                Ok(()) => t.aborting_since = None,
                 Err(CommitFailure::Abortable(msg)) => {
                     tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
                     self.metrics.add_abort();
+                    let since = *t.aborting_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > self.shared.config.task_timeout {
+                        return Err(StreamsError::Kafka(format!(
+                            "task {id} has not committed for {}s (task.timeout.ms): every transaction \
+                             was aborted and reprocessing fails the same way. Last error: {msg}",
+                            since.elapsed().as_secs()
+                        )));
+                    }
                     if let Err(e) = retry_retriable(
                         "abort_transaction",
                         id,
