@@ -1,0 +1,829 @@
+//! `kstreams-bench run`: one broker, pre-loaded input, every case interleaved.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kstreams_testkit::{BrokerOptions, KafkaBroker, create_topic};
+
+use crate::data::{self, Loader, OrderTotals, Rng, Vocabulary};
+use crate::job::Job;
+use crate::report::{self, Latency, Recovery, Report, Throughput};
+use crate::watch::{self, Expect, WARMUP};
+
+/// Every throughput case, in the (interleaved) order they run in each round.
+pub const ALL_CASES: &[&str] = &[
+    "ceiling-wc",
+    "kstreams-wc-eos",
+    "kafka-streams-wc-eos",
+    "quix-wc-eos",
+    "kstreams-wc-alos",
+    "ceiling-orders",
+    "kstreams-orders-eos",
+    "kafka-streams-orders-eos",
+    "kstreams-orders-alos",
+];
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Word-count input lines.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub lines: u64,
+    /// Orders (before re-sends and malformed records are added).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub orders: u64,
+    /// Distinct customers.
+    #[arg(long, default_value_t = 50_000)]
+    pub customers: u64,
+    /// Vocabulary size of the Zipf-distributed words.
+    #[arg(long, default_value_t = 50_000)]
+    pub vocabulary: usize,
+    /// Partitions of every input and output topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Rounds of the interleaved throughput cases.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Commit interval of every job (kstreams, Kafka Streams, Quix, ceiling), ALOS included.
+    #[arg(long, default_value_t = 100)]
+    pub commit_interval_ms: u64,
+    /// Throughput cases to run (comma-separated; default all).
+    #[arg(long, value_delimiter = ',', default_values_t = ALL_CASES.iter().map(|s| s.to_string()))]
+    pub cases: Vec<String>,
+    /// Phases: throughput, latency, recovery.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,latency,recovery"
+    )]
+    pub phases: Vec<String>,
+    /// Seconds of paced input in the latency phase.
+    #[arg(long, default_value_t = 20)]
+    pub latency_seconds: u64,
+    /// Lines/s of the latency phase (default: 50% of kstreams-wc-eos' measured rate).
+    #[arg(long)]
+    pub latency_rate: Option<u64>,
+    /// Systems of the latency phase (word count, exactly-once).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ceiling,kstreams,kafka-streams,quix"
+    )]
+    pub latency_systems: Vec<String>,
+    /// State sizes (distinct keys) of the recovery and restore phase.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    pub state_keys: Vec<u64>,
+    /// Systems of the recovery phase.
+    #[arg(long, value_delimiter = ',', default_value = "kstreams,kafka-streams")]
+    pub recovery_systems: Vec<String>,
+    /// Directory of the kstreams example binaries (default: <dir of this binary>/examples).
+    #[arg(long)]
+    pub examples_dir: Option<PathBuf>,
+    /// The Kafka Streams jar (benches/java, `mvn -q package`).
+    #[arg(long, default_value = "benches/java/target/kstreams-bench-java.jar")]
+    pub java_jar: PathBuf,
+    /// JVM options of the Kafka Streams jobs (whitespace-separated).
+    #[arg(long, default_value = "-Xmx1g")]
+    pub java_opts: String,
+    /// Python of the Quix Streams venv.
+    #[arg(long, default_value = "benches/.venv/bin/python")]
+    pub quix_python: PathBuf,
+    /// The Quix Streams word-count script.
+    #[arg(long, default_value = "benches/quix/word_count.py")]
+    pub quix_script: PathBuf,
+    /// key=value given to every job (all systems alike) with --config. Repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Give up on a case after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub case_timeout_secs: u64,
+    /// Work directory (state dirs, job logs, report.md); default a new temp dir.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Markdown file whose generated section (between markers) is replaced by the results.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// The command line to record in the results.
+    #[arg(long, default_value = "bash benches/run.sh")]
+    pub command_line: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    Ceiling,
+    Kstreams,
+    KafkaStreams,
+    Quix,
+}
+
+impl System {
+    fn parse(s: &str) -> Result<System, String> {
+        Ok(match s {
+            "ceiling" => System::Ceiling,
+            "kstreams" => System::Kstreams,
+            "kafka-streams" => System::KafkaStreams,
+            "quix" => System::Quix,
+            _ => return Err(format!("unknown system '{s}'")),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum App {
+    WordCount,
+    Orders,
+}
+
+/// A throughput case: `<system>-<wc|orders>[-<eos|alos>]`.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: String,
+    pub system: System,
+    pub app: App,
+    pub eos: bool,
+}
+
+impl Case {
+    pub fn parse(name: &str) -> Result<Case, String> {
+        let bad = || format!("unknown case '{name}' (known: {})", ALL_CASES.join(", "));
+        let (rest, eos) = if let Some(r) = name.strip_suffix("-eos") {
+            (r, true)
+        } else if let Some(r) = name.strip_suffix("-alos") {
+            (r, false)
+        } else {
+            (name, true)
+        };
+        let (sys, app) = if let Some(s) = rest.strip_suffix("-wc") {
+            (s, App::WordCount)
+        } else if let Some(s) = rest.strip_suffix("-orders") {
+            (s, App::Orders)
+        } else {
+            return Err(bad());
+        };
+        let system = System::parse(sys).map_err(|_| bad())?;
+        if (system == System::Ceiling && !eos) || (system == System::Quix && app == App::Orders) {
+            return Err(bad());
+        }
+        Ok(Case {
+            name: name.to_string(),
+            system,
+            app,
+            eos,
+        })
+    }
+}
+
+struct Ctx {
+    args: RunArgs,
+    bootstrap: String,
+    work: PathBuf,
+    examples: PathBuf,
+    bench_exe: PathBuf,
+}
+
+impl Ctx {
+    /// The command line of a job.
+    fn argv(
+        &self,
+        system: System,
+        app: App,
+        eos: bool,
+        app_id: &str,
+        input: &str,
+        output: &str,
+        extra: &[&str],
+    ) -> Vec<String> {
+        let mut v: Vec<String> = match system {
+            System::Ceiling => vec![self.bench_exe.display().to_string(), "ceiling".into()],
+            System::Kstreams => vec![
+                self.examples
+                    .join(match app {
+                        App::WordCount => "word_count",
+                        App::Orders => "order_aggregation",
+                    })
+                    .display()
+                    .to_string(),
+            ],
+            System::KafkaStreams => {
+                let mut v = vec!["java".to_string()];
+                v.extend(self.args.java_opts.split_whitespace().map(String::from));
+                v.push("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn".into());
+                v.push("-cp".into());
+                v.push(self.args.java_jar.display().to_string());
+                v.push(
+                    match app {
+                        App::WordCount => "dev.kstreams.bench.WordCount",
+                        App::Orders => "dev.kstreams.bench.OrderAggregation",
+                    }
+                    .into(),
+                );
+                v
+            }
+            System::Quix => vec![
+                self.args.quix_python.display().to_string(),
+                self.args.quix_script.display().to_string(),
+            ],
+        };
+        let state = self.work.join("state").join(app_id);
+        for (flag, value) in [
+            ("--bootstrap-servers", self.bootstrap.clone()),
+            ("--application-id", app_id.to_string()),
+            ("--input-topic", input.to_string()),
+            ("--output-topic", output.to_string()),
+            ("--state-dir", state.display().to_string()),
+            (
+                "--processing-guarantee",
+                if eos { "exactly_once" } else { "at_least_once" }.to_string(),
+            ),
+            (
+                "--commit-interval-ms",
+                self.args.commit_interval_ms.to_string(),
+            ),
+        ] {
+            v.push(flag.into());
+            v.push(value);
+        }
+        for kv in self
+            .args
+            .config
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+        {
+            v.push("--config".into());
+            v.push(kv.to_string());
+        }
+        v
+    }
+
+    fn state_dir(&self, app_id: &str) -> PathBuf {
+        self.work.join("state").join(app_id)
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.work.join("logs").join(format!("{name}.log"))
+    }
+
+    fn topic(&self, name: &str) -> Result<(), String> {
+        create_topic(&self.bootstrap, name, self.args.partitions, false)
+            .map_err(|e| format!("creating topic {name}: {e}"))
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.args.case_timeout_secs)
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<(), String> {
+    let cases: Vec<Case> = args
+        .cases
+        .iter()
+        .map(|c| Case::parse(c))
+        .collect::<Result<_, _>>()?;
+    for p in &args.phases {
+        if !["throughput", "latency", "recovery"].contains(&p.as_str()) {
+            return Err(format!("unknown phase '{p}'"));
+        }
+    }
+    let latency_systems: Vec<System> = args
+        .latency_systems
+        .iter()
+        .map(|s| System::parse(s))
+        .collect::<Result<_, _>>()?;
+    let recovery_systems: Vec<System> = args
+        .recovery_systems
+        .iter()
+        .map(|s| System::parse(s))
+        .collect::<Result<_, _>>()?;
+    let bench_exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
+    let examples = match &args.examples_dir {
+        Some(d) => d.clone(),
+        None => bench_exe
+            .parent()
+            .map(|d| d.join("examples"))
+            .ok_or("no directory of the bench binary")?,
+    };
+    let uses = |s: System| {
+        cases.iter().any(|c| c.system == s)
+            || latency_systems.contains(&s)
+            || recovery_systems.contains(&s)
+    };
+    if uses(System::Kstreams) {
+        for b in ["word_count", "order_aggregation"] {
+            if !examples.join(b).exists() {
+                return Err(format!(
+                    "{} missing: cargo build --release --workspace --bins --examples",
+                    examples.join(b).display()
+                ));
+            }
+        }
+    }
+    if uses(System::KafkaStreams) && !args.java_jar.exists() {
+        return Err(format!(
+            "{} missing: (cd benches/java && mvn -q package)",
+            args.java_jar.display()
+        ));
+    }
+    if uses(System::Quix) && (!args.quix_python.exists() || !args.quix_script.exists()) {
+        return Err(format!(
+            "{} or {} missing: python3 -m venv benches/.venv && benches/.venv/bin/pip install quixstreams",
+            args.quix_python.display(),
+            args.quix_script.display()
+        ));
+    }
+    let work = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("kstreams-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(work.join("logs"))
+        .and_then(|_| std::fs::create_dir_all(work.join("state")))
+        .map_err(|e| format!("creating {}: {e}", work.display()))?;
+
+    let mut rep = Report::new(&args, report::machine());
+    eprintln!("kstreams-bench: work dir {}", work.display());
+    eprintln!("kstreams-bench: starting a fresh Kafka broker");
+    let broker = KafkaBroker::start(BrokerOptions::default())
+        .map_err(|e| format!("starting the broker: {e}"))?;
+    let bootstrap = broker.bootstrap_servers();
+    let ctx = Ctx {
+        args,
+        bootstrap,
+        work: work.clone(),
+        examples,
+        bench_exe,
+    };
+
+    let res = run_phases(&ctx, &cases, &latency_systems, &recovery_systems, &mut rep);
+    if let Err(e) = broker.stop() {
+        eprintln!("kstreams-bench: stopping the broker: {e}");
+    }
+    let md = rep.markdown();
+    println!("{md}");
+    let path = work.join("report.md");
+    std::fs::write(&path, &md).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("kstreams-bench: report written to {}", path.display());
+    if let Some(results) = &ctx.args.results {
+        report::update_results(results, &md)?;
+        eprintln!("kstreams-bench: {} updated", results.display());
+    }
+    res
+}
+
+fn run_phases(
+    ctx: &Ctx,
+    cases: &[Case],
+    latency_systems: &[System],
+    recovery_systems: &[System],
+    rep: &mut Report,
+) -> Result<(), String> {
+    let phase = |p: &str| ctx.args.phases.iter().any(|x| x == p);
+    if phase("throughput") && !cases.is_empty() {
+        throughput_phase(ctx, cases, rep)?;
+    }
+    if phase("latency") && !latency_systems.is_empty() {
+        let rate = match ctx.args.latency_rate {
+            Some(r) => r,
+            None => {
+                let rates: Vec<f64> = rep
+                    .throughput
+                    .iter()
+                    .filter(|t| t.case == "kstreams-wc-eos")
+                    .filter_map(|t| t.rate())
+                    .collect();
+                let Some(max) = report::median(&rates) else {
+                    return Err("the latency phase needs kstreams-wc-eos' rate: run the throughput phase with it, or give --latency-rate".into());
+                };
+                (max / 2.0) as u64
+            }
+        };
+        for s in latency_systems {
+            let l = latency_case(ctx, *s, rate.max(1))?;
+            eprintln!("kstreams-bench: {l:?}");
+            rep.latency.push(l);
+        }
+    }
+    if phase("recovery") {
+        for keys in &ctx.args.state_keys {
+            for s in recovery_systems {
+                let r = recovery_case(ctx, *s, *keys)?;
+                eprintln!("kstreams-bench: {r:?}");
+                rep.recovery.push(r);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn throughput_phase(ctx: &Ctx, cases: &[Case], rep: &mut Report) -> Result<(), String> {
+    let a = &ctx.args;
+    let mut expected_words = HashMap::new();
+    let mut expected_orders = OrderTotals::new();
+    let (mut line_records, mut order_records) = (0u64, 0u64);
+    if cases.iter().any(|c| c.app == App::WordCount) {
+        ctx.topic("lines")?;
+        let t = Instant::now();
+        let vocab = Vocabulary::new(a.vocabulary);
+        let mut rng = Rng(0x5eed_1234_5678_9abc);
+        let mut loader = Loader::new(&ctx.bootstrap, "lines", 50)?;
+        let mut bytes = 0u64;
+        for _ in 0..a.lines {
+            let line = vocab.line(&mut rng, &mut expected_words);
+            bytes += line.len() as u64;
+            loader.send(None, line.as_bytes())?;
+        }
+        loader.flush()?;
+        line_records = loader.sent;
+        let words: u64 = expected_words.values().sum();
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "kstreams-bench: loaded {line_records} lines ({words} words, {} distinct, {:.1} MB) in {secs:.1} s",
+            expected_words.len(),
+            bytes as f64 / 1e6
+        );
+        rep.inputs.push(format!(
+            "`lines`: {line_records} lines, {words} words ({} distinct of a {}-word Zipf(s=1) vocabulary), {:.1} MB of values; loaded in {secs:.1} s ({:.0} records/s)",
+            expected_words.len(),
+            a.vocabulary,
+            bytes as f64 / 1e6,
+            line_records as f64 / secs
+        ));
+    }
+    if cases.iter().any(|c| c.app == App::Orders) {
+        ctx.topic("orders")?;
+        let t = Instant::now();
+        let mut loader = Loader::new(&ctx.bootstrap, "orders", 50)?;
+        let mut err = None;
+        expected_orders = data::orders(a.orders as usize, a.customers, 42, |k, v| {
+            if err.is_none()
+                && let Err(e) = loader.send(Some(k), v)
+            {
+                err = Some(e);
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        loader.flush()?;
+        order_records = loader.sent;
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!("kstreams-bench: loaded {order_records} order records in {secs:.1} s");
+        rep.inputs.push(format!(
+            "`orders`: {} orders for {} customers ({} with orders), {order_records} records with ~5% re-sends and ~0.2% malformed; loaded in {secs:.1} s",
+            a.orders,
+            a.customers,
+            expected_orders.len()
+        ));
+    }
+    for round in 1..=a.rounds {
+        for case in cases {
+            let (input, records, expect) = match case.app {
+                App::WordCount => (
+                    "lines",
+                    line_records,
+                    if case.system == System::Ceiling {
+                        Expect::Records(line_records)
+                    } else {
+                        Expect::Counts {
+                            expected: expected_words.clone(),
+                            at_least: !case.eos,
+                        }
+                    },
+                ),
+                App::Orders => (
+                    "orders",
+                    order_records,
+                    if case.system == System::Ceiling {
+                        Expect::Records(order_records)
+                    } else {
+                        Expect::Totals(expected_orders.clone())
+                    },
+                ),
+            };
+            let t = throughput_case(ctx, case, round, input, records, &expect)?;
+            eprintln!("kstreams-bench: {}", report::throughput_line(&t));
+            rep.throughput.push(t);
+            // Let the broker settle (log flushes, cleaner) before the next case.
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+    Ok(())
+}
+
+fn throughput_case(
+    ctx: &Ctx,
+    case: &Case,
+    round: usize,
+    input: &str,
+    records: u64,
+    expect: &Expect,
+) -> Result<Throughput, String> {
+    let app_id = format!("{}-r{round}", case.name);
+    let output = format!("{app_id}-out");
+    ctx.topic(&output)?;
+    if case.app == App::Orders {
+        // The kstreams example sends malformed orders to <output>-dlq, which must exist.
+        create_topic(&ctx.bootstrap, &format!("{output}-dlq"), 1, false)
+            .map_err(|e| format!("creating {output}-dlq: {e}"))?;
+    }
+    let argv = ctx.argv(
+        case.system,
+        case.app,
+        case.eos,
+        &app_id,
+        input,
+        &output,
+        &[],
+    );
+    eprintln!("kstreams-bench: round {round}: {} ...", case.name);
+    let mut job = Job::spawn(&argv, &ctx.log(&app_id))?;
+    let started = job.started;
+    let mut rss_seen = 0.0f64;
+    let w = watch::watch(
+        &ctx.bootstrap,
+        &output,
+        expect,
+        ctx.timeout(),
+        false,
+        || {
+            rss_seen = rss_seen.max(job.peak_rss_mib().unwrap_or(0.0));
+            job.alive()
+        },
+    );
+    let rss = job.peak_rss_mib().map(|r| r.max(rss_seen));
+    let cpu = job.cpu_secs();
+    let w = match w {
+        Ok(w) => w,
+        Err(e) => {
+            return Err(format!(
+                "{}: {e}; log {}:\n{}",
+                case.name,
+                job.log.display(),
+                job.log_tail(30)
+            ));
+        }
+    };
+    job.terminate(Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(ctx.state_dir(&app_id));
+    let secs = w.done.map(|d| (d - started).as_secs_f64());
+    Ok(Throughput {
+        case: case.name.clone(),
+        round,
+        input_records: records,
+        secs,
+        first_secs: w.first.map(|f| (f - started).as_secs_f64()),
+        rss_mib: rss,
+        cpu_secs: cpu,
+        output_records: w.records,
+        progress: format!("{}/{}", w.satisfied, w.wanted),
+    })
+}
+
+/// Sends a warm-up line every 200 ms until stopped.
+fn warmup_sender(
+    bootstrap: String,
+    topic: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    std::thread::spawn(move || {
+        let mut l = Loader::new(&bootstrap, &topic, 0)?;
+        while !stop.load(Ordering::SeqCst) {
+            l.send(None, WARMUP.as_bytes())?;
+            l.flush()?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    })
+}
+
+fn latency_case(ctx: &Ctx, system: System, rate: u64) -> Result<Latency, String> {
+    let name = format!(
+        "lat-{}",
+        match system {
+            System::Ceiling => "ceiling",
+            System::Kstreams => "kstreams",
+            System::KafkaStreams => "kafka-streams",
+            System::Quix => "quix",
+        }
+    );
+    let input = format!("{name}-in");
+    let output = format!("{name}-out");
+    ctx.topic(&input)?;
+    ctx.topic(&output)?;
+    // The paced input, generated up front.
+    let n = rate * ctx.args.latency_seconds;
+    let vocab = Vocabulary::new(ctx.args.vocabulary);
+    let mut rng = Rng(0x1a7e_0c1_u64);
+    let mut expected = HashMap::new();
+    let lines: Vec<String> = (0..n)
+        .map(|_| vocab.line(&mut rng, &mut expected))
+        .collect();
+    let expect = if system == System::Ceiling {
+        Expect::Records(n)
+    } else {
+        Expect::Counts {
+            expected,
+            at_least: false,
+        }
+    };
+    eprintln!("kstreams-bench: latency {name} at {rate} lines/s ...");
+    let argv = ctx.argv(system, App::WordCount, true, &name, &input, &output, &[]);
+    let mut job = Job::spawn(&argv, &ctx.log(&name))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let warm = warmup_sender(ctx.bootstrap.clone(), input.clone(), stop.clone());
+    let ready = watch::watch(
+        &ctx.bootstrap,
+        &output,
+        &Expect::Key(WARMUP.into()),
+        ctx.timeout(),
+        false,
+        || job.alive(),
+    );
+    stop.store(true, Ordering::SeqCst);
+    warm.join().map_err(|_| "warm-up thread panicked")??;
+    let ready = ready?;
+    if ready.done.is_none() {
+        return Err(format!("{name}: no output within the timeout"));
+    }
+    // Pace the lines: every 5 ms, send what is due.
+    let (bs, topic) = (ctx.bootstrap.clone(), input.clone());
+    let pacer = std::thread::spawn(move || -> Result<f64, String> {
+        let mut l = Loader::new(&bs, &topic, 5)?;
+        let t = Instant::now();
+        for (i, line) in lines.iter().enumerate() {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            let el = t.elapsed();
+            if due > el {
+                l.poll();
+                std::thread::sleep(due - el);
+            }
+            l.send(None, line.as_bytes())?;
+        }
+        l.flush()?;
+        Ok(t.elapsed().as_secs_f64())
+    });
+    let drain = Duration::from_secs(ctx.args.latency_seconds + 60);
+    let w = watch::watch(&ctx.bootstrap, &output, &expect, drain, true, || {
+        job.alive()
+    });
+    let produced_secs = pacer.join().map_err(|_| "pacer thread panicked")??;
+    let rss = job.peak_rss_mib();
+    job.terminate(Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(ctx.state_dir(&name));
+    let mut w = w?;
+    w.latencies_ms.sort_unstable();
+    Ok(Latency {
+        system: name,
+        rate,
+        produced_secs,
+        samples: w.latencies_ms.len(),
+        p50_ms: report::percentile(&w.latencies_ms, 0.50),
+        p99_ms: report::percentile(&w.latencies_ms, 0.99),
+        max_ms: w.latencies_ms.last().copied(),
+        complete: w.done.is_some(),
+        progress: format!("{}/{}", w.satisfied, w.wanted),
+        rss_mib: rss,
+    })
+}
+
+/// Sums `records=` and `elapsed_ms=` of the "restore done" lines of a kstreams log.
+fn restore_stats(log: &Path) -> (u64, u64) {
+    let raw = std::fs::read_to_string(log).unwrap_or_default();
+    // Strip ANSI colour sequences (ESC [ ... m) around the field names.
+    let mut text = String::with_capacity(raw.len());
+    let mut in_escape = false;
+    for c in raw.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, c) => text.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    let mut records = 0;
+    let mut ms = 0;
+    for line in text.lines().filter(|l| l.contains("restore done")) {
+        for tok in line.split_whitespace() {
+            if let Some(v) = tok.strip_prefix("records=") {
+                records += v.parse::<u64>().unwrap_or(0);
+            }
+            if let Some(v) = tok.strip_prefix("elapsed_ms=") {
+                ms += v.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    (records, ms)
+}
+
+fn produce_marker(bootstrap: &str, topic: &str, word: &str) -> Result<(), String> {
+    let mut l = Loader::new(bootstrap, topic, 0)?;
+    l.send(None, word.as_bytes())?;
+    l.flush()
+}
+
+fn recovery_case(ctx: &Ctx, system: System, keys: u64) -> Result<Recovery, String> {
+    let sys = match system {
+        System::Kstreams => "kstreams",
+        System::KafkaStreams => "kafka-streams",
+        _ => return Err("the recovery phase runs kstreams and kafka-streams only".into()),
+    };
+    let name = format!("state-{sys}-{keys}");
+    let input = format!("{name}-in");
+    let output = format!("{name}-out");
+    ctx.topic(&input)?;
+    ctx.topic(&output)?;
+    let mut expected = HashMap::new();
+    {
+        let mut l = Loader::new(&ctx.bootstrap, &input, 50)?;
+        for i in 0..keys {
+            let w = data::unique_word(i);
+            l.send(None, w.as_bytes())?;
+            expected.insert(w, 1u64);
+        }
+        l.flush()?;
+    }
+    // A short session timeout (as in tests/crash.rs), so the group drops the
+    // killed member quickly; the same for both systems.
+    let extra = ["session.timeout.ms=6000", "heartbeat.interval.ms=1000"];
+    let argv = ctx.argv(system, App::WordCount, true, &name, &input, &output, &extra);
+    eprintln!("kstreams-bench: recovery {name}: building {keys} keys of state ...");
+    let mut job = Job::spawn(&argv, &ctx.log(&format!("{name}-1")))?;
+    let w = watch::watch(
+        &ctx.bootstrap,
+        &output,
+        &Expect::Counts {
+            expected,
+            at_least: false,
+        },
+        ctx.timeout(),
+        false,
+        || job.alive(),
+    )?;
+    let Some(done) = w.done else {
+        return Err(format!("{name}: state not built within the timeout"));
+    };
+    let build_secs = (done - job.started).as_secs_f64();
+    // A few more commits, so everything is checkpointed, then a crash.
+    std::thread::sleep(Duration::from_secs(2));
+    job.kill9();
+    produce_marker(&ctx.bootstrap, &input, "marker1")?;
+    let log2 = ctx.log(&format!("{name}-2"));
+    let mut job = Job::spawn(&argv, &log2)?;
+    let w = watch::watch(
+        &ctx.bootstrap,
+        &output,
+        &Expect::Key("marker1".into()),
+        ctx.timeout(),
+        false,
+        || job.alive(),
+    )?;
+    let recovery_secs = w.done.map(|d| (d - job.started).as_secs_f64());
+    let (recovery_restored, _) = restore_stats(&log2);
+    // Full restore: clean stop, state directory deleted, restart.
+    job.terminate(Duration::from_secs(60));
+    let _ = std::fs::remove_dir_all(ctx.state_dir(&name));
+    produce_marker(&ctx.bootstrap, &input, "marker2")?;
+    let log3 = ctx.log(&format!("{name}-3"));
+    let mut job = Job::spawn(&argv, &log3)?;
+    let w = watch::watch(
+        &ctx.bootstrap,
+        &output,
+        &Expect::Key("marker2".into()),
+        ctx.timeout(),
+        false,
+        || job.alive(),
+    )?;
+    let restore_total_secs = w.done.map(|d| (d - job.started).as_secs_f64());
+    job.terminate(Duration::from_secs(60));
+    let _ = std::fs::remove_dir_all(ctx.state_dir(&name));
+    let (restored, restore_ms) = restore_stats(&log3);
+    let changelog = format!("{name}-counts-changelog");
+    let (raw_records, raw_secs) = watch::raw_consume(&ctx.bootstrap, &changelog)?;
+    Ok(Recovery {
+        system: sys.to_string(),
+        keys,
+        build_secs,
+        recovery_secs,
+        recovery_restored: (system == System::Kstreams).then_some(recovery_restored),
+        restore_total_secs,
+        restored: (system == System::Kstreams).then_some(restored),
+        restore_secs: (system == System::Kstreams).then_some(restore_ms as f64 / 1000.0),
+        raw_records,
+        raw_secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_case_parses() {
+        for c in ALL_CASES {
+            Case::parse(c).unwrap();
+        }
+        assert!(Case::parse("quix-orders-eos").is_err());
+        assert!(Case::parse("ceiling-wc-alos").is_err());
+    }
+}
