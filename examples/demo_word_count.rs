@@ -42,6 +42,20 @@ fn words(line: &str) -> impl Iterator<Item = String> + '_ {
         .map(|w| w.to_lowercase())
 }
 
+/// A progress bar on stderr, only when stderr is a terminal.
+fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] [{bar:30}] {human_pos}/{human_len} {msg}",
+    )
+    .ok()?
+    .progress_chars("=> ");
+    Some(indicatif::ProgressBar::new(len).with_style(style))
+}
+
 /// Each word's last committed count in the output topic.
 fn latest_counts(bootstrap: &str) -> Result<HashMap<String, u64>, Box<dyn std::error::Error>> {
     let mut latest = HashMap::new();
@@ -110,10 +124,25 @@ fn run(cli: &Cli) -> Result<bool, Box<dyn std::error::Error>> {
     // committed output holds every word's final count (the counts pass a
     // repartition topic, so input offsets alone are not enough).
     let deadline = Instant::now() + Duration::from_secs(300);
+    let bar = progress_bar(records.len() as u64);
+    let metrics = streams.metrics_handle();
     loop {
-        let offsets = committed_offsets(&bootstrap, "demo-word-count", "lines")?;
-        let total: i64 = offsets.values().sum();
-        if total >= records.len() as i64 && latest_counts(&bootstrap)? == expected {
+        // A busy broker may answer an offset fetch with a retriable error
+        // (e.g. NotCoordinator while the group settles): just ask again.
+        let total: i64 = committed_offsets(&bootstrap, "demo-word-count", "lines")
+            .map(|offsets| offsets.values().sum())
+            .unwrap_or(0);
+        if let Some(bar) = &bar {
+            let m = metrics.snapshot();
+            bar.set_position(total.max(0) as u64);
+            bar.set_message(format!(
+                "lines committed; {} records processed, {} commits",
+                m.records_processed, m.commits
+            ));
+        }
+        if total >= records.len() as i64
+            && latest_counts(&bootstrap).is_ok_and(|latest| latest == expected)
+        {
             break;
         }
         if Instant::now() > deadline {
@@ -124,6 +153,9 @@ fn run(cli: &Cli) -> Result<bool, Box<dyn std::error::Error>> {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     let elapsed = started.elapsed();
     streams.close()?;

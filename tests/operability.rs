@@ -86,7 +86,7 @@ fn metrics_endpoint_counts_input_commits_and_restores_after_a_restart() {
         &input,
         &output,
         &state,
-        &["--metrics-listen", &addr],
+        &["--metrics-listen", &addr, "--log-format", "json"],
     );
     let mut job = Job::new("word_count", "wc-metrics", args, &dir);
     job.start();
@@ -181,6 +181,64 @@ fn metrics_endpoint_counts_input_commits_and_restores_after_a_restart() {
     assert_eq!(
         job.terminate(Duration::from_secs(60)).map(|s| s.success()),
         Some(true)
+    );
+
+    // --log-format json: every log line is a JSON object, and the restore's
+    // lines carry their task and restore spans.
+    let log = std::fs::read_to_string(&job.log).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let span_names = |e: &serde_json::Value| -> Vec<String> {
+        e["spans"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "restore done"
+                && span_names(e).ends_with(&["task".to_string(), "restore".to_string()])
+                && e["span"]["task"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("1_"))),
+        "a restore line with its spans:\n{}",
+        job.log_tail(30)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| span_names(e).contains(&"rebalance".to_string()))
+    );
+
+    // A port in use is a start-up error that names the setting.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = held.local_addr().unwrap().to_string();
+    let args = job_args(
+        &bs,
+        &app,
+        &input,
+        &output,
+        &state,
+        &["--metrics-listen", &busy],
+    );
+    let mut clash = Job::new("word_count", "wc-port-in-use", args, &dir);
+    clash.start();
+    let status = clash.wait(Duration::from_secs(60)).expect("exits");
+    assert_eq!(status.code(), Some(2), "{}", clash.log_tail(10));
+    assert!(
+        clash.log_tail(10).contains(&format!(
+            "metrics.listen {busy}: cannot listen: the address is in use"
+        )),
+        "{}",
+        clash.log_tail(10)
     );
 }
 
