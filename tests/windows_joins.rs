@@ -390,5 +390,170 @@ fn joining_an_unmaterialized_table_is_a_clear_error() {
     assert!(err.contains("is not materialized"), "{err}");
 }
 
+/// A windowed table's changes, deletions included, as
+/// `key@[start,end]=value` (`null` for a deletion).
+fn changes_to_text(t: KTable<Windowed<String>, u64>, out: &str) {
+    t.to_stream_with_tombstones()
+        .map(|w: Windowed<String>, v: Option<u64>| {
+            let v = v.map(|v| v.to_string()).unwrap_or_else(|| "null".into());
+            (
+                w.key.clone(),
+                format!("{}@[{},{}]={v}", w.key, w.start, w.end),
+            )
+        })
+        .to(out, Produced::with(Serdes::string(), Serdes::string()));
+}
+
+#[test]
+fn session_windows_merge_out_of_order_records_and_drop_late_ones() {
+    let b = StreamsBuilder::new();
+    let sessions = b
+        .stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::default())
+        .windowed_by(SessionWindows::with_inactivity_gap_and_grace(ms(10), ms(5)))
+        .count(Materialized::as_("sessions"));
+    changes_to_text(sessions.clone(), "changes");
+    sessions
+        .suppress(Suppressed::until_window_closes().with_name("final"))
+        .to_stream()
+        .map(|w: Windowed<String>, n: u64| {
+            (
+                w.key.clone(),
+                format!("{}@[{},{}]={n}", w.key, w.start, w.end),
+            )
+        })
+        .to("final", Produced::with(Serdes::string(), Serdes::string()));
+    let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    let mut pipe = |d: &mut TopologyTestDriver, k: &str, ts: i64| {
+        d.pipe_str("clicks", Some(k), "x", ts).unwrap()
+    };
+    pipe(&mut d, "a", 0);
+    pipe(&mut d, "a", 5); // merges with [0,0]
+    pipe(&mut d, "a", 30); // a new session
+    pipe(&mut d, "a", 18); // out of order, 12 before [30,30]: a new session
+    pipe(&mut d, "a", 25); // bridges [18,18] and [30,30]
+    assert_eq!(
+        values(&mut d, "changes"),
+        [
+            "a@[0,0]=1",
+            "a@[0,0]=null",
+            "a@[0,5]=2",
+            "a@[30,30]=1",
+            "a@[18,18]=1",
+            "a@[18,18]=null",
+            "a@[30,30]=null",
+            "a@[18,30]=3",
+        ]
+    );
+    // [0,5] closed at stream time 21 (5 + gap 10 + grace 5 + 1): final at 30.
+    assert_eq!(values(&mut d, "final"), ["a@[0,5]=2"]);
+    pipe(&mut d, "b", 50);
+    assert_eq!(values(&mut d, "changes"), ["b@[50,50]=1"]);
+    assert_eq!(values(&mut d, "final"), ["a@[18,30]=3"]);
+    // ts 2 would extend [0,5], which closed long ago: late.
+    pipe(&mut d, "a", 2);
+    assert!(values(&mut d, "changes").is_empty());
+    assert_eq!(late(&d), 1);
+    // Retention is gap + grace + 1 = 16 ms: at stream time 50 only b's
+    // session is kept.
+    assert_eq!(
+        d.window_store::<String, u64>("sessions")
+            .unwrap()
+            .all()
+            .unwrap(),
+        vec![(Windowed::new("b".to_string(), 50, 50), 1)]
+    );
+}
+
+fn people(kind: &str) -> Topology {
+    let b = StreamsBuilder::new();
+    let names = b.table(
+        "names",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("names"),
+    );
+    let cities = b.table(
+        "cities",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("cities"),
+    );
+    let opt = |s: Option<&String>| s.cloned().unwrap_or_else(|| "-".into());
+    let joined = match kind {
+        "inner" => names.join(&cities, |n: &String, c: &String| format!("{n}/{c}")),
+        "left" => names.left_join(&cities, move |n: &String, c: Option<&String>| {
+            format!("{n}/{}", opt(c))
+        }),
+        _ => names.outer_join(&cities, move |n: Option<&String>, c: Option<&String>| {
+            format!("{}/{}", opt(n), opt(c))
+        }),
+    };
+    joined.to_stream_with_tombstones().to(
+        "people",
+        Produced::with(Serdes::string(), Serdes::optional(Serdes::string())),
+    );
+    b.build().unwrap()
+}
+
+#[test]
+fn table_table_inner_left_and_outer_joins_with_tombstones() {
+    let cases: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "inner",
+            &[("u1", "Ann/Oslo"), ("u1", "Ann B/Oslo"), ("u1", "<null>")],
+        ),
+        (
+            "left",
+            &[
+                ("u1", "Ann/-"),
+                ("u1", "Ann/Oslo"),
+                ("u1", "Ann B/Oslo"),
+                ("u1", "Ann B/-"),
+                ("u1", "<null>"),
+            ],
+        ),
+        (
+            "outer",
+            &[
+                ("u1", "Ann/-"),
+                ("u1", "Ann/Oslo"),
+                ("u1", "Ann B/Oslo"),
+                ("u1", "Ann B/-"),
+                ("u1", "<null>"),
+                ("u2", "-/Rome"),
+            ],
+        ),
+    ];
+    for (kind, expected) in cases {
+        let t = people(kind);
+        assert_eq!(
+            t.subtopologies().len(),
+            1,
+            "both tables in one sub-topology"
+        );
+        let mut d = TopologyTestDriver::new(t).unwrap();
+        d.pipe_str("names", Some("u1"), "Ann", 0).unwrap();
+        d.pipe_str("cities", Some("u1"), "Oslo", 1).unwrap();
+        d.pipe_str("names", Some("u1"), "Ann B", 2).unwrap();
+        d.pipe_input("cities", Some(b"u1"), None, 3).unwrap();
+        d.pipe_input("names", Some(b"u1"), None, 4).unwrap();
+        d.pipe_str("cities", Some("u2"), "Rome", 5).unwrap();
+        let got: Vec<(String, String)> = d
+            .read_output("people")
+            .iter()
+            .map(|r| {
+                (
+                    r.key_str().unwrap_or("").to_string(),
+                    r.value_str().unwrap_or("<null>").to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want, "{kind} join");
+    }
+}
+
 #[allow(dead_code)]
-fn _types_in_scope(_: SessionWindows, _: SlidingWindows, _: JoinWindows) {}
+fn _types_in_scope(_: SlidingWindows, _: JoinWindows) {}

@@ -55,7 +55,8 @@
 //! - windows and joins: `windows.rs` ([`TimeWindows`], [`SessionWindows`],
 //!   [`SlidingWindows`], [`JoinWindows`]), `windowed_by.rs`,
 //!   `time_window_aggregate.rs`, `suppress.rs`, `table_source.rs`
-//!   ([`StreamsBuilder::table`]), `stream_table_join.rs`.
+//!   ([`StreamsBuilder::table`]), `stream_table_join.rs`,
+//!   `session_window_aggregate.rs`, `table_table_join.rs`.
 //! - `record_cache.rs`: the write-coalescing cache of aggregations.
 //!
 //! ## Errors
@@ -85,6 +86,7 @@ mod record_cache;
 mod reduce;
 mod repartition;
 mod select_key;
+mod session_window_aggregate;
 mod sink;
 mod source;
 mod split;
@@ -93,6 +95,7 @@ mod suppress;
 mod table_filter;
 mod table_map_values;
 mod table_source;
+mod table_table_join;
 mod time_window_aggregate;
 mod to_stream;
 mod windowed_by;
