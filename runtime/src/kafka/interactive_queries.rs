@@ -7,9 +7,10 @@
 //!   instance's tasks of the store, in key byte order (`limit` defaults to
 //!   100, at most 10000).
 //!
-//! Keys in the URL are percent-decoded, then read as JSON if they parse
-//! (`42`, `"a b"`, `{"id":1}`), else as a JSON string (`hello`); the store's
-//! key serde turns them into bytes. Keys and values are answered as JSON,
+//! Keys in the URL are percent-decoded, then read as JSON if that gives a
+//! key of the store's type (`42` for an integer key, `{"id":1}` for a
+//! struct), else as a string (`hello`, and `42` for a `String` key); the
+//! store's key serde turns them into bytes. Keys and values are answered as JSON,
 //! through the store's serdes. A store is queryable once registered with
 //! [`crate::KafkaStreams::queryable_store`], which checks the types.
 //!

@@ -138,6 +138,11 @@ impl ThreadMetrics {
         lock(&self.tasks).entry(id).or_default().clone()
     }
 
+    /// Starts new stats for task `id` (a task created anew, not resumed).
+    pub(crate) fn reset_task(&self, id: TaskId) {
+        lock(&self.tasks).insert(id, Arc::default());
+    }
+
     /// Marks exactly `ids` as the thread's active tasks (others suspended).
     pub(crate) fn set_active<'a>(&self, ids: impl Iterator<Item = &'a TaskId>) {
         let ids: Vec<TaskId> = ids.copied().collect();

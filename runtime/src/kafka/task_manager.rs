@@ -238,6 +238,9 @@ impl TaskManager {
                 }
                 None => {
                     tracing::info!(thread = %self.thread_name, task = %id, "creating task");
+                    // Fresh figures (and a fresh identity for the query layer's
+                    // read handle on the task's state).
+                    self.metrics.reset_task(id);
                     self.create_task(id, partitions.clone())?
                 }
             };
