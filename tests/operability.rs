@@ -464,3 +464,131 @@ fn a_query_to_the_wrong_instance_points_to_the_right_one() {
         );
     }
 }
+
+/// Drops some records as late, fails some into the dead-letter topic,
+/// forwards the rest.
+struct Judge;
+impl kstreams::Processor<String, String, String, String> for Judge {
+    fn process(
+        &mut self,
+        r: kstreams::Record<String, String>,
+        ctx: &mut kstreams::ProcessorContext<String, String>,
+    ) -> kstreams::Result<()> {
+        match r.value.as_str() {
+            "late" => {
+                ctx.record_dropped("late");
+                Ok(())
+            }
+            "dup" => {
+                ctx.record_dropped("duplicate");
+                Ok(())
+            }
+            "bad" => Err(kstreams::StreamsError::processing("judge", "a bad record")),
+            _ => ctx.forward(r),
+        }
+    }
+}
+
+#[test]
+fn dropped_late_skipped_and_dead_lettered_records_are_counted_per_task() {
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, dlq, app) = (
+        unique_name("dr-in"),
+        unique_name("dr-out"),
+        unique_name("dr-dlq"),
+        unique_name("dr-app"),
+    );
+    create_topic(&bs, &input, 2, false).unwrap();
+    create_topic(&bs, &output, 2, false).unwrap();
+    create_topic(&bs, &dlq, 1, false).unwrap();
+    let mut t = kstreams::Topology::new();
+    t.add_source(
+        "src",
+        &[input.as_str()],
+        kstreams::Serdes::string(),
+        kstreams::Serdes::string(),
+    )
+    .unwrap();
+    t.add_processor::<String, String, String, String, _, _>("judge", || Judge, &["src"])
+        .unwrap();
+    t.add_sink(
+        "out",
+        output.as_str(),
+        kstreams::Serdes::string(),
+        kstreams::Serdes::string(),
+        &["judge"],
+    )
+    .unwrap();
+    // 10 late, 4 duplicates, 3 bad (dead-lettered), 2 undeserializable
+    // (skipped: not UTF-8), 20 good.
+    let mut records = Vec::new();
+    for (value, n) in [("late", 10), ("dup", 4), ("bad", 3), ("ok", 20)] {
+        for i in 0..n {
+            records.push(TestRecord::kv(format!("{value}{i}"), value));
+        }
+    }
+    for i in 0..2 {
+        records.push(TestRecord::kv(format!("raw{i}"), [0xff, 0xfe]));
+    }
+    produce(&bs, &input, &records).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let config = kstreams::StreamsConfig::builder(&app, &bs)
+        .set("state.dir", &state.path().display().to_string())
+        .set("metrics.listen", "127.0.0.1:0")
+        .set(
+            "processing.exception.handler",
+            &format!("dead_letter:{dlq}"),
+        )
+        .set("session.timeout.ms", "6000")
+        .build()
+        .unwrap();
+    let mut streams = kstreams::KafkaStreams::new(t, config).unwrap();
+    streams.start().unwrap();
+    let addr = streams.http_address().expect("listening").to_string();
+    let mut text = String::new();
+    wait_until(Duration::from_secs(90), "every record counted", || {
+        text = scrape(&addr);
+        metric_sum(&text, "kstreams_task_records_processed_total", &[])
+            == Some(records.len() as f64)
+    });
+    let count = |name: &str, filters: &[(&str, &str)]| metric_sum(&text, name, filters);
+    assert_eq!(
+        count("kstreams_task_records_late_total", &[]),
+        Some(10.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("kstreams_task_records_dropped_total", &[("reason", "late")]),
+        Some(10.0)
+    );
+    assert_eq!(
+        count(
+            "kstreams_task_records_dropped_total",
+            &[("reason", "duplicate")]
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        count("kstreams_task_dead_letter_records_total", &[]),
+        Some(3.0)
+    );
+    assert_eq!(count("kstreams_task_records_skipped_total", &[]), Some(2.0));
+    assert_eq!(count("kstreams_tasks", &[]), Some(2.0));
+    // The same figures through the API.
+    let m = streams.metrics();
+    assert_eq!(m.records_processed, records.len() as u64);
+    assert_eq!(m.records_late, 10);
+    assert_eq!(m.records_dropped, 14);
+    assert_eq!(m.records_dead_lettered, 3);
+    assert_eq!(m.restore_remaining, 0);
+    assert!(m.rebalances >= 1);
+    assert_eq!(m, streams.metrics_handle().snapshot());
+    streams.close().unwrap();
+    assert!(
+        http_get(&addr, "/metrics").is_none(),
+        "the listener stops with the application"
+    );
+    let dead = kstreams_testkit::read_to_end(&bs, &dlq, kstreams_testkit::Isolation::ReadCommitted)
+        .unwrap();
+    assert_eq!(dead.len(), 3);
+}
