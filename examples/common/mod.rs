@@ -108,7 +108,7 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| BarAwareStderr);
     let _ = if json_logs_requested() {
         builder
             .json()
@@ -118,6 +118,27 @@ pub fn init_logging() {
     } else {
         builder.try_init()
     };
+}
+
+/// The progress bar, once drawn: log lines are written around it.
+static PROGRESS_BAR: std::sync::OnceLock<indicatif::ProgressBar> = std::sync::OnceLock::new();
+
+/// stderr for log lines: while a progress bar is drawn, each line is
+/// written with the bar hidden, so the bar never overwrites a log line.
+struct BarAwareStderr;
+
+impl std::io::Write for BarAwareStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The fmt layer writes one whole event per call.
+        match PROGRESS_BAR.get() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// A live progress bar on stderr while the job restores state or works
@@ -138,7 +159,9 @@ pub fn spawn_progress(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> ");
-        let bar = indicatif::ProgressBar::new(0).with_style(style);
+        let bar = PROGRESS_BAR
+            .get_or_init(|| indicatif::ProgressBar::new(0).with_style(style))
+            .clone();
         while !done.load(Ordering::SeqCst) {
             let m = metrics.snapshot();
             if m.restore_remaining > 0 {
@@ -146,6 +169,11 @@ pub fn spawn_progress(
                 bar.set_length(m.records_restored + m.restore_remaining);
                 bar.set_position(m.records_restored);
                 bar.set_message("changelog records");
+            } else if m.records_processed + m.consumer_lag == 0 {
+                bar.set_prefix("starting");
+                bar.set_length(1);
+                bar.set_position(0);
+                bar.set_message("joining the group");
             } else {
                 bar.set_prefix("working");
                 bar.set_length(m.records_processed + m.consumer_lag);
