@@ -20,10 +20,10 @@
 //! a *secondary* instance (RocksDB's read-only follower of a live database,
 //! caught up with the primary before each query), never the task's write
 //! set, so they never see uncommitted values and never take a lock on the
-//! stream thread. A secondary survives the task's own database being
-//! closed and reopened across rebalances; a task that is not active here
-//! (suspended during a rebalance, or moved away) is not answered from its
-//! stale local copy.
+//! stream thread. The secondary of a task stays open while the task stays
+//! here (suspended and resumed across rebalances); a task created anew gets
+//! a new one. A task that is not active here (suspended during a
+//! rebalance, or moved away) is not answered from its stale local copy.
 //!
 //! **Where a key lives.** The key's task is `<sub-topology>_<p>` with `p` =
 //! murmur2(serialized key) mod the sub-topology's task count, which is how

@@ -217,6 +217,12 @@ impl KafkaStreams {
             .unwrap_or(-1);
         assignment::create_internal_topics(&base, &plan, &existing, rf, Duration::from_secs(30))?;
         self.plan = Some(plan.clone());
+        if self.config.metrics_listen.is_none() && !self.queryable.is_empty() {
+            tracing::warn!(
+                stores = ?self.queryable.keys().collect::<Vec<_>>(),
+                "queryable stores are registered but metrics.listen is not set; set it to serve queries over HTTP"
+            );
+        }
         if let Some(addr) = self.config.metrics_listen {
             let queries = interactive_queries::InteractiveQueries::new(
                 self.config.application_id.clone(),
