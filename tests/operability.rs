@@ -326,7 +326,13 @@ fn interactive_queries_answer_committed_counts_during_and_after_a_run() {
     let final_count = first_counts[word] + second_counts[word];
     let mut seen = vec![first_counts[word]];
     let total = (first.len() + second.len()) as i64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while committed_total(&bs, &app, &input) < total {
+        assert!(
+            std::time::Instant::now() < deadline && job.is_running(),
+            "the second batch was not committed in time:\n{}",
+            job.log_tail(20)
+        );
         if let Some(r) = http_get(&addr, &format!("/stores/counts/{word}")) {
             assert_eq!(r.status, 200, "{}", r.body);
             let n = r.json()["value"].as_u64().unwrap();
