@@ -18,7 +18,9 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use kstreams_runtime::{Processor, Result, SerdeRef, StoreBuilder, StreamsError, Topology};
+use kstreams_runtime::{
+    ErrorPolicy, Processor, Result, SerdeRef, StoreBuilder, StreamsError, Topology,
+};
 
 use crate::KStream;
 
@@ -218,6 +220,13 @@ impl StreamsBuilder {
             self.state.borrow_mut().sources += 1;
         }
         ok
+    }
+
+    /// Applies a source's own deserialization policy, if it has one.
+    pub(crate) fn set_source_policy(&self, source: &str, policy: Option<ErrorPolicy>) {
+        if let Some(p) = policy {
+            self.with_topology(|t| t.set_deserialization_policy(source, p).map(|_| ()));
+        }
     }
 
     /// Routes `stream` through the internal topic `<name>-repartition`

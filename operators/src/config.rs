@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use kstreams_runtime::SerdeRef;
+use kstreams_runtime::{ErrorPolicy, SerdeRef};
 
 /// How a source topic is read: key and value serdes, and an optional name
 /// for the source node.
@@ -29,6 +29,7 @@ pub struct Consumed<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) name: Option<String>,
+    pub(crate) deserialization_policy: Option<ErrorPolicy>,
 }
 
 impl<K, V> Consumed<K, V> {
@@ -42,7 +43,27 @@ impl<K, V> Consumed<K, V> {
             key_serde,
             value_serde,
             name: None,
+            deserialization_policy: None,
         }
+    }
+    /// How records of this source that cannot be deserialized are handled,
+    /// overriding the application's `default.deserialization.exception.handler`
+    /// for this topic: `LogAndContinue`, `LogAndFail` or `DeadLetter(topic)`.
+    ///
+    /// ```
+    /// use kstreams_operators::{Consumed, Produced, StreamsBuilder};
+    /// use kstreams_runtime::{ErrorPolicy, Serdes, TopologyTestDriver};
+    /// let b = StreamsBuilder::new();
+    /// b.stream("in", Consumed::with(Serdes::string(), Serdes::u64_text())
+    ///         .with_deserialization_policy(ErrorPolicy::DeadLetter("in-dlq".into())))
+    ///     .to("out", Produced::default());
+    /// let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    /// d.pipe_str("in", Some("a"), "not a number", 0).unwrap();
+    /// assert_eq!(d.read_output("in-dlq")[0].value_str(), Some("not a number"));
+    /// ```
+    pub fn with_deserialization_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.deserialization_policy = Some(policy);
+        self
     }
     /// Names the source node (default `KSTREAM-SOURCE-<n>`).
     ///

@@ -36,6 +36,7 @@ impl StreamsBuilder {
             consumed.key_serde.clone(),
             consumed.value_serde.clone(),
         );
+        self.set_source_policy(&name, consumed.deserialization_policy);
         KStream {
             builder: self.clone(),
             node: name,
@@ -73,6 +74,39 @@ mod tests {
         d.pipe_str("in", Some("c"), "3", 0).unwrap();
         assert_eq!(kv(&d.read_output("out")), pairs(&[("a", "1"), ("c", "3")]));
         assert_eq!(d.skipped_records(), 2);
+    }
+
+    #[test]
+    fn a_source_policy_overrides_the_global_one_for_its_topic_only() {
+        use kstreams_runtime::{ErrorPolicy, TopologyTestDriver, dlq_headers};
+        let b = StreamsBuilder::new();
+        b.stream(
+            "strict",
+            Consumed::with(Serdes::string(), Serdes::u64_text()),
+        )
+        .to("out", Produced::default());
+        b.stream(
+            "lenient",
+            Consumed::with(Serdes::string(), Serdes::u64_text())
+                .with_deserialization_policy(ErrorPolicy::DeadLetter("lenient-dlq".into())),
+        )
+        .to("out2", Produced::default());
+        let mut d = TopologyTestDriver::builder(b.build().unwrap())
+            .deserialization_policy(ErrorPolicy::LogAndFail)
+            .build()
+            .unwrap();
+        d.pipe_str("lenient", Some("a"), "x", 0).unwrap();
+        d.pipe_str("lenient", Some("b"), "2", 0).unwrap();
+        let dead = d.read_output("lenient-dlq");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].value_str(), Some("x"));
+        assert_eq!(
+            dead[0].headers.get(dlq_headers::TOPIC),
+            Some(&b"lenient"[..])
+        );
+        assert_eq!(kv(&d.read_output("out2")), pairs(&[("b", "2")]));
+        let err = d.pipe_str("strict", Some("c"), "y", 0).unwrap_err();
+        assert!(err.to_string().contains("strict-0 offset 0"), "{err}");
     }
 
     #[test]

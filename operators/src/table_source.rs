@@ -153,6 +153,7 @@ impl StreamsBuilder {
         ) {
             return table;
         }
+        self.set_source_policy(&source, consumed.deserialization_policy.clone());
         let sn = store_name.clone();
         let added = self.add_processor::<K, Option<V>, K, Option<V>, _, _>(
             &node,

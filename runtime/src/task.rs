@@ -57,6 +57,8 @@ pub(crate) struct StreamTask {
     /// Next offset to read, per input partition, as of the last commit.
     committed: BTreeMap<(String, i32), i64>,
     deserialization_policy: ErrorPolicy,
+    /// Per-topic overrides of `deserialization_policy` (set per source).
+    source_policies: HashMap<String, ErrorPolicy>,
     processing_policy: ErrorPolicy,
     production_policy: ErrorPolicy,
     /// Whether any policy dead-letters, so a record's headers are kept.
@@ -132,6 +134,7 @@ impl StreamTask {
         // Build leaves first, so every node gets its built children.
         let mut inputs: HashMap<usize, Box<dyn Fn() -> Box<dyn std::any::Any>>> = HashMap::new();
         let mut sources = HashMap::new();
+        let mut source_policies: HashMap<String, ErrorPolicy> = HashMap::new();
         let mut lifecycles = BTreeMap::new();
         for &idx in subtopology.nodes.iter().rev() {
             let def = &topology.nodes[idx];
@@ -169,6 +172,9 @@ impl StreamTask {
             if let (Some(src), NodeKind::Source { topics }) = (built.source, &def.kind) {
                 for t in topics {
                     sources.insert(t.resolve(&application_id), src.clone());
+                    if let Some(p) = topology.deserialization_policy(&def.name) {
+                        source_policies.insert(t.resolve(&application_id), p.clone());
+                    }
                 }
             }
         }
@@ -177,7 +183,8 @@ impl StreamTask {
             &processing_policy,
             &production_policy,
         ]
-        .iter()
+        .into_iter()
+        .chain(source_policies.values())
         .any(|p| matches!(p, ErrorPolicy::DeadLetter(_)));
         Ok(StreamTask {
             id: task_id,
@@ -189,6 +196,7 @@ impl StreamTask {
             consumed: BTreeMap::new(),
             committed: BTreeMap::new(),
             deserialization_policy,
+            source_policies,
             processing_policy,
             dead_letters,
             production_policy,
@@ -300,7 +308,9 @@ impl StreamTask {
             // producer refused, or anything else an operator reported.
             let (policy, counter, handler) = match e {
                 StreamsError::Deserialization { .. } => (
-                    &self.deserialization_policy,
+                    self.source_policies
+                        .get(topic)
+                        .unwrap_or(&self.deserialization_policy),
                     &self.shared.metrics.skipped_deserialization,
                     "default.deserialization.exception.handler",
                 ),

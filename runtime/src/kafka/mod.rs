@@ -198,12 +198,15 @@ impl KafkaStreams {
         let base = self.base_client();
         let existing = assignment::fetch_partition_counts(&base, self.config.startup_timeout)?;
         let plan = assignment::plan(&topology, &self.config.application_id, &existing)?;
-        let missing_dlq: Vec<String> = self
+        let mut missing_dlq: Vec<String> = self
             .config
             .dead_letter_topics()
             .into_iter()
+            .chain(topology.dead_letter_topics())
             .filter(|t| !existing.contains_key(t))
             .collect();
+        missing_dlq.sort();
+        missing_dlq.dedup();
         if !missing_dlq.is_empty() {
             return Err(StreamsError::Config(format!(
                 "dead-letter topic(s) {missing_dlq:?} do not exist; create them before starting the application"

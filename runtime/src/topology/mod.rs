@@ -22,6 +22,7 @@ use std::sync::Arc;
 pub use describe::{NodeDescription, SubtopologyDescription, TopologyDescription};
 use nodes::{NodeFactory, ProcessorFactory, SinkFactory, SourceFactory};
 
+use crate::ErrorPolicy;
 use crate::error::{Result, StreamsError};
 use crate::processor::Processor;
 use crate::serde::SerdeRef;
@@ -113,6 +114,9 @@ pub struct Topology {
     pub(crate) stores: Vec<StoreDef>,
     names: HashMap<String, usize>,
     repartition_partitions: HashMap<String, usize>,
+    /// Per-source deserialization policies (by source node name), which
+    /// override `default.deserialization.exception.handler`.
+    source_policies: HashMap<String, ErrorPolicy>,
 }
 
 fn type_of<K: 'static, V: 'static>() -> (TypeId, &'static str) {
@@ -127,6 +131,68 @@ impl Topology {
     /// ```
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets how records of the source node `source` that cannot be
+    /// deserialized are handled, overriding the application's
+    /// `default.deserialization.exception.handler` for its topics.
+    ///
+    /// ```
+    /// use kstreams_runtime::{ErrorPolicy, Serdes, Topology};
+    /// let mut t = Topology::new();
+    /// t.add_source("numbers", &["in"], Serdes::string(), Serdes::u64_text()).unwrap();
+    /// t.set_deserialization_policy("numbers", ErrorPolicy::DeadLetter("in-dlq".into())).unwrap();
+    /// assert_eq!(t.dead_letter_topics(), vec!["in-dlq".to_string()]);
+    /// let err = t.set_deserialization_policy("nope", ErrorPolicy::LogAndFail).unwrap_err();
+    /// assert!(err.to_string().contains("no source node 'nope'"));
+    /// ```
+    pub fn set_deserialization_policy(
+        &mut self,
+        source: &str,
+        policy: ErrorPolicy,
+    ) -> Result<&mut Self> {
+        match self.names.get(source).map(|&i| &self.nodes[i].kind) {
+            Some(NodeKind::Source { .. }) => {
+                self.source_policies.insert(source.to_string(), policy);
+                Ok(self)
+            }
+            _ => Err(StreamsError::Topology(format!(
+                "no source node '{source}' to set a deserialization policy on"
+            ))),
+        }
+    }
+
+    /// The per-source deserialization policy of the source node `source`,
+    /// if one was set.
+    ///
+    /// ```
+    /// # use kstreams_runtime::{ErrorPolicy, Serdes, Topology};
+    /// let mut t = Topology::new();
+    /// t.add_source("s", &["in"], Serdes::string(), Serdes::string()).unwrap();
+    /// assert_eq!(t.deserialization_policy("s"), None);
+    /// ```
+    pub fn deserialization_policy(&self, source: &str) -> Option<&ErrorPolicy> {
+        self.source_policies.get(source)
+    }
+
+    /// The dead-letter topics named by per-source policies (they must exist
+    /// when the application starts).
+    ///
+    /// ```
+    /// assert!(kstreams_runtime::Topology::new().dead_letter_topics().is_empty());
+    /// ```
+    pub fn dead_letter_topics(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .source_policies
+            .values()
+            .filter_map(|p| match p {
+                ErrorPolicy::DeadLetter(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     fn check_new_name(&self, name: &str) -> Result<()> {
