@@ -86,6 +86,7 @@ pub fn run(a: CeilingArgs) -> Result<(), String> {
     let interval = Duration::from_millis(a.commit_interval_ms);
     let mut next: HashMap<i32, i64> = HashMap::new();
     let mut last_commit = Instant::now();
+    let mut stats = CommitStats::default();
     producer
         .begin_transaction()
         .map_err(|e| format!("begin_transaction: {e}"))?;
@@ -117,14 +118,32 @@ pub fn run(a: CeilingArgs) -> Result<(), String> {
         }
         producer.poll(Duration::ZERO);
         if last_commit.elapsed() >= interval {
-            commit(&consumer, &producer, &a.input_topic, &mut next)?;
+            commit(&consumer, &producer, &a.input_topic, &mut next, &mut stats)?;
             last_commit = Instant::now();
         }
     }
-    commit(&consumer, &producer, &a.input_topic, &mut next)?;
+    commit(&consumer, &producer, &a.input_topic, &mut next, &mut stats)?;
+    let n = stats.commits.max(1) as f64;
+    eprintln!(
+        "ceiling: {} commits; mean send_offsets_to_transaction {:.1} ms, commit_transaction {:.1} ms, begin_transaction {:.2} ms",
+        stats.commits,
+        stats.send_offsets.as_secs_f64() * 1e3 / n,
+        stats.commit.as_secs_f64() * 1e3 / n,
+        stats.begin.as_secs_f64() * 1e3 / n
+    );
     producer
         .commit_transaction(t)
         .map_err(|e| format!("commit_transaction: {e}"))
+}
+
+/// Time spent in the transactional calls (reported on exit, to compare
+/// with the jobs' commit times).
+#[derive(Default)]
+struct CommitStats {
+    commits: u64,
+    send_offsets: Duration,
+    commit: Duration,
+    begin: Duration,
 }
 
 /// Commits the open transaction with the consumed offsets and opens the next.
@@ -133,8 +152,10 @@ fn commit(
     producer: &BaseProducer,
     topic: &str,
     next: &mut HashMap<i32, i64>,
+    stats: &mut CommitStats,
 ) -> Result<(), String> {
     let t = Duration::from_secs(30);
+    let started = Instant::now();
     if !next.is_empty() {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in next.drain() {
@@ -148,10 +169,17 @@ fn commit(
             .send_offsets_to_transaction(&tpl, &meta, t)
             .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
     }
+    let offsets_done = Instant::now();
     producer
         .commit_transaction(t)
         .map_err(|e| format!("commit_transaction: {e}"))?;
+    let commit_done = Instant::now();
     producer
         .begin_transaction()
-        .map_err(|e| format!("begin_transaction: {e}"))
+        .map_err(|e| format!("begin_transaction: {e}"))?;
+    stats.commits += 1;
+    stats.send_offsets += offsets_done - started;
+    stats.commit += commit_done - offsets_done;
+    stats.begin += commit_done.elapsed();
+    Ok(())
 }

@@ -209,7 +209,7 @@ impl Loader {
             match self.producer.send(rec) {
                 Ok(()) => {
                     self.sent += 1;
-                    if self.sent % 10_000 == 0 {
+                    if self.sent.is_multiple_of(10_000) {
                         self.producer.poll(Duration::ZERO);
                     }
                     return Ok(());

@@ -185,6 +185,7 @@ struct Ctx {
 
 impl Ctx {
     /// The command line of a job.
+    #[allow(clippy::too_many_arguments)]
     fn argv(
         &self,
         system: System,
@@ -614,7 +615,7 @@ fn latency_case(ctx: &Ctx, system: System, rate: u64) -> Result<Latency, String>
     // The paced input, generated up front.
     let n = rate * ctx.args.latency_seconds;
     let vocab = Vocabulary::new(ctx.args.vocabulary);
-    let mut rng = Rng(0x1a7e_0c1_u64);
+    let mut rng = Rng(0x1a7e_0c1a_u64);
     let mut expected = HashMap::new();
     let lines: Vec<String> = (0..n)
         .map(|_| vocab.line(&mut rng, &mut expected))
