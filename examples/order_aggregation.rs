@@ -8,6 +8,11 @@
 //! ```
 //! Output: key = customer id, value = `{"customer_id":..,"orders":..,"total_cents":..}`.
 //!
+//! With `--per-minute`, also `<output-topic>-per-minute` (must exist): key =
+//! customer id, value = `{"customer_id","window_start","window_end","orders","revenue_cents"}`,
+//! one final result per customer and 1-minute window (10 s grace), by
+//! record timestamp.
+//!
 //! Bad orders (not UTF-8, invalid JSON, a wrong field type, a missing field,
 //! no key or no value, larger than 64 KiB) go to the dead-letter topic
 //! `<output-topic>-dlq` (or `--dlq-topic`) with their original bytes and
@@ -33,6 +38,11 @@ struct Cli {
     /// Dead-letter topic for bad orders (default: <output-topic>-dlq; must exist).
     #[arg(long)]
     dlq_topic: Option<String>,
+    /// Also write each customer's final revenue per minute (1-minute
+    /// tumbling windows, 10 s grace, one result per window) to
+    /// `<output-topic>-per-minute` (must exist).
+    #[arg(long)]
+    per_minute: bool,
 }
 
 fn main() -> ExitCode {
@@ -51,9 +61,11 @@ fn main() -> ExitCode {
             cli.common.config.push(format!("{prefix}dead_letter:{dlq}"));
         }
     }
-    let topology = match kstreams::apps::order_aggregation::topology(
+    let per_minute_topic = format!("{}-per-minute", cli.common.output_topic);
+    let topology = match kstreams::apps::order_aggregation::topology_with_per_minute(
         &cli.common.input_topic,
         &cli.common.output_topic,
+        cli.per_minute.then_some(per_minute_topic.as_str()),
         Duration::from_millis(cli.dedupe_ttl_ms),
     ) {
         Ok(t) => t,

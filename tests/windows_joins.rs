@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kstreams::operators::{
     Consumed, Grouped, JoinWindows, Joined, KTable, Materialized, Produced, SessionWindows,
-    SlidingWindows, StreamsBuilder, Suppressed, TimeWindows, Windowed,
+    SlidingWindows, StreamJoined, StreamsBuilder, Suppressed, TimeWindows, Windowed,
 };
 use kstreams::runtime::{Serdes, Topology, TopologyTestDriver};
 
@@ -424,7 +424,7 @@ fn session_windows_merge_out_of_order_records_and_drop_late_ones() {
         })
         .to("final", Produced::with(Serdes::string(), Serdes::string()));
     let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
-    let mut pipe = |d: &mut TopologyTestDriver, k: &str, ts: i64| {
+    let pipe = |d: &mut TopologyTestDriver, k: &str, ts: i64| {
         d.pipe_str("clicks", Some(k), "x", ts).unwrap()
     };
     pipe(&mut d, "a", 0);
@@ -555,5 +555,134 @@ fn table_table_inner_left_and_outer_joins_with_tombstones() {
     }
 }
 
+fn views_clicks(kind: &str) -> Topology {
+    let b = StreamsBuilder::new();
+    let views = b.stream("views", Consumed::with(Serdes::string(), Serdes::string()));
+    let clicks = b.stream("clicks", Consumed::with(Serdes::string(), Serdes::string()));
+    let w = JoinWindows::of_time_difference_and_grace(ms(10), ms(5));
+    let opt = |s: Option<&String>| s.cloned().unwrap_or_else(|| "None".into());
+    let joined = match kind {
+        "inner" => views.join_stream(
+            &clicks,
+            |v: &String, c: &String| format!("{v}+{c}"),
+            w,
+            StreamJoined::default(),
+        ),
+        "left" => views.left_join_stream(
+            &clicks,
+            move |v: &String, c: Option<&String>| format!("{v}+{}", opt(c)),
+            w,
+            StreamJoined::default(),
+        ),
+        _ => views.outer_join_stream(
+            &clicks,
+            move |v: Option<&String>, c: Option<&String>| format!("{}+{}", opt(v), opt(c)),
+            w,
+            StreamJoined::default(),
+        ),
+    };
+    joined.to("joined", Produced::with(Serdes::string(), Serdes::string()));
+    b.build().unwrap()
+}
+
+#[test]
+fn stream_stream_inner_left_and_outer_joins_with_grace() {
+    let cases: [(&str, &[&str]); 3] = [
+        ("inner", &["v1+c1", "v2+c1"]),
+        ("left", &["v1+c1", "v2+c1", "v3+None", "v4+None"]),
+        (
+            "outer",
+            &["v1+c1", "v2+c1", "None+c2", "None+c3", "v3+None", "v4+None"],
+        ),
+    ];
+    for (kind, expected) in cases {
+        let t = views_clicks(kind);
+        assert_eq!(
+            t.subtopologies().len(),
+            1,
+            "both inputs in one sub-topology"
+        );
+        let mut d = TopologyTestDriver::new(t).unwrap();
+        let steps = [
+            ("views", "a", "v1", 100),
+            ("clicks", "a", "c1", 105),  // joins v1
+            ("clicks", "b", "c2", 108),  // no view of b near it
+            ("views", "a", "v2", 95),    // out of order, within grace: joins c1
+            ("views", "b", "v3", 130),   // too far from c2
+            ("clicks", "a", "c3", 131),  // too far from v1, v2
+            ("views", "a", "v4", 150),   // c2 can no longer be joined: emitted alone
+            ("views", "a", "late", 120), // 120 + 10 + 5 < 150: late
+            ("clicks", "z", "end", 200), // closes everything else
+        ];
+        for (topic, k, v, ts) in steps {
+            d.pipe_str(topic, Some(k), v, ts).unwrap();
+        }
+        assert_eq!(values(&mut d, "joined"), expected, "{kind} join");
+        assert_eq!(late(&d), 1, "{kind} join");
+    }
+}
+
+#[test]
+fn stream_stream_join_buffers_stay_bounded() {
+    let mut d = TopologyTestDriver::builder(views_clicks("outer"))
+        .commit_every(20)
+        .build()
+        .unwrap();
+    for i in 0..5_000i64 {
+        let topic = if i % 2 == 0 { "views" } else { "clicks" };
+        d.pipe_str(topic, Some(&format!("k{}", i % 7)), "x", i * 3)
+            .unwrap();
+    }
+    // Retention 26 ms, segments of 13 ms; records every 3 ms: a few dozen
+    // entries per store at most.
+    for store in [
+        "KSTREAM-JOIN-0000000002-this-store",
+        "KSTREAM-JOIN-0000000002-other-store",
+    ] {
+        let n = d
+            .window_store::<String, Vec<String>>(store)
+            .map(|s| s.stored_entries().unwrap())
+            .unwrap_or_else(|e| panic!("{store}: {e}"));
+        assert!(n <= 30, "{store}: {n} entries");
+    }
+}
+
+#[test]
+fn sliding_windows_with_out_of_order_and_late_records() {
+    let b = StreamsBuilder::new();
+    let counts = b
+        .stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::default())
+        .windowed_by(SlidingWindows::with_time_difference_and_grace(
+            ms(10),
+            ms(20),
+        ))
+        .count(Materialized::as_("sliding"));
+    changes_to_text(counts, "out");
+    let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    for ts in [10, 15, 30, 12, 60, 35] {
+        d.pipe_str("clicks", Some("a"), "x", ts).unwrap();
+    }
+    assert_eq!(
+        values(&mut d, "out"),
+        [
+            "a@[0,10]=1",
+            // 15: its left window, and the right window of 10 now holds 15.
+            "a@[5,15]=2",
+            "a@[11,21]=1",
+            "a@[20,30]=1",
+            // 12, out of order: every window holding 12 changes, and 12's
+            // right window appears (15 is in it).
+            "a@[2,12]=2",
+            "a@[5,15]=3",
+            "a@[11,21]=2",
+            "a@[13,23]=1",
+            "a@[50,60]=1",
+        ]
+    );
+    // 35 + grace 20 < stream time 60: late.
+    assert_eq!(late(&d), 1);
+}
+
 #[allow(dead_code)]
-fn _types_in_scope(_: SlidingWindows, _: JoinWindows) {}
+fn _unused() {}

@@ -56,7 +56,8 @@
 //!   [`SlidingWindows`], [`JoinWindows`]), `windowed_by.rs`,
 //!   `time_window_aggregate.rs`, `suppress.rs`, `table_source.rs`
 //!   ([`StreamsBuilder::table`]), `stream_table_join.rs`,
-//!   `session_window_aggregate.rs`, `table_table_join.rs`.
+//!   `session_window_aggregate.rs`, `table_table_join.rs`,
+//!   `stream_stream_join.rs` ([`StreamJoined`]), `sliding_window_aggregate.rs`.
 //! - `record_cache.rs`: the write-coalescing cache of aggregations.
 //!
 //! ## Errors
@@ -87,9 +88,11 @@ mod reduce;
 mod repartition;
 mod select_key;
 mod session_window_aggregate;
+mod sliding_window_aggregate;
 mod sink;
 mod source;
 mod split;
+mod stream_stream_join;
 mod stream_table_join;
 mod suppress;
 mod table_filter;
@@ -109,6 +112,7 @@ pub use group_by::KGroupedStream;
 pub use kstream::KStream;
 pub use ktable::KTable;
 pub use split::BranchedKStream;
+pub use stream_stream_join::StreamJoined;
 pub use stream_table_join::Joined;
 pub use suppress::Suppressed;
 pub use windowed_by::{

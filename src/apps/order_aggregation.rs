@@ -32,14 +32,20 @@
 //! Timestamps: records keep their Kafka timestamps; the dedupe TTL runs on
 //! stream time (the largest input timestamp seen). The order's own `ts` is
 //! carried as data.
+//!
+//! Optionally ([`topology_with_per_minute`]), each customer's final revenue
+//! per 1-minute window (10 s grace, exactly one result per window) goes to a
+//! second output: see [`per_minute`].
 
 use std::time::Duration;
 
 use kstreams_operators::{
-    Consumed, Deduplicated, Grouped, Materialized, Named, Produced, StreamsBuilder,
+    Consumed, Deduplicated, Grouped, Materialized, Named, Produced, Repartitioned, StreamsBuilder,
 };
 use kstreams_runtime::{Processor, ProcessorContext, Record, Result, Serdes, Topology};
 use serde::{Deserialize, Serialize};
+
+pub mod per_minute;
 
 /// How long an order id is remembered by default: 1 hour of stream time.
 ///
@@ -161,7 +167,7 @@ pub fn parse_order(bytes: &[u8]) -> std::result::Result<Order, String> {
 /// let dlq = d.read_output("orders-dlq");
 /// assert_eq!(dlq[0].value_str(), Some("not json"));
 /// let why = String::from_utf8_lossy(dlq[0].headers.get(dlq_headers::EXCEPTION).unwrap());
-/// assert!(why.contains("invalid order JSON"), "{why}");
+/// assert!(why.contains("malformed order: an order must be a JSON object"), "{why}");
 /// ```
 pub struct ParseOrders;
 
@@ -196,8 +202,26 @@ impl Processor<Vec<u8>, Vec<u8>, String, Order> for ParseOrders {
 /// assert_eq!(out[0].value_str(), Some(r#"{"customer_id":"c1","orders":1,"total_cents":500}"#));
 /// ```
 pub fn topology(input_topic: &str, output_topic: &str, dedupe_ttl: Duration) -> Result<Topology> {
+    topology_with_per_minute(input_topic, output_topic, None, dedupe_ttl)
+}
+
+/// [`topology`], plus (if `per_minute_topic` is given) each customer's
+/// final revenue per minute written there (see [`per_minute`]). The orders
+/// then go through the repartition topic once and feed both aggregations.
+///
+/// ```
+/// use kstreams::apps::order_aggregation::{topology_with_per_minute, DEFAULT_DEDUPE_TTL};
+/// let t = topology_with_per_minute("orders", "totals", Some("totals-per-minute"), DEFAULT_DEDUPE_TTL).unwrap();
+/// assert!(t.describe().to_string().contains("(topic: totals-per-minute)"));
+/// ```
+pub fn topology_with_per_minute(
+    input_topic: &str,
+    output_topic: &str,
+    per_minute_topic: Option<&str>,
+    dedupe_ttl: Duration,
+) -> Result<Topology> {
     let builder = StreamsBuilder::new();
-    builder
+    let orders = builder
         .stream(
             input_topic,
             Consumed::with(Serdes::bytes(), Serdes::bytes()),
@@ -207,11 +231,25 @@ pub fn topology(input_topic: &str, output_topic: &str, dedupe_ttl: Duration) -> 
             |order_id: &String, _| order_id.clone(),
             Deduplicated::with(SEEN_ORDERS_STORE, Serdes::string(), dedupe_ttl)
                 .with_name("dedupe-orders"),
-        )
-        .group_by(
+        );
+    let grouped = Grouped::with(Serdes::string(), Serdes::json::<Order>());
+    let by_customer = match per_minute_topic {
+        None => orders.group_by(
             |_, order: &Order| order.customer_id.clone(),
-            Grouped::with(Serdes::string(), Serdes::json::<Order>()).named(BY_CUSTOMER),
-        )
+            grouped.named(BY_CUSTOMER),
+        ),
+        // Two aggregations: re-key and repartition once, explicitly.
+        Some(_) => orders
+            .select_key(|_, order: &Order| order.customer_id.clone())
+            .repartition(
+                Repartitioned::with(Serdes::string(), Serdes::json::<Order>()).named(BY_CUSTOMER),
+            )
+            .group_by_key(grouped),
+    };
+    if let Some(topic) = per_minute_topic {
+        per_minute::add(&by_customer, topic);
+    }
+    by_customer
         .aggregate(
             CustomerTotal::default,
             |customer: &String, order: Order, total: CustomerTotal| CustomerTotal {
