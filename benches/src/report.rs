@@ -282,7 +282,7 @@ impl Report {
             }
             s.push_str(
                 "\n### Ratios (same run; per round, median over rounds)\n\n\
-                 | ratio | throughput | steady throughput | peak RSS | per-round throughput |\n|---|---|---|---|---|\n",
+                 | ratio | throughput | steady throughput | peak RSS | CPU seconds | per-round throughput |\n|---|---|---|---|---|---|\n",
             );
             for (a, b) in [
                 ("kstreams-wc-eos", "ceiling-wc"),
@@ -299,12 +299,14 @@ impl Report {
                 }
                 let (steady, _) = self.ratio(a, b, Throughput::steady_rate);
                 let (rss, _) = self.ratio(a, b, |t| t.rss_mib);
+                let (cpu, _) = self.ratio(a, b, |t| t.cpu_secs);
                 let _ = writeln!(
                     s,
-                    "| {a} ÷ {b} | {} | {} | {} | {} |",
+                    "| {a} ÷ {b} | {} | {} | {} | {} | {} |",
                     f2(r),
                     f2(steady),
                     f2(rss),
+                    f2(cpu),
                     per.iter()
                         .map(|x| format!("{x:.2}"))
                         .collect::<Vec<_>>()
