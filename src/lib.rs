@@ -33,8 +33,9 @@ pub use kstreams_operators as operators;
 pub use kstreams_runtime as runtime;
 
 pub use kstreams_operators::{
-    Branched, BranchedKStream, Consumed, Deduplicated, Grouped, KGroupedStream, KStream, KTable,
-    Materialized, Named, Produced, Repartitioned, StreamsBuilder,
+    Branched, BranchedKStream, Consumed, Deduplicated, Grouped, JoinWindows, Joined,
+    KGroupedStream, KStream, KTable, Materialized, Named, Produced, Repartitioned, SessionWindows,
+    SlidingWindows, StreamJoined, StreamsBuilder, Suppressed, TimeWindows, Windowed,
 };
 pub use kstreams_runtime::{
     DeserializationErrorPolicy, ErrorPolicy, Headers, KafkaStreams, KeyValueStore, Processor,
@@ -52,8 +53,9 @@ pub use kstreams_runtime::{
 /// ```
 pub mod prelude {
     pub use kstreams_operators::{
-        Branched, Consumed, Deduplicated, Grouped, KGroupedStream, KStream, KTable, Materialized,
-        Named, Produced, Repartitioned, StreamsBuilder,
+        Branched, Consumed, Deduplicated, Grouped, JoinWindows, Joined, KGroupedStream, KStream,
+        KTable, Materialized, Named, Produced, Repartitioned, SessionWindows, SlidingWindows,
+        StreamJoined, StreamsBuilder, Suppressed, TimeWindows, Windowed,
     };
     pub use kstreams_runtime::{
         KafkaStreams, KeyValueStore, Processor, ProcessorContext, PunctuationType, Record, Result,

@@ -345,7 +345,9 @@ fn per_minute_revenue_is_exact_and_each_window_emitted_once_despite_sigkill() {
     // record at another offset.
     std::thread::sleep(Duration::from_secs(3));
     accumulate(&bs, &per_minute, &mut acc);
-    let mut got: BTreeMap<(String, i64), Vec<(u64, i64, i64)>> = BTreeMap::new();
+    // (customer, window start) -> every emission: (orders, revenue, window end)
+    type Emitted = BTreeMap<(String, i64), Vec<(u64, i64, i64)>>;
+    let mut got = Emitted::new();
     for r in acc.values() {
         let m: CustomerMinute =
             serde_json::from_str(&r.value_str().unwrap_or_default()).expect("per-minute JSON");

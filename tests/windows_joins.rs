@@ -465,6 +465,32 @@ fn session_windows_merge_out_of_order_records_and_drop_late_ones() {
     );
 }
 
+#[test]
+fn a_closed_session_is_final_even_while_retained() {
+    let b = StreamsBuilder::new();
+    b.stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::default())
+        .windowed_by(SessionWindows::with_inactivity_gap_no_grace(ms(10)))
+        .count(Materialized::as_("sessions").with_retention(Duration::from_secs(60)));
+    let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    for (k, ts) in [("a", 0), ("b", 20), ("a", 10)] {
+        d.pipe_str("clicks", Some(k), "x", ts).unwrap();
+    }
+    // [0,0] closed at stream time 20 (0 + gap 10 < 20): ts 10 starts its own
+    // session instead of reopening it.
+    assert_eq!(
+        d.window_store::<String, u64>("sessions")
+            .unwrap()
+            .all()
+            .unwrap(),
+        vec![
+            (Windowed::new("a".to_string(), 0, 0), 1),
+            (Windowed::new("a".to_string(), 10, 10), 1),
+            (Windowed::new("b".to_string(), 20, 20), 1),
+        ]
+    );
+}
+
 fn people(kind: &str) -> Topology {
     let b = StreamsBuilder::new();
     let names = b.table(

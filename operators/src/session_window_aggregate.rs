@@ -14,7 +14,10 @@
 //!    (`None`), and the merged session is stored and forwarded.
 //!
 //! A session can grow until the stream time passes its end plus the gap;
-//! the grace is counted from there. So `suppress(until_window_closes)` on a
+//! the grace is counted from there. A closed session is final: a late
+//! record that would have bridged it into a newer session starts or joins
+//! that newer one only (and if the result is closed too, it is dropped), so
+//! a final result already emitted by `suppress` is never revised. So `suppress(until_window_closes)` on a
 //! session table emits a session once the stream time reaches
 //! `end + gap + grace + 1`.
 //!
@@ -78,7 +81,14 @@ where
         let touching: Vec<(i64, i64, VA)> = store
             .fetch(&key, ts.saturating_sub(gap), i64::MAX)?
             .into_iter()
-            .filter(|(start, _, _)| *start <= ts.saturating_add(gap))
+            .filter(|(start, end, _)| {
+                // Closed sessions are final: never merged again.
+                *start <= ts.saturating_add(gap)
+                    && end
+                        .saturating_add(gap)
+                        .saturating_add(self.windows.grace_ms)
+                        >= stream_time
+            })
             .collect();
         let start = touching.iter().map(|(s, _, _)| *s).fold(ts, i64::min);
         let end = touching.iter().map(|(_, e, _)| *e).fold(ts, i64::max);
@@ -211,7 +221,8 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + 'static> SessionWindowedKStrea
     /// b.stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
     ///     .group_by_key(Grouped::default())
     ///     .windowed_by(SessionWindows::with_inactivity_gap_no_grace(Duration::from_millis(10)))
-    ///     .count(Materialized::as_("sessions"));
+    ///     // Keep closed sessions queryable for a minute (default: gap + grace).
+    ///     .count(Materialized::as_("sessions").with_retention(Duration::from_secs(60)));
     /// let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
     /// for ts in [0, 5, 30] { d.pipe_str("clicks", Some("ann"), "x", ts).unwrap(); }
     /// let store = d.window_store::<String, u64>("sessions").unwrap();
@@ -277,10 +288,11 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + 'static> SessionWindowedKStrea
     /// let b = StreamsBuilder::new();
     /// b.stream("sales", Consumed::with(Serdes::string(), Serdes::i64_text()))
     ///     .group_by_key(Grouped::default())
-    ///     .windowed_by(SessionWindows::with_inactivity_gap_no_grace(Duration::from_millis(10)))
+    ///     .windowed_by(SessionWindows::with_inactivity_gap_and_grace(Duration::from_millis(10), Duration::from_millis(10)))
     ///     .aggregate(|| 0i64, |_, v, s| s + v, |_, a, b| a + b,
     ///         Materialized::as_("revenue").with_value_serde(Serdes::i64_be()));
     /// let mut d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    /// // 10 arrives late but within grace and bridges the two sessions.
     /// for (v, ts) in [("5", 0), ("7", 20), ("1", 10)] { d.pipe_str("sales", Some("shop"), v, ts).unwrap(); }
     /// let store = d.window_store::<String, i64>("revenue").unwrap();
     /// assert_eq!(store.all().unwrap(), vec![(Windowed::new("shop".to_string(), 0, 20), 13)]);

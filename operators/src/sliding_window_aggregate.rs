@@ -32,12 +32,15 @@ use kstreams_runtime::{
 
 use crate::{KTable, Materialized, SlidingWindowedKStream, SlidingWindows};
 
+/// The raw records (a list per timestamp) and the windows' aggregates.
+type Stores<K, V, VA> = (WindowStore<K, Vec<V>>, WindowStore<K, VA>);
+
 pub(crate) struct SlidingWindowAggregateProcessor<K, V, VA, F> {
     store_name: String,
     records_name: String,
     windows: SlidingWindows,
     aggregator: Arc<F>,
-    stores: Option<(WindowStore<K, Vec<V>>, WindowStore<K, VA>)>,
+    stores: Option<Stores<K, V, VA>>,
 }
 
 impl<K, V, VA, F> Processor<K, V, Windowed<K>, Option<VA>>
