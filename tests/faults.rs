@@ -382,7 +382,20 @@ fn configuration_errors_exit_2_with_a_message_naming_the_fix() {
     // A state.dir that is a file.
     let file = work.join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
-    expect_startup_error(&bs, &input, &file, &[], "not-a-dir");
+    expect_startup_error(
+        &bs,
+        &input,
+        &file,
+        &[],
+        &format!("state.dir '{}' cannot be created", file.display()),
+    );
+    expect_startup_error(
+        &bs,
+        &input,
+        &file,
+        &[],
+        "point state.dir at a writable directory",
+    );
     // Unreachable broker: retried for startup.timeout.ms, then a clear error.
     expect_startup_error(
         "127.0.0.1:1",

@@ -96,6 +96,8 @@ fn config_threads(
         .set("state.dir", &state.display().to_string())
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
+        // A kstreams key (internal topics), not a client setting.
+        .set("replication.factor", "1")
         .set(
             "commit.interval.ms",
             if guarantee == "exactly_once" {
@@ -317,4 +319,86 @@ fn unreachable_broker_fails_after_the_startup_timeout() {
     let err = s.start().unwrap_err().to_string();
     assert!(err.contains("cannot reach Kafka at 127.0.0.1:1"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// A join side that is repartitioned (orders re-keyed by customer) is
+/// co-partitioned with the table it joins, whatever the orders topic's own
+/// partition count: the repartition topic takes the table's count.
+#[test]
+fn a_repartitioned_join_side_takes_the_partition_count_of_the_table() {
+    use kstreams::apps::order_enrichment;
+    let bs = shared_broker().bootstrap_servers();
+    let (orders, customers, out) = (
+        unique_name("orders"),
+        unique_name("customers"),
+        unique_name("enriched"),
+    );
+    create_topic(&bs, &orders, 2, false).unwrap();
+    create_topic(&bs, &customers, 3, true).unwrap();
+    create_topic(&bs, &out, 2, false).unwrap();
+    let n_customers = 30;
+    let customer_recs: Vec<TestRecord> = (0..n_customers)
+        .map(|i| {
+            TestRecord::kv(
+                format!("c{i}"),
+                format!(
+                    r#"{{"customer_id":"c{i}","name":"name-{i}","tier":"t{}"}}"#,
+                    i % 3
+                ),
+            )
+        })
+        .collect();
+    produce(&bs, &customers, &customer_recs).unwrap();
+    let app = unique_name("enrich-app");
+    let state = tempfile::tempdir().unwrap();
+    let mut s = KafkaStreams::new(
+        order_enrichment::topology(&orders, &customers, &out).unwrap(),
+        config(&app, &bs, state.path(), "exactly_once"),
+    )
+    .unwrap();
+    s.start().unwrap();
+    let repartition = format!("{app}-{}-repartition", order_enrichment::BY_CUSTOMER);
+    assert_eq!(
+        kstreams_testkit::partition_count(&bs, &repartition).unwrap(),
+        Some(3),
+        "the repartition topic must match the customers topic"
+    );
+    // Orders only after the table is loaded (its offsets committed), so
+    // every lookup finds its customer.
+    wait_committed(&bs, &app, &customers, n_customers as i64);
+    let order_recs: Vec<TestRecord> = (0..120)
+        .map(|i| {
+            let c = i % n_customers;
+            TestRecord::kv(
+                format!("o{i}"),
+                format!(r#"{{"order_id":"o{i}","customer_id":"c{c}","amount_cents":{i},"ts":0}}"#),
+            )
+        })
+        .collect();
+    produce(&bs, &orders, &order_recs).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = read_to_end(&bs, &out, Isolation::ReadCommitted).unwrap();
+        if got.len() >= order_recs.len() {
+            assert_eq!(got.len(), order_recs.len());
+            for r in &got {
+                let v: serde_json::Value =
+                    serde_json::from_slice(r.value.as_ref().unwrap()).unwrap();
+                let c = v["customer_id"].as_str().unwrap().to_string();
+                assert_eq!(
+                    v["customer_name"].as_str(),
+                    Some(format!("name-{}", &c[1..]).as_str()),
+                    "order joined with the wrong or no customer: {v}"
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} enriched orders",
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    s.close().unwrap();
 }

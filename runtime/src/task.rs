@@ -371,6 +371,12 @@ impl StreamTask {
         {
             Some((_, o)) => *o = offset + 1,
             None => {
+                // The first record of this partition since the task
+                // started: if no committed offset is known, this is where
+                // an abort must rewind to.
+                self.committed
+                    .entry((topic.to_string(), partition))
+                    .or_insert(offset);
                 self.consumed
                     .insert((topic.to_string(), partition), offset + 1);
             }
@@ -486,17 +492,13 @@ impl StreamTask {
             l.borrow_mut().discard();
         }
         self.state.discard();
-        let mut rewind: Vec<(String, i32, i64)> = self
+        // Every partition read since the last commit has an entry in
+        // `committed`: the committed offset, or the first offset read.
+        let rewind: Vec<(String, i32, i64)> = self
             .committed
             .iter()
             .map(|((t, p), o)| (t.clone(), *p, *o))
             .collect();
-        for (t, p) in self.consumed.keys() {
-            if !self.committed.contains_key(&(t.clone(), *p)) {
-                // Never committed: start again from the beginning.
-                rewind.push((t.clone(), *p, -1));
-            }
-        }
         self.consumed = self.committed.clone();
         self.shared.commit_requested.set(false);
         rewind

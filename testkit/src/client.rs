@@ -411,7 +411,8 @@ impl ProducerContext for DeliveryCollector {
     }
 }
 
-/// Produces `records` to `topic` (non-transactionally, `acks=all`), flushes, and checks
+/// Produces `records` to `topic` non-transactionally with `acks=all` (keys
+/// partitioned by murmur2, as Kafka's Java producer does), flushes, and checks
 /// that every single record was acknowledged.
 ///
 /// ```no_run
@@ -421,6 +422,9 @@ impl ProducerContext for DeliveryCollector {
 /// ```
 pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) -> Result<()> {
     let producer: BaseProducer<DeliveryCollector> = base_config(bootstrap)
+        // Keyed records land where a Java producer (and kstreams' own
+        // producers) would put them, so joined topics are co-partitioned.
+        .set("partitioner", "murmur2_random")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")

@@ -151,8 +151,32 @@ pub(crate) fn plan(
                 .join(", ")
         )));
     }
-    // Repartition topics: fixed count, or the writer's task count; iterate
-    // because a writer may itself read a repartition topic.
+    // A repartition topic read beside external topics (e.g. one side of a
+    // join) must be co-partitioned with them: it takes their count.
+    let external_tasks = plan.tasks_per_subtopology.clone();
+    let reader_tasks: HashMap<String, usize> = subs
+        .iter()
+        .filter_map(|s| external_tasks.get(&s.id).map(|n| (s, *n)))
+        .flat_map(|(s, n)| {
+            s.source_topics
+                .iter()
+                .filter(|t| t.internal)
+                .map(move |t| (t.name.clone(), n))
+        })
+        .collect();
+    for (name, n) in &reader_tasks {
+        if let Some(fixed) = topology.fixed_repartition_partitions(name)
+            && fixed != *n
+        {
+            return Err(StreamsError::Config(format!(
+                "co-partitioning mismatch: repartition topic '{}' is set to {fixed} partitions but is \
+                 read together with topics of {n} partitions; use {n} partitions or none",
+                format_args!("{application_id}-{name}")
+            )));
+        }
+    }
+    // Other repartition topics: fixed count, or the writer's task count;
+    // iterate because a writer may itself read a repartition topic.
     let mut repartition: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..=subs.len() {
         let mut changed = false;
@@ -163,6 +187,7 @@ pub(crate) fn plan(
             for t in s.sink_topics.iter().filter(|t| t.internal) {
                 let n = topology
                     .fixed_repartition_partitions(&t.name)
+                    .or_else(|| reader_tasks.get(&t.name).copied())
                     .unwrap_or(tasks);
                 if repartition.insert(t.name.clone(), n) != Some(n) {
                     changed = true;

@@ -71,6 +71,7 @@ pub struct StreamsConfig {
     pub(crate) task_timeout: Duration,
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     pub(crate) application_server: Option<String>,
+    pub(crate) replication_factor: Option<i32>,
     pub(crate) passthrough: BTreeMap<String, String>,
 }
 
@@ -356,11 +357,39 @@ impl StreamsConfigBuilder {
                 .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
                 .map(|a| a.to_string()),
         };
+        let replication_factor = match s.remove("replication.factor") {
+            Some(v) => Some(parse_num::<i32>(
+                "replication.factor",
+                &v,
+                "a positive number (or -1 for the broker's default)",
+            )?)
+            .filter(|n| *n != -1),
+            None => None,
+        };
+        if replication_factor.is_some_and(|n| n < 1) {
+            return Err(StreamsError::Config(
+                "replication.factor must be at least 1 (or -1 for the broker's default)".into(),
+            ));
+        }
+        if guarantee == ProcessingGuarantee::ExactlyOnce
+            && let Some(t) = s.get("transaction.timeout.ms")
+        {
+            let t: u64 = parse_num("transaction.timeout.ms", t, "a number of milliseconds")?;
+            if t <= commit_ms {
+                return Err(StreamsError::Config(format!(
+                    "transaction.timeout.ms ({t}) must be larger than commit.interval.ms ({commit_ms}), \
+                     or every transaction times out before it commits"
+                )));
+            }
+        }
         for forbidden in [
             "group.id",
             "transactional.id",
             "enable.auto.commit",
+            "enable.auto.offset.store",
             "isolation.level",
+            "partition.assignment.strategy",
+            "group.protocol",
         ] {
             if s.contains_key(forbidden) {
                 return Err(StreamsError::Config(format!(
@@ -383,7 +412,72 @@ impl StreamsConfigBuilder {
             task_timeout,
             metrics_listen,
             application_server,
+            replication_factor,
             passthrough: s,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(kv: &[(&str, &str)]) -> Result<StreamsConfig> {
+        kv.iter()
+            .fold(StreamsConfig::builder("app", "h:1"), |b, (k, v)| {
+                b.set(k, v)
+            })
+            .build()
+    }
+
+    #[test]
+    fn replication_factor_is_a_kstreams_key_not_a_client_setting() {
+        let cfg = build(&[("replication.factor", "3")]).unwrap();
+        assert_eq!(cfg.replication_factor, Some(3));
+        assert!(!cfg.passthrough().contains_key("replication.factor"));
+        assert_eq!(
+            build(&[("replication.factor", "-1")])
+                .unwrap()
+                .replication_factor,
+            None
+        );
+        let err = build(&[("replication.factor", "0")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("replication.factor must be at least 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_transaction_timeout_below_the_commit_interval_is_refused() {
+        let err = build(&[
+            ("commit.interval.ms", "5000"),
+            ("transaction.timeout.ms", "4000"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "transaction.timeout.ms (4000) must be larger than commit.interval.ms (5000)"
+            ),
+            "{err}"
+        );
+        assert!(build(&[("transaction.timeout.ms", "60000")]).is_ok());
+    }
+
+    #[test]
+    fn settings_that_would_break_assignment_or_offsets_are_refused() {
+        for key in [
+            "partition.assignment.strategy",
+            "enable.auto.offset.store",
+            "group.protocol",
+        ] {
+            let err = build(&[(key, "x")]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("{key} is managed by kstreams")),
+                "{err}"
+            );
+        }
     }
 }

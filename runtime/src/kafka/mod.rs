@@ -148,9 +148,7 @@ impl KafkaStreams {
         c.set("bootstrap.servers", &self.config.bootstrap_servers)
             .set("log_level", "4");
         for (k, v) in &self.config.passthrough {
-            if k != "replication.factor" {
-                c.set(k, v);
-            }
+            c.set(k, v);
         }
         c
     }
@@ -174,9 +172,11 @@ impl KafkaStreams {
             ));
         }
         std::fs::create_dir_all(self.config.state_dir.join(&self.config.application_id)).map_err(
-            |e| StreamsError::Io {
-                path: self.config.state_dir.display().to_string(),
-                source: e,
+            |e| {
+                StreamsError::Config(format!(
+                    "state.dir '{}' cannot be created ({e}); point state.dir at a writable directory",
+                    self.config.state_dir.display()
+                ))
             },
         )?;
         let probe = self
@@ -212,12 +212,7 @@ impl KafkaStreams {
                 "dead-letter topic(s) {missing_dlq:?} do not exist; create them before starting the application"
             )));
         }
-        let rf: i32 = self
-            .config
-            .passthrough
-            .get("replication.factor")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1);
+        let rf: i32 = self.config.replication_factor.unwrap_or(-1);
         assignment::create_internal_topics(&base, &plan, &existing, rf, Duration::from_secs(30))?;
         self.plan = Some(plan.clone());
         if self.config.metrics_listen.is_none() && !self.queryable.is_empty() {

@@ -150,7 +150,13 @@ impl TaskManager {
                 pc.set("transactional.id", format!("{}-{id}", cfg.application_id))
                     .set("enable.idempotence", "true")
                     .set("partitioner", PARTITIONER)
-                    .set("transaction.timeout.ms", "10000")
+                    .set(
+                        "transaction.timeout.ms",
+                        cfg.passthrough
+                            .get("transaction.timeout.ms")
+                            .cloned()
+                            .unwrap_or_else(|| default_transaction_timeout_ms(cfg).to_string()),
+                    )
                     .set("client.id", format!("{}-{id}-producer", cfg.application_id));
                 let p: TaskProducer = pc
                     .create_with_context(CollectorContext {
@@ -501,15 +507,21 @@ impl TaskManager {
                         continue;
                     }
                     t.in_txn = false;
-                    for (topic, p, o) in t.task.abort() {
-                        let offset = if o >= 0 {
-                            Offset::Offset(o)
-                        } else {
-                            Offset::Beginning
-                        };
-                        if let Err(e) = consumer.seek(&topic, p, offset, Duration::from_secs(10)) {
-                            tracing::warn!(task = %id, error = %e, "seek after abort failed");
+                    let rewound = t.task.abort().into_iter().try_for_each(|(topic, p, o)| {
+                        retry_seek(consumer, &topic, p, o, self.shared.config.task_timeout)
+                    });
+                    if let Err(e) = rewound {
+                        // Going on would skip the aborted records: hand the
+                        // task back to the group, which re-reads from the
+                        // committed offsets.
+                        tracing::warn!(task = %id, error = %e, "cannot rewind after an abort; closing the task and rejoining the group");
+                        let mut t = self.active.remove(&id).unwrap();
+                        t.task.close();
+                        for p in &t.partitions {
+                            self.by_partition.remove(p);
                         }
+                        self.rejoin_requested = true;
+                        continue;
                     }
                     t.begin()?;
                 }
@@ -631,6 +643,40 @@ fn retry_retriable(
             other => return other,
         }
     }
+}
+
+/// Seeks an input partition back to `offset` after an abort, retrying for
+/// up to `retry_for` (the broker may be briefly unreachable).
+fn retry_seek<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    retry_for: Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    let started = Instant::now();
+    loop {
+        match consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        ) {
+            Err(e) if started.elapsed() < retry_for => {
+                tracing::warn!(topic, partition, offset, error = %e, "seek after abort failed; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A transaction stays open for a commit interval, so its timeout must be
+/// well above it: 10 s, or three commit intervals when those are longer
+/// (at most the broker's default `transaction.max.timeout.ms`, 15 min).
+fn default_transaction_timeout_ms(cfg: &StreamsConfig) -> u64 {
+    let three_intervals = cfg.commit_interval.as_millis() as u64 * 3;
+    three_intervals.clamp(10_000, 900_000)
 }
 
 pub(crate) fn now_ms() -> i64 {

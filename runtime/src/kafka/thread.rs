@@ -107,7 +107,12 @@ impl StreamThread {
             .set("partition.assignment.strategy", "range")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+            .set(
+                "auto.offset.reset",
+                cfg.passthrough
+                    .get("auto.offset.reset")
+                    .map_or("earliest", String::as_str),
+            )
             .set(
                 "isolation.level",
                 if cfg.guarantee == super::ProcessingGuarantee::ExactlyOnce {
@@ -116,9 +121,6 @@ impl StreamThread {
                     "read_uncommitted"
                 },
             );
-        for (k, v) in &cfg.passthrough {
-            cc.set(k, v);
-        }
         let consumer: BaseConsumer<ThreadContext> = cc
             .create_with_context(ThreadContext {
                 events: Mutex::new(Vec::new()),
