@@ -9,7 +9,9 @@
 //! Input: orders keyed by order id, JSON
 //! `{"order_id","customer_id","amount_cents","ts"}`; customers keyed by
 //! customer id, JSON `{"customer_id","name","tier"}` (null value = deleted).
-//! The customers topic must have as many partitions as the orders topic.
+//! Customers must be partitioned by murmur2 of the key (Kafka's default
+//! partitioner); the repartition topic of orders takes the customers
+//! topic's partition count.
 //! Output: key = order id, value = the order plus `customer_name` and
 //! `customer_tier` (null when the customer is unknown).
 //!

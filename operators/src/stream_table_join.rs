@@ -14,6 +14,8 @@
 //! changed (`select_key`, `map`, ...) is first sent through a repartition
 //! topic (`<Joined name>-repartition`, else `<join node>-repartition`), as
 //! grouping does, so records meet the table partition holding their key.
+//! The runtime gives a repartition topic read beside external topics their
+//! partition count, so it is co-partitioned with the table's topic.
 
 use std::marker::PhantomData;
 use std::sync::Arc;

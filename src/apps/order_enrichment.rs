@@ -19,12 +19,12 @@
 //! order is processed, so customers should be loaded before their orders
 //! arrive (as with Kafka Streams without versioned tables).
 //!
-//! Co-partitioning: the repartition topic gets as many partitions as the
-//! orders topic; the customers topic must have that many too, and its
-//! records must be partitioned by Kafka's default partitioner (murmur2 of
-//! the key, what Java producers do; librdkafka producers need
-//! `partitioner=murmur2_random`), as the repartition topic is, so that a
-//! customer and its orders meet in the same task.
+//! Co-partitioning: the repartition topic takes the customers topic's
+//! partition count (a repartition topic read beside external topics does),
+//! and the customers topic must be partitioned by Kafka's default
+//! partitioner (murmur2 of the key, what Java producers do; librdkafka
+//! producers need `partitioner=murmur2_random`), as the repartition topic
+//! is, so that a customer and its orders meet in the same task.
 
 use kstreams_operators::{Consumed, Joined, Materialized, Named, Produced, StreamsBuilder};
 use kstreams_runtime::{Result, Serdes, Topology};
