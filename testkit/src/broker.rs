@@ -731,12 +731,58 @@ pub fn shared_broker() -> &'static KafkaBroker {
         if res.is_ok() {
             // SAFETY: registering a plain extern "C" function.
             unsafe { libc::atexit(cleanup_shared_broker) };
+            install_panic_hook();
         }
         res
     });
     match res {
         Ok(broker) => broker,
         Err(e) => panic!("could not start the shared Kafka broker: {e}"),
+    }
+}
+
+/// Chains a panic hook (once, when the shared broker has started) that prints
+/// the last 40 lines of the shared broker's log to stderr after the previous
+/// hook's message, so a failing test shows the broker-side cause.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        if let Some(Ok(broker)) = SHARED.get() {
+            broker.print_log_tail_after_panic();
+        }
+    }));
+}
+
+impl KafkaBroker {
+    /// Called from the panic hook: must never panic (that would abort) nor
+    /// block on the state lock (the panicking thread may hold it).
+    fn print_log_tail_after_panic(&self) {
+        let mut guard = match self.state.try_lock() {
+            Ok(st) => Some(st),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let status = match guard.as_deref_mut() {
+            Some(st) => {
+                reap(st);
+                if st.child.is_some() {
+                    "running"
+                } else {
+                    "not running"
+                }
+            }
+            None => "state locked",
+        };
+        drop(guard);
+        let path = self.log_path();
+        let text = format!(
+            "---- kstreams-testkit: a thread panicked; shared Kafka broker ({status}) log tail, {} ----\n{}\n---- end of broker log tail ----\n",
+            path.display(),
+            log_tail(&path)
+        );
+        // Not eprintln!: it panics if stderr cannot be written.
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 }
 
