@@ -1,28 +1,130 @@
-//! A broker outage mid-run: the broker stops for a while and comes back with
-//! its data. The job keeps running (or re-joins) and the final counts are
-//! exact, read `read_committed`. Uses its own broker, since it restarts it.
+//! A broker outage mid-run: while a producer keeps writing lines and the job
+//! is busy counting them, the broker stops for a while and comes back with
+//! its data. The job keeps running and the final counts are exact, read
+//! `read_committed`. Uses its own broker, since it restarts it.
 
 mod support;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use kstreams_testkit::{BrokerOptions, KafkaBroker, TestRecord, create_topic, produce};
+use kstreams_testkit::{BrokerOptions, KafkaBroker, create_topic};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use support::*;
 
-fn lines(n: usize, offset: usize) -> (Vec<TestRecord>, HashMap<String, u64>) {
-    let words = ["kafka", "stream", "state", "store", "commit", "offset"];
-    let mut expected = HashMap::new();
-    let recs = (0..n)
-        .map(|i| {
-            let a = words[(i + offset) % words.len()];
-            let b = words[(i * 7 + offset) % words.len()];
-            *expected.entry(a.to_string()).or_insert(0u64) += 1;
-            *expected.entry(b.to_string()).or_insert(0u64) += 1;
-            TestRecord::kv(format!("{offset}-{i}"), format!("{a} {b}"))
-        })
-        .collect();
-    (recs, expected)
+const WORDS: [&str; 6] = ["kafka", "stream", "state", "store", "commit", "offset"];
+/// Lines per chunk of the background producer.
+const CHUNK: usize = 100;
+/// Chunks the producer still writes once the broker is back.
+const CHUNKS_AFTER_RESTART: usize = 10;
+
+/// Counts delivery reports: successes, and the text of every failure.
+#[derive(Default)]
+struct Deliveries {
+    ok: AtomicUsize,
+    failed: Mutex<Vec<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::SeqCst);
+            }
+            Err((e, _)) => self.failed.lock().unwrap().push(e.to_string()),
+        }
+    }
+}
+
+/// What the background producer did.
+struct Produced {
+    /// The true count of every word over all delivered lines.
+    expected: HashMap<String, u64>,
+    lines: usize,
+    /// (start, end) of each chunk's send + flush.
+    chunks: Vec<(Instant, Instant)>,
+}
+
+/// Produces chunks of `CHUNK` lines, flushing each, until `CHUNKS_AFTER_RESTART`
+/// chunks were started after `restarted` was set. The producer is idempotent
+/// with a long `message.timeout.ms`: a chunk sent while the broker is down
+/// waits (librdkafka retries) and is written exactly once when it is back.
+fn produce_through_outage(
+    bs: String,
+    restarted: Arc<AtomicBool>,
+    chunks_done: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<Produced> {
+    std::thread::spawn(move || {
+        let producer: BaseProducer<Deliveries> = ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "300000")
+            .set("reconnect.backoff.max.ms", "500")
+            .create_with_context(Deliveries::default())
+            .expect("producer");
+        let mut produced = Produced {
+            expected: HashMap::new(),
+            lines: 0,
+            chunks: Vec::new(),
+        };
+        let mut after_restart = 0;
+        let mut chunk = 0usize;
+        while after_restart < CHUNKS_AFTER_RESTART {
+            if restarted.load(Ordering::SeqCst) {
+                after_restart += 1;
+            }
+            let start = Instant::now();
+            for i in 0..CHUNK {
+                let n = chunk * CHUNK + i;
+                let (a, b) = (WORDS[n % WORDS.len()], WORDS[(n * 7 + n / 6) % WORDS.len()]);
+                *produced.expected.entry(a.to_string()).or_default() += 1;
+                *produced.expected.entry(b.to_string()).or_default() += 1;
+                let (key, line) = (format!("{chunk}-{i}"), format!("{a} {b}"));
+                let mut rec = BaseRecord::to("lines").key(&key).payload(&line);
+                loop {
+                    match producer.send(rec) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            rec = r;
+                            producer.poll(Duration::from_millis(50));
+                        }
+                        Err((e, _)) => panic!("producing line {n}: {e}"),
+                    }
+                }
+            }
+            // Blocks while the broker is down; the messages time out only
+            // after 300 s, far beyond the outage.
+            while producer.flush(Duration::from_secs(1)).is_err() {}
+            produced.chunks.push((start, Instant::now()));
+            produced.lines += CHUNK;
+            chunk += 1;
+            chunks_done.store(chunk, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let ctx = producer.context();
+        let failed = ctx.failed.lock().unwrap();
+        assert!(failed.is_empty(), "lines not delivered: {failed:?}");
+        assert_eq!(ctx.ok.load(Ordering::SeqCst), produced.lines);
+        produced
+    })
+}
+
+fn scrape(addr: &str) -> String {
+    http_get(addr, "/metrics")
+        .filter(|r| r.status == 200)
+        .map(|r| r.body)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -35,6 +137,7 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
     let bs = broker.bootstrap_servers();
     create_topic(&bs, "lines", 3, false).unwrap();
     create_topic(&bs, "counts", 3, false).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
     let mut job = Job::new(
         "word_count",
         "outage-wc",
@@ -44,14 +147,27 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
             "lines",
             "counts",
             &work.join("state"),
-            &[],
+            &["--metrics-listen", &addr],
         ),
         &work,
     );
     job.start();
-    let (first, mut expected) = lines(3000, 0);
-    produce(&bs, "lines", &first).unwrap();
-    std::thread::sleep(Duration::from_secs(5));
+    let restarted = Arc::new(AtomicBool::new(false));
+    let chunks_done = Arc::new(AtomicUsize::new(0));
+    let producer = produce_through_outage(bs.clone(), restarted.clone(), chunks_done.clone());
+
+    // Stop the broker only once the job runs all its tasks and is busy
+    // counting what the producer keeps sending.
+    let mut before = String::new();
+    wait_until(Duration::from_secs(120), "the job to process input", || {
+        before = scrape(&addr);
+        metric_sum(&before, "kstreams_tasks", &[]) == Some(6.0)
+            && metric_sum(&before, "kstreams_rebalancing", &[]) == Some(0.0)
+            && metric_sum(&before, "kstreams_records_processed_total", &[]).is_some_and(|n| n > 0.0)
+    });
+    let processed_before = metric_sum(&before, "kstreams_records_processed_total", &[]).unwrap();
+    let chunks_before_stop = chunks_done.load(Ordering::SeqCst);
+    let stop_at = Instant::now();
     broker.stop().expect("stop broker");
     std::thread::sleep(outage);
     assert!(
@@ -60,12 +176,33 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
         job.log_tail(40)
     );
     broker.restart().expect("restart broker");
-    let (second, more) = lines(3000, 1);
-    produce(&bs, "lines", &second).unwrap();
-    for (k, v) in more {
-        *expected.entry(k).or_default() += v;
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    restarted.store(true, Ordering::SeqCst);
+    let restart_at = Instant::now();
+    let produced = producer.join().expect("producer thread");
+
+    // The producer really wrote before, during and after the outage: whole
+    // chunks before the stop, a chunk waiting across the outage, and
+    // chunks started after the restart.
+    assert!(chunks_before_stop > 0, "nothing produced before the outage");
+    assert!(
+        produced
+            .chunks
+            .iter()
+            .any(|(start, end)| *start < restart_at && *end > restart_at && *end > stop_at),
+        "no chunk was in flight during the outage"
+    );
+    assert!(
+        produced
+            .chunks
+            .iter()
+            .filter(|(start, _)| *start > restart_at)
+            .count()
+            >= CHUNKS_AFTER_RESTART - 1,
+        "too few chunks produced after the restart"
+    );
+    let expected = produced.expected;
+
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let got = values_by_key(&bs, "counts");
         let exact = expected
@@ -85,12 +222,43 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
             job.log_tail(40)
         );
         assert!(
-            std::time::Instant::now() < deadline,
-            "counts not exact after the outage: {got:?}\n{}",
+            Instant::now() < deadline,
+            "counts not exact after the outage ({} lines): {got:?}\n{}",
+            produced.lines,
             job.log_tail(40)
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // What the outage did to the job, as its metrics say.
+    let after = scrape(&addr);
+    let m = |text: &str, name: &str| metric_sum(text, name, &[]).unwrap_or(0.0);
+    let processed_after = m(&after, "kstreams_records_processed_total");
+    assert!(processed_after > processed_before, "{after}");
+    let (aborts_before, aborts_after) = (
+        m(&before, "kstreams_transaction_aborts_total"),
+        m(&after, "kstreams_transaction_aborts_total"),
+    );
+    let (rebalances_before, rebalances_after) = (
+        m(&before, "kstreams_rebalances_total"),
+        m(&after, "kstreams_rebalances_total"),
+    );
+    // The outage outlasts both the session timeout (6 s) and the transaction
+    // timeout (10 s): the broker drops the member from the group, and after
+    // the restart the coordinator aborts the open transactions by bumping the
+    // producer epochs, so the job's tasks are fenced and it rejoins the group.
+    // That is a rebalance (counted), not an abort (the fenced tasks are closed).
+    assert!(
+        rebalances_after > rebalances_before,
+        "no rebalance counted for the outage: rebalances {rebalances_before} -> \
+         {rebalances_after}, aborts {aborts_before} -> {aborts_after}\n{}",
+        job.log_tail(40)
+    );
+    eprintln!(
+        "{} lines; rebalances {rebalances_before} -> {rebalances_after}, \
+         transaction aborts {aborts_before} -> {aborts_after}",
+        produced.lines
+    );
     let st = job.terminate(Duration::from_secs(60)).expect("exit");
     assert!(st.success(), "{}", job.log_tail(20));
 }
