@@ -615,3 +615,67 @@ fn a_hostile_amount_saturates_instead_of_panicking() {
     let out = totals_out(&mut d);
     assert_eq!(out[1], total("c1", 2, i64::MAX));
 }
+
+/// An aggregate's output (the value twice) outgrows the producer's limit
+/// while its changelog record still fits: the output is emitted by the
+/// cache flush at commit, outside of processing an input record.
+/// `log_and_continue` skips it and counts it; `log_and_fail` stops. (A
+/// refused changelog record always stops the task: skipping it would make
+/// the changelog disagree with the store.)
+fn concat_driver(policy: ErrorPolicy) -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .aggregate(
+            String::new,
+            |_, v: String, acc: String| acc + &v,
+            Materialized::as_("concat").with_value_serde(Serdes::string()),
+        )
+        .to_stream()
+        .map_values(|v: String| v.repeat(2))
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    TopologyTestDriver::builder(b.build().unwrap())
+        .commit_every(2)
+        .max_message_bytes(12)
+        .production_policy(policy)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn oversize_records_from_a_cache_flush_go_through_the_production_handler() {
+    let mut d = concat_driver(ErrorPolicy::LogAndContinue);
+    for (i, v) in ["aa", "bb", "cc", "dd"].iter().enumerate() {
+        d.pipe_str("in", Some("k"), v, i as i64).unwrap();
+    }
+    d.pipe_str("in", Some("j"), "x", 9).unwrap();
+    d.pipe_str("in", Some("j"), "y", 10).unwrap();
+    // Key plus value: "aabbaabb" fits in 12 bytes, "aabbccddaabbccdd" does not.
+    assert_eq!(
+        kv(&d.read_output("out")),
+        vec![
+            ("k".to_string(), "aabbaabb".to_string()),
+            ("j".to_string(), "xyxy".to_string())
+        ]
+    );
+    assert_eq!(d.production_errors(), 1);
+    // The store and its changelog keep the full value: only the output was refused.
+    assert_eq!(
+        d.key_value_store_get::<String, String>("concat", &"k".to_string())
+            .unwrap(),
+        Some("aabbccdd".to_string())
+    );
+
+    let mut d = concat_driver(ErrorPolicy::LogAndFail);
+    d.pipe_str("in", Some("k"), "aa", 0).unwrap();
+    d.pipe_str("in", Some("k"), "bb", 1).unwrap();
+    d.pipe_str("in", Some("k"), "cc", 2).unwrap();
+    let err = d
+        .pipe_str("in", Some("k"), "dd", 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot produce a record to 'out'") && err.contains("max_message_bytes (12)"),
+        "{err}"
+    );
+}

@@ -129,6 +129,7 @@ impl StreamTask {
             commit_requested: Cell::new(false),
             metrics: TaskMetrics::default(),
             cache_max_bytes,
+            production_policy: production_policy.clone(),
         });
 
         // Build leaves first, so every node gets its built children.
@@ -522,6 +523,10 @@ impl StreamTask {
 
     pub fn processing_errors(&self) -> u64 {
         self.shared.metrics.processing_errors.get()
+    }
+
+    pub fn production_errors(&self) -> u64 {
+        self.shared.metrics.production_errors.get()
     }
 
     pub fn dead_lettered(&self) -> u64 {

@@ -87,4 +87,8 @@ pub(crate) struct TaskShared {
     pub commit_requested: Cell<bool>,
     pub metrics: TaskMetrics,
     pub cache_max_bytes: usize,
+    /// `production.exception.handler`, applied by sink nodes to records
+    /// emitted outside of processing an input record (cache flushes,
+    /// punctuators); during processing the task applies it.
+    pub production_policy: crate::ErrorPolicy,
 }

@@ -74,6 +74,7 @@ type Topics = Rc<RefCell<HashMap<String, Vec<TestRecord>>>>;
 
 struct DriverCollector {
     topics: Topics,
+    max_message_bytes: Option<usize>,
 }
 
 impl RecordCollector for DriverCollector {
@@ -86,6 +87,18 @@ impl RecordCollector for DriverCollector {
         timestamp: i64,
         headers: &Headers,
     ) -> Result<()> {
+        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+        if let Some(max) = self.max_message_bytes
+            && size > max
+        {
+            return Err(StreamsError::Production {
+                topic: topic.to_string(),
+                message: format!(
+                    "the record is {size} bytes, more than max_message_bytes ({max}), \
+                     as a producer's message.max.bytes would refuse it"
+                ),
+            });
+        }
         let mut topics = self.topics.borrow_mut();
         let log = topics.entry(topic.to_string()).or_default();
         let offset = log.len() as i64;
@@ -124,6 +137,8 @@ pub struct TestDriverBuilder {
     commit_every: usize,
     policy: ErrorPolicy,
     processing_policy: ErrorPolicy,
+    production_policy: ErrorPolicy,
+    max_message_bytes: Option<usize>,
     cache_max_bytes: usize,
 }
 
@@ -194,6 +209,42 @@ impl TestDriverBuilder {
         self
     }
 
+    /// What to do with an output record the producer refuses (default: log
+    /// and fail), as `production.exception.handler` does. Use with
+    /// [`Self::max_message_bytes`] to see it act.
+    ///
+    /// ```
+    /// use kstreams_runtime::{ErrorPolicy, Serdes, Topology, TopologyTestDriver};
+    /// let mut t = Topology::new();
+    /// t.add_source("in", &["in"], Serdes::string(), Serdes::string()).unwrap();
+    /// t.add_sink("out", "out", Serdes::string(), Serdes::string(), &["in"]).unwrap();
+    /// let mut d = TopologyTestDriver::builder(t)
+    ///     .max_message_bytes(10)
+    ///     .production_policy(ErrorPolicy::LogAndContinue)
+    ///     .build()
+    ///     .unwrap();
+    /// d.pipe_str("in", Some("k"), "far too long for the limit", 0).unwrap();
+    /// d.pipe_str("in", Some("k"), "short", 1).unwrap();
+    /// assert_eq!(d.read_output("out").len(), 1);
+    /// assert_eq!(d.production_errors(), 1);
+    /// ```
+    pub fn production_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.production_policy = policy;
+        self
+    }
+
+    /// Refuses output records whose key plus value exceed `bytes`, as a
+    /// producer's `message.max.bytes` would (default: no limit).
+    ///
+    /// ```
+    /// # let t = kstreams_runtime::Topology::new();
+    /// let _ = kstreams_runtime::TopologyTestDriver::builder(t).max_message_bytes(1_000_000);
+    /// ```
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = Some(bytes);
+        self
+    }
+
     /// The record-cache budget per task (default 10 MiB). With the default
     /// commit after every record, every update is still visible.
     ///
@@ -241,12 +292,13 @@ impl TestDriverBuilder {
                 state_dir: Some(state_root.join(&self.application_id).join(id.to_string())),
                 collector: Box::new(DriverCollector {
                     topics: topics.clone(),
+                    max_message_bytes: self.max_message_bytes,
                 }),
                 wall_clock: self.wall_clock,
                 lock_wait: Duration::from_secs(5),
                 deserialization_policy: self.policy.clone(),
                 processing_policy: self.processing_policy.clone(),
-                production_policy: ErrorPolicy::LogAndFail,
+                production_policy: self.production_policy.clone(),
                 max_write_set_bytes: usize::MAX,
                 cache_max_bytes: self.cache_max_bytes,
             })?;
@@ -323,6 +375,8 @@ impl TopologyTestDriver {
             commit_every: 1,
             policy: ErrorPolicy::LogAndContinue,
             processing_policy: ErrorPolicy::LogAndFail,
+            production_policy: ErrorPolicy::LogAndFail,
+            max_message_bytes: None,
             cache_max_bytes: 10 << 20,
         }
     }
@@ -732,7 +786,18 @@ impl TopologyTestDriver {
         self.tasks.iter().map(|t| t.processing_errors()).sum()
     }
 
-    /// Records sent to a dead-letter topic.
+    /// Output records refused by the producer and skipped by the
+    /// production policy.
+    ///
+    /// ```
+    /// let d = kstreams_runtime::TopologyTestDriver::new(kstreams_runtime::Topology::new()).unwrap();
+    /// assert_eq!(d.production_errors(), 0);
+    /// ```
+    pub fn production_errors(&self) -> u64 {
+        self.tasks.iter().map(|t| t.production_errors()).sum()
+    }
+
+    /// Records dead-lettered by the error policies.
     ///
     /// ```
     /// let d = kstreams_runtime::TopologyTestDriver::new(kstreams_runtime::Topology::new()).unwrap();

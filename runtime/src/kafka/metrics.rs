@@ -22,7 +22,8 @@
 //! - per task: `task_records_processed_total`, `task_records_per_second`,
 //!   `task_records_dropped_total{reason}`, `task_records_late_total`,
 //!   `task_records_skipped_total` (undeserializable),
-//!   `task_processing_errors_total`, `task_dead_letter_records_total`,
+//!   `task_processing_errors_total`, `task_production_errors_total`,
+//!   `task_dead_letter_records_total`,
 //!   `restore_records_total`, `restore_remaining_records`,
 //!   `restore_records_per_second`, `consumer_lag{topic,partition}`,
 //!   `store_entries{store}`, `store_size_bytes{store}`.
@@ -279,6 +280,7 @@ pub(crate) struct TaskStats {
     late: AtomicU64,
     skipped: AtomicU64,
     processing_errors: AtomicU64,
+    production_errors: AtomicU64,
     dead_lettered: AtomicU64,
     pub restored: AtomicU64,
     pub restore_remaining: AtomicU64,
@@ -365,6 +367,7 @@ pub(crate) fn publish<'a, C: ConsumerContext>(
         *lock(&stats.dropped) = dropped;
         stats.skipped.store(v.task.skipped_deserialization(), R);
         stats.processing_errors.store(v.task.processing_errors(), R);
+        stats.production_errors.store(v.task.production_errors(), R);
         stats.dead_lettered.store(v.task.dead_lettered(), R);
         let stores: Vec<StoreStat> = v
             .task
@@ -551,6 +554,10 @@ impl Collector for StreamsCollector {
             "kstreams_task_processing_errors",
             "Records whose processing failed and was skipped by the error policy.",
         );
+        let mut t_production_errors = F::counter(
+            "kstreams_task_production_errors",
+            "Output records the producer refused that the production handler skipped.",
+        );
         let mut t_dlq = F::counter(
             "kstreams_task_dead_letter_records",
             "Records sent to a dead-letter topic.",
@@ -607,6 +614,7 @@ impl Collector for StreamsCollector {
                 t_late.add(tl(), s.late.load(R) as f64);
                 t_skipped.add(tl(), s.skipped.load(R) as f64);
                 t_errors.add(tl(), s.processing_errors.load(R) as f64);
+                t_production_errors.add(tl(), s.production_errors.load(R) as f64);
                 t_dlq.add(tl(), s.dead_lettered.load(R) as f64);
                 restored.add(tl(), s.restored.load(R) as f64);
                 remaining.add(tl(), s.restore_remaining.load(R) as f64);
@@ -639,6 +647,7 @@ impl Collector for StreamsCollector {
             t_late,
             t_skipped,
             t_errors,
+            t_production_errors,
             t_dlq,
             restored,
             remaining,

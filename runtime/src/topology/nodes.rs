@@ -203,16 +203,35 @@ struct SinkNode<K, V> {
 
 impl<K: 'static, V: 'static> NodeInput<K, V> for SinkNode<K, V> {
     fn process(&mut self, record: Record<K, V>) -> Result<()> {
+        match self.send(record) {
+            Err(e @ StreamsError::Production { .. })
+                if self.task.metadata.borrow().is_none()
+                    && self.task.production_policy != crate::ErrorPolicy::LogAndFail =>
+            {
+                // Emitted by a cache flush or a punctuator: there is no
+                // input record to dead-letter, so the record is skipped.
+                tracing::warn!(
+                    task = %self.task.task_id, node = %self.name, error = %e,
+                    "skipping an output record the producer refused (production.exception.handler)"
+                );
+                let m = &self.task.metrics.production_errors;
+                m.set(m.get() + 1);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> SinkNode<K, V> {
+    /// Serializes and hands the record to the collector. Failing either
+    /// is a production error, for the `production.exception.handler`.
+    fn send(&mut self, record: Record<K, V>) -> Result<()> {
         self.key_buf.clear();
         self.value_buf.clear();
-        let err = |e: crate::SerdeError, what: &str| {
-            StreamsError::processing(
-                self.name.clone(),
-                format!(
-                    "cannot serialize the {what} for topic '{}': {e}",
-                    self.topic
-                ),
-            )
+        let err = |e: crate::SerdeError, what: &str| StreamsError::Production {
+            topic: self.topic.clone(),
+            message: format!("cannot serialize the {what} (sink '{}'): {e}", self.name),
         };
         self.key_serde
             .serialize(&record.key, &mut self.key_buf)
