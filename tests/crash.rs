@@ -307,6 +307,17 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
     let mut c = word_count_cluster("wc-zombie", 2, &bs, &app, &input, &output, &[]);
     c.jobs[0].start();
     c.jobs[1].start();
+    // Joining and the first rebalances can take several seconds: freeze
+    // instance 0 only once it owns tasks, and while it is busy with input.
+    wait_until(
+        Duration::from_secs(120),
+        "both instances to own tasks",
+        || {
+            c.jobs
+                .iter()
+                .all(|j| last_assigned_tasks(j).is_some_and(|t| t.contains('_')))
+        },
+    );
     let (producer, _) = produce_in_background(
         bs.clone(),
         input.clone(),
@@ -315,6 +326,8 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
         Duration::from_millis(300),
     );
     std::thread::sleep(Duration::from_secs(4));
+    let zombie_tasks = last_assigned_tasks(&c.jobs[0]).unwrap_or_default();
+    let log_lines_before_freeze = c.jobs[0].log_tail(usize::MAX).lines().count();
     // Freeze instance 0 well past its session timeout (6 s): its tasks move to instance 1.
     c.jobs[0].sigstop();
     std::thread::sleep(Duration::from_secs(12));
@@ -339,6 +352,36 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
             .expect("exit")
             .success()
     );
+    // The zombie really lost its tasks: its log says it was fenced (the
+    // runtime's "task was fenced: ..."), that its partitions were lost, or
+    // that it rejoined the group (runtime/src/kafka/{task_manager,thread}.rs).
+    let zombie_log = strip_ansi(&c.jobs[0].log_tail(usize::MAX));
+    let lost_tasks: Vec<&str> = zombie_log
+        .lines()
+        .skip(log_lines_before_freeze)
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.contains("fenced") || l.contains("partitions lost") || l.contains("rejoining")
+        })
+        .collect();
+    assert!(
+        !lost_tasks.is_empty(),
+        "the zombie (tasks {zombie_tasks} when frozen) logged no lost tasks \
+         (fenced / partitions lost / rejoining) after it was frozen:\n{}",
+        c.jobs[0].log_tail(60)
+    );
+}
+
+/// The tasks of the last "assignment applied" line of `job`'s log, e.g.
+/// `["0_0", "1_0"]`; `None` before its first assignment.
+fn last_assigned_tasks(job: &Job) -> Option<String> {
+    let log = strip_ansi(&job.log_tail(usize::MAX));
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("assignment applied"))?;
+    let tasks = line.split("tasks=").nth(1)?;
+    Some(tasks.split(']').next()?.to_string() + "]")
 }
 
 #[test]

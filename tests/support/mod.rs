@@ -311,3 +311,25 @@ pub fn metric_sum(text: &str, name: &str, filters: &[(&str, &str)]) -> Option<f6
     }
     sum
 }
+
+/// `text` without ANSI escape sequences (the example binaries colour their
+/// log lines), so log lines can be matched as plain text.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC '[' parameters... final byte in '@'..='~'.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
