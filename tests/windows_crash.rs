@@ -31,9 +31,9 @@ fn latest_by_key(acc: &BTreeMap<(i32, i64), ConsumedRecord>) -> HashMap<String, 
 }
 
 /// Reads `topic` `read_committed` into `acc`, keyed by (partition,
-/// offset). One read can come back short on a loaded machine (the reader
-/// gives up at a partition end it believes it reached), so callers poll and
-/// accumulate: a record at a given offset is always the same record.
+/// offset): callers poll until everything expected is there; a record at a
+/// given offset is always the same record, and a second emission of the
+/// same result would show up at another offset.
 fn accumulate(bs: &str, topic: &str, acc: &mut BTreeMap<(i32, i64), ConsumedRecord>) {
     if let Ok(records) = read_to_end(bs, topic, Isolation::ReadCommitted) {
         for r in records {
