@@ -11,6 +11,18 @@ use crate::{KGroupedStream, SessionWindows, SlidingWindows, TimeWindows};
 
 /// A window definition [`KGroupedStream::windowed_by`] accepts; its output
 /// is the matching windowed-stream handle.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams_operators::{Consumed, Grouped, Materialized, StreamsBuilder, TimeWindows};
+/// use kstreams_runtime::Serdes;
+/// let b = StreamsBuilder::new();
+/// let windowed = b
+///     .stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+///     .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+///     .windowed_by(TimeWindows::of_size_with_grace(Duration::from_secs(60), Duration::from_secs(10)));
+/// let _counts = windowed.count(Materialized::as_("clicks-per-minute"));
+/// ```
 pub trait WindowedBy<K, V> {
     /// The handle `windowed_by` returns.
     type Output;

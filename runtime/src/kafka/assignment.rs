@@ -27,6 +27,15 @@ use crate::error::{Result, StreamsError};
 use crate::topology::{Subtopology, Topology};
 
 /// An internal topic the application needs.
+///
+/// ```
+/// let t = kstreams_runtime::kafka::InternalTopic {
+///     name: "app-counts-changelog".into(),
+///     partitions: 6,
+///     compacted: true,
+/// };
+/// assert!(t.compacted);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InternalTopic {
     /// Full name.
@@ -37,7 +46,13 @@ pub struct InternalTopic {
     pub compacted: bool,
 }
 
-/// What start-up decided: task counts and internal topics.
+/// What start-up decided: task counts and internal topics
+/// ([`crate::KafkaStreams::topic_plan`]).
+///
+/// ```
+/// let plan = kstreams_runtime::kafka::TopicPlan::default();
+/// assert!(plan.internal_topics.is_empty());
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct TopicPlan {
     /// Number of tasks (partitions) per sub-topology.
@@ -50,6 +65,13 @@ pub struct TopicPlan {
 
 impl TopicPlan {
     /// The task that processes `partition` of source `topic`.
+    ///
+    /// ```
+    /// let mut plan = kstreams_runtime::kafka::TopicPlan::default();
+    /// plan.source_topics.insert("lines".into(), 0);
+    /// assert_eq!(plan.task_for("lines", 3).unwrap().to_string(), "0_3");
+    /// assert!(plan.task_for("other", 0).is_none());
+    /// ```
     pub fn task_for(&self, topic: &str, partition: i32) -> Option<TaskId> {
         self.source_topics.get(topic).map(|&s| TaskId {
             subtopology: s,

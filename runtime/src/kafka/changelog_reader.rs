@@ -25,6 +25,11 @@ use crate::task::StreamTask;
 const BATCH: usize = 20_000;
 
 /// What a restore did, for logs and metrics.
+///
+/// ```
+/// let s = kstreams_runtime::kafka::RestoreStats::default();
+/// assert_eq!(s.records, 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RestoreStats {
     /// Changelog records applied.

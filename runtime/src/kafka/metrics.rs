@@ -67,6 +67,11 @@ impl AtomicF64 {
 ///
 /// Written by the thread (atomics only on the per-record path), read by
 /// [`crate::KafkaStreams::metrics`] and by the metrics endpoint.
+///
+/// ```
+/// let m = kstreams_runtime::kafka::ThreadMetrics::default();
+/// assert_eq!(format!("{m:?}").is_empty(), false);
+/// ```
 #[derive(Default, Debug)]
 pub struct ThreadMetrics {
     name: String,

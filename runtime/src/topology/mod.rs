@@ -30,6 +30,11 @@ use crate::state::StoreBuilder;
 use crate::state::StoreDef;
 
 /// A topic as named in the topology.
+///
+/// ```
+/// let t = kstreams_runtime::TopicRef { name: "lines".into(), internal: false };
+/// assert_eq!(t.resolve("any-app"), "lines");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicRef {
     /// The name: full for user topics, without the application id for internal ones.
@@ -75,6 +80,17 @@ pub(crate) struct NodeDef {
 }
 
 /// A sub-topology: the nodes, topics and stores one task runs.
+///
+/// ```
+/// use kstreams_runtime::{Serdes, Topology};
+/// let mut t = Topology::new();
+/// t.add_source("in", &["lines"], Serdes::string(), Serdes::string()).unwrap();
+/// t.add_sink("out", "copies", Serdes::string(), Serdes::string(), &["in"]).unwrap();
+/// let subs = t.subtopologies();
+/// assert_eq!(subs.len(), 1);
+/// assert_eq!(subs[0].source_topics[0].name, "lines");
+/// assert_eq!(subs[0].sink_topics[0].name, "copies");
+/// ```
 #[derive(Clone, Debug)]
 pub struct Subtopology {
     /// Its id, the first half of a task id.
