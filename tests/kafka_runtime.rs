@@ -98,6 +98,7 @@ fn config_threads(
         .set("heartbeat.interval.ms", "1000")
         // A kstreams key (internal topics), not a client setting.
         .set("replication.factor", "1")
+        .set("repartition.purge.interval.ms", "200")
         .set(
             "commit.interval.ms",
             if guarantee == "exactly_once" {
@@ -129,6 +130,30 @@ fn wait_committed(bootstrap: &str, app: &str, topic: &str, total: i64) {
             "only {sum} of {total} offsets of {topic} committed"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the low watermark of some partition of `topic` moved past 0.
+fn wait_until_purged(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lows: Vec<i64> = (0..partitions)
+            .map(|p| {
+                c.fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .map(|(low, _)| low)
+                    .unwrap_or(0)
+            })
+            .collect();
+        if lows.iter().any(|l| *l > 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{topic} never purged: {lows:?}");
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
@@ -188,8 +213,18 @@ fn run_case(guarantee: &str, threads: usize) {
             .map(String::as_str),
         Some("compact")
     );
+    assert_eq!(
+        kstreams_testkit::topic_config(&bs, &rep)
+            .unwrap()
+            .get("retention.ms")
+            .map(String::as_str),
+        Some("-1"),
+        "repartition topics keep records until they are consumed"
+    );
     wait_committed(&bs, &app, &input, 300);
     wait_committed(&bs, &app, &rep, 300);
+    // Consumed repartition records are deleted (the low watermark moves).
+    wait_until_purged(&bs, &rep, 3);
     let deadline = Instant::now() + Duration::from_secs(30);
     while streams.state() != StreamsState::Running && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

@@ -331,7 +331,10 @@ pub(crate) fn create_internal_topics(
             if t.compacted {
                 nt.set("cleanup.policy", "compact")
             } else {
-                nt
+                // Repartition topics: no time-based retention (old event
+                // timestamps would be deleted before they are read); the
+                // RepartitionPurger deletes what was consumed.
+                nt.set("retention.ms", "-1")
             }
         })
         .collect();

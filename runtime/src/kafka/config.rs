@@ -72,6 +72,7 @@ pub struct StreamsConfig {
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     pub(crate) application_server: Option<String>,
     pub(crate) replication_factor: Option<i32>,
+    pub(crate) repartition_purge_interval: Duration,
     pub(crate) passthrough: BTreeMap<String, String>,
 }
 
@@ -357,6 +358,14 @@ impl StreamsConfigBuilder {
                 .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
                 .map(|a| a.to_string()),
         };
+        let repartition_purge_interval = match s.remove("repartition.purge.interval.ms") {
+            Some(v) => Duration::from_millis(parse_num(
+                "repartition.purge.interval.ms",
+                &v,
+                "a number of milliseconds",
+            )?),
+            None => Duration::from_secs(30),
+        };
         let replication_factor = match s.remove("replication.factor") {
             Some(v) => Some(parse_num::<i32>(
                 "replication.factor",
@@ -413,6 +422,7 @@ impl StreamsConfigBuilder {
             metrics_listen,
             application_server,
             replication_factor,
+            repartition_purge_interval,
             passthrough: s,
         })
     }

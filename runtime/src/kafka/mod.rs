@@ -22,6 +22,7 @@ mod http;
 pub mod interactive_queries;
 mod metrics;
 mod record_collector;
+mod repartition_purger;
 mod task_manager;
 mod thread;
 

@@ -81,6 +81,7 @@ pub(crate) struct TaskManager {
     pub metrics: Arc<ThreadMetrics>,
     /// Set when a task was fenced or could not abort: the thread rejoins the group.
     pub rejoin_requested: bool,
+    purger: Option<super::repartition_purger::RepartitionPurger>,
 }
 
 impl TaskManager {
@@ -106,7 +107,20 @@ impl TaskManager {
         } else {
             None
         };
+        let repartition_topics = shared
+            .plan
+            .internal_topics
+            .iter()
+            .filter(|t| !t.compacted)
+            .map(|t| t.name.clone())
+            .collect();
+        let purger = super::repartition_purger::RepartitionPurger::new(
+            &shared.base_client,
+            repartition_topics,
+            shared.config.repartition_purge_interval,
+        )?;
         Ok(TaskManager {
+            purger,
             shared,
             thread_name,
             active: BTreeMap::new(),
@@ -429,6 +443,13 @@ impl TaskManager {
         };
         if n > 0 {
             self.metrics.add_commit(started.elapsed());
+            if let Some(p) = &mut self.purger {
+                p.maybe_purge(
+                    self.active
+                        .values()
+                        .flat_map(|t| t.task.offsets_to_commit()),
+                );
+            }
         }
         Ok(())
     }
