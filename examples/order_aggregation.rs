@@ -8,7 +8,7 @@
 //! ```
 //! Output: key = customer id, value = `{"customer_id":..,"orders":..,"total_cents":..}`.
 //!
-//! With `--per-minute`, also `<output-topic>-per-minute` (must exist): key =
+//! Also (unless `--per-minute false`) `<output-topic>-per-minute` (must exist): key =
 //! customer id, value = `{"customer_id","window_start","window_end","orders","revenue_cents"}`,
 //! one final result per customer and 1-minute window (10 s grace), by
 //! record timestamp.
@@ -40,8 +40,8 @@ struct Cli {
     dlq_topic: Option<String>,
     /// Also write each customer's final revenue per minute (1-minute
     /// tumbling windows, 10 s grace, one result per window) to
-    /// `<output-topic>-per-minute` (must exist).
-    #[arg(long)]
+    /// `<output-topic>-per-minute` (must exist). `--per-minute false` turns it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     per_minute: bool,
 }
 

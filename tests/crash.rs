@@ -443,6 +443,7 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
     create_topic(&bs, &output, 6, false).unwrap();
     let dlq = format!("{output}-dlq");
     create_topic(&bs, &dlq, 1, false).unwrap();
+    create_topic(&bs, &format!("{output}-per-minute"), 6, false).unwrap();
     // Orders for 50 customers; 5% are re-sent later; a few records are malformed.
     let mut bad_keys: Vec<String> = Vec::new();
     let mut rng = Rng(1234);

@@ -110,6 +110,7 @@ fn order_topics() -> OrderTopics {
     create_topic(&t.bs, &t.input, 1, false).unwrap();
     create_topic(&t.bs, &t.output, 1, false).unwrap();
     create_topic(&t.bs, &dlq, 1, false).unwrap();
+    create_topic(&t.bs, &format!("{}-per-minute", t.output), 1, false).unwrap();
     OrderTopics { dlq, ..t }
 }
 

@@ -305,7 +305,14 @@ fn per_minute_revenue_is_exact_and_each_window_emitted_once_despite_sigkill() {
             Job::new(
                 "order_aggregation",
                 &format!("minute-{i}"),
-                job_args(&bs, &app, &input, &output, &state, &["--per-minute"]),
+                job_args(
+                    &bs,
+                    &app,
+                    &input,
+                    &output,
+                    &state,
+                    &["--per-minute", "true"],
+                ),
                 &work,
             )
         })
