@@ -181,6 +181,24 @@ struct Ctx {
     work: PathBuf,
     examples: PathBuf,
     bench_exe: PathBuf,
+    /// Extra flags for the kstreams order_aggregation binary.
+    orders_flags: Vec<String>,
+}
+
+/// Newer order_aggregation binaries add a per-minute window branch unless
+/// given `--per-minute false`; the benchmark compares the same logic as
+/// the Kafka Streams job (no windows), so turn it off where it exists.
+fn order_aggregation_flags(examples: &Path) -> Vec<String> {
+    let help = std::process::Command::new(examples.join("order_aggregation"))
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if help.contains("--per-minute <") {
+        vec!["--per-minute".into(), "false".into()]
+    } else {
+        Vec::new()
+    }
 }
 
 impl Ctx {
@@ -227,6 +245,9 @@ impl Ctx {
                 self.args.quix_script.display().to_string(),
             ],
         };
+        if system == System::Kstreams && app == App::Orders {
+            v.extend(self.orders_flags.iter().cloned());
+        }
         let state = self.work.join("state").join(app_id);
         for (flag, value) in [
             ("--bootstrap-servers", self.bootstrap.clone()),
@@ -348,12 +369,18 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let broker = KafkaBroker::start(BrokerOptions::default())
         .map_err(|e| format!("starting the broker: {e}"))?;
     let bootstrap = broker.bootstrap_servers();
+    let orders_flags = if uses(System::Kstreams) {
+        order_aggregation_flags(&examples)
+    } else {
+        Vec::new()
+    };
     let ctx = Ctx {
         args,
         bootstrap,
         work: work.clone(),
         examples,
         bench_exe,
+        orders_flags,
     };
 
     let res = run_phases(&ctx, &cases, &latency_systems, &recovery_systems, &mut rep);
