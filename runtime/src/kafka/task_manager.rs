@@ -75,7 +75,7 @@ pub(crate) struct TaskManager {
     thread_name: String,
     active: BTreeMap<TaskId, ActiveTask>,
     suspended: BTreeMap<TaskId, ActiveTask>,
-    by_partition: HashMap<(String, i32), TaskId>,
+    by_partition: PartitionIndex,
     restore: ChangelogReader,
     alos_producer: Option<(Arc<TaskProducer>, Arc<DeliveryTracker>)>,
     pub metrics: Arc<ThreadMetrics>,
@@ -125,7 +125,7 @@ impl TaskManager {
             thread_name,
             active: BTreeMap::new(),
             suspended: BTreeMap::new(),
-            by_partition: HashMap::new(),
+            by_partition: PartitionIndex::default(),
             restore,
             alos_producer,
             metrics,
@@ -290,11 +290,9 @@ impl TaskManager {
         // Remember where each input partition starts, to rewind after an abort.
         if let Ok(committed) = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
             for e in committed.elements() {
-                if let (Offset::Offset(o), Some(id)) = (
-                    e.offset(),
-                    self.by_partition
-                        .get(&(e.topic().to_string(), e.partition())),
-                ) && let Some(t) = self.active.get_mut(id)
+                if let (Offset::Offset(o), Some(id)) =
+                    (e.offset(), self.by_partition.get(e.topic(), e.partition()))
+                    && let Some(t) = self.active.get_mut(id)
                 {
                     t.task.set_committed_offset(e.topic(), e.partition(), o);
                 }
@@ -347,8 +345,7 @@ impl TaskManager {
 
     /// Runs one input record through its task.
     pub fn process(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
-        let key = (m.topic().to_string(), m.partition());
-        let Some(id) = self.by_partition.get(&key) else {
+        let Some(id) = self.by_partition.get(m.topic(), m.partition()) else {
             // A partition whose task was fenced or closed: skip; the next
             // assignment re-reads from the committed offset.
             return Ok(());
@@ -580,6 +577,27 @@ impl TaskManager {
 
     pub fn close_dirty(&mut self) {
         self.close_all_dirty();
+    }
+}
+
+/// Input partition → task, looked up per record without allocating.
+#[derive(Default)]
+struct PartitionIndex(HashMap<String, HashMap<i32, TaskId>>);
+
+impl PartitionIndex {
+    fn get(&self, topic: &str, partition: i32) -> Option<&TaskId> {
+        self.0.get(topic)?.get(&partition)
+    }
+    fn insert(&mut self, (topic, partition): (String, i32), id: TaskId) {
+        self.0.entry(topic).or_default().insert(partition, id);
+    }
+    fn remove(&mut self, (topic, partition): &(String, i32)) {
+        if let Some(m) = self.0.get_mut(topic) {
+            m.remove(partition);
+        }
+    }
+    fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
