@@ -487,16 +487,72 @@ impl TaskManager {
         Ok(n)
     }
 
+    /// Commits every task that needs it, in three steps: each task flushes
+    /// its caches and sends its changelog records (this thread, since tasks
+    /// are not `Send`); then all the tasks' `send_offsets_to_transaction` +
+    /// `commit_transaction` round trips run at once, one short-lived thread
+    /// per task (they are independent producers; in sequence they cost the
+    /// sum of the broker's commit latencies, which dominated the thread's
+    /// time); then each task applies its write set and opens its next
+    /// transaction, or is aborted, rewound or closed.
     fn commit_eos<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<usize> {
-        let ids: Vec<TaskId> = self.active.keys().copied().collect();
-        let mut n = 0;
-        for id in ids {
-            let t = self.active.get_mut(&id).unwrap();
-            if !t.task.commit_needed() {
-                continue;
+        let retry_for = self.shared.config.task_timeout;
+        let mut prepared: Vec<(TaskId, CommitStep<TopicPartitionList>)> = Vec::new();
+        for (id, t) in self.active.iter_mut() {
+            if t.task.commit_needed() {
+                prepared.push((*id, prepare_commit_eos(t)));
             }
-            n += 1;
-            match commit_task_eos(t, consumer, self.shared.config.task_timeout) {
+        }
+        let n = prepared.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let group_metadata = consumer.group_metadata();
+        let jobs: Vec<(TaskId, CommitStep<(Arc<TaskProducer>, TopicPartitionList)>)> = prepared
+            .into_iter()
+            .map(|(id, step)| (id, step.map(|tpl| (self.active[&id].producer.clone(), tpl))))
+            .collect();
+        let gm = group_metadata.as_ref();
+        let results: Vec<(TaskId, CommitStep<()>)> = if jobs.len() == 1 {
+            jobs.into_iter()
+                .map(|(id, step)| {
+                    (
+                        id,
+                        step.and_then(|(p, tpl)| commit_txn_eos(&p, id, &tpl, gm, retry_for)),
+                    )
+                })
+                .collect()
+        } else {
+            std::thread::scope(|s| {
+                let running: Vec<_> = jobs
+                    .into_iter()
+                    .map(|(id, step)| {
+                        let handle = step.map(|(p, tpl)| {
+                            s.spawn(move || commit_txn_eos(&p, id, &tpl, gm, retry_for))
+                        });
+                        (id, handle)
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|(id, handle)| {
+                        let r = handle.and_then(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(CommitFailure::Fatal(StreamsError::IllegalState(format!(
+                                    "the commit of task {id} panicked"
+                                ))))
+                            })
+                        });
+                        (id, r)
+                    })
+                    .collect()
+            })
+        };
+        for (id, result) in results {
+            let Some(t) = self.active.get_mut(&id) else {
+                continue;
+            };
+            match result.and_then(|()| finish_commit_eos(t)) {
                 Ok(()) => t.aborting_since = None,
                 Err(CommitFailure::Abortable(msg)) => {
                     tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
@@ -607,12 +663,20 @@ enum CommitFailure {
     Fatal(StreamsError),
 }
 
-fn commit_task_eos<C: ConsumerContext>(
-    t: &mut ActiveTask,
-    consumer: &BaseConsumer<C>,
-    retry_for: Duration,
-) -> std::result::Result<(), CommitFailure> {
-    let id = t.task.id;
+type CommitStep<T> = std::result::Result<T, CommitFailure>;
+
+fn kafka_failure(id: TaskId, what: &str, e: rdkafka::error::KafkaError) -> CommitFailure {
+    let msg = format!("{what} for task {id}: {e}");
+    match classify(&e) {
+        TxnErrorKind::Abortable => CommitFailure::Abortable(msg),
+        TxnErrorKind::Fenced => CommitFailure::Fenced(msg),
+        TxnErrorKind::Fatal => CommitFailure::Fatal(StreamsError::Kafka(msg)),
+    }
+}
+
+/// EOS commit, step 1 (stream thread): flush caches, send changelog
+/// records; returns the input offsets to commit.
+fn prepare_commit_eos(t: &mut ActiveTask) -> CommitStep<TopicPartitionList> {
     t.task.prepare_commit().map_err(|e| match e {
         StreamsError::Kafka(m) => CommitFailure::Abortable(m),
         other => CommitFailure::Fatal(other),
@@ -621,34 +685,42 @@ fn commit_task_eos<C: ConsumerContext>(
     for (topic, p, o) in t.task.offsets_to_commit() {
         let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(o));
     }
-    let kafka_failure = |what: &str, e: rdkafka::error::KafkaError| {
-        let msg = format!("{what} for task {id}: {e}");
-        match classify(&e) {
-            TxnErrorKind::Abortable => CommitFailure::Abortable(msg),
-            TxnErrorKind::Fenced => CommitFailure::Fenced(msg),
-            TxnErrorKind::Fatal => CommitFailure::Fatal(StreamsError::Kafka(msg)),
-        }
-    };
+    Ok(tpl)
+}
+
+/// EOS commit, step 2 (any thread): offsets into the transaction, commit.
+fn commit_txn_eos(
+    producer: &TaskProducer,
+    id: TaskId,
+    tpl: &TopicPartitionList,
+    group_metadata: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
+    retry_for: Duration,
+) -> CommitStep<()> {
     if tpl.count() > 0 {
-        let gm = consumer.group_metadata().ok_or_else(|| {
+        let gm = group_metadata.ok_or_else(|| {
             CommitFailure::Abortable("no consumer group metadata (not in the group)".into())
         })?;
         retry_retriable("send_offsets_to_transaction", id, retry_for, || {
-            t.producer
-                .send_offsets_to_transaction(&tpl, &gm, TXN_TIMEOUT)
+            producer.send_offsets_to_transaction(tpl, gm, TXN_TIMEOUT)
         })
-        .map_err(|e| kafka_failure("send_offsets_to_transaction", e))?;
+        .map_err(|e| kafka_failure(id, "send_offsets_to_transaction", e))?;
     }
     retry_retriable("commit_transaction", id, retry_for, || {
-        t.producer.commit_transaction(TXN_TIMEOUT)
+        producer.commit_transaction(TXN_TIMEOUT)
     })
-    .map_err(|e| kafka_failure("commit_transaction", e))?;
+    .map_err(|e| kafka_failure(id, "commit_transaction", e))
+}
+
+/// EOS commit, step 3 (stream thread, after the commit): the write set
+/// becomes local state; the next transaction opens.
+fn finish_commit_eos(t: &mut ActiveTask) -> CommitStep<()> {
+    let id = t.task.id;
     t.in_txn = false;
     t.producer.poll(Duration::ZERO);
     t.task.post_commit().map_err(CommitFailure::Fatal)?;
     t.producer
         .begin_transaction()
-        .map_err(|e| kafka_failure("begin_transaction", e))?;
+        .map_err(|e| kafka_failure(id, "begin_transaction", e))?;
     t.in_txn = true;
     Ok(())
 }
