@@ -508,7 +508,7 @@ impl TaskManager {
             return Ok(0);
         }
         let group_metadata = consumer.group_metadata();
-        let jobs: Vec<(TaskId, CommitStep<(Arc<TaskProducer>, TopicPartitionList)>)> = prepared
+        let jobs: Vec<(TaskId, CommitStep<CommitJob>)> = prepared
             .into_iter()
             .map(|(id, step)| (id, step.map(|tpl| (self.active[&id].producer.clone(), tpl))))
             .collect();
@@ -664,6 +664,9 @@ enum CommitFailure {
 }
 
 type CommitStep<T> = std::result::Result<T, CommitFailure>;
+
+/// A task's producer and the input offsets its transaction commits.
+type CommitJob = (Arc<TaskProducer>, TopicPartitionList);
 
 fn kafka_failure(id: TaskId, what: &str, e: rdkafka::error::KafkaError) -> CommitFailure {
     let msg = format!("{what} for task {id}: {e}");
