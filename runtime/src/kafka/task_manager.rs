@@ -145,7 +145,12 @@ impl TaskManager {
             .join(id.to_string())
     }
 
-    fn create_task(&self, id: TaskId, partitions: Vec<(String, i32)>) -> Result<ActiveTask> {
+    fn create_task(
+        &self,
+        id: TaskId,
+        partitions: Vec<(String, i32)>,
+        made: Option<Result<TaskProducerParts>>,
+    ) -> Result<ActiveTask> {
         let cfg = &self.shared.config;
         let sub = self
             .shared
@@ -156,40 +161,10 @@ impl TaskManager {
             .ok_or_else(|| {
                 StreamsError::IllegalState(format!("no sub-topology {}", id.subtopology))
             })?;
-        let (producer, tracker) = match &self.alos_producer {
-            Some((p, t)) => (p.clone(), t.clone()),
-            None => {
-                let tracker = Arc::new(DeliveryTracker::default());
-                let mut pc = self.shared.base_client.clone();
-                pc.set("transactional.id", format!("{}-{id}", cfg.application_id))
-                    .set("enable.idempotence", "true")
-                    .set("partitioner", PARTITIONER)
-                    .set(
-                        "transaction.timeout.ms",
-                        cfg.passthrough
-                            .get("transaction.timeout.ms")
-                            .cloned()
-                            .unwrap_or_else(|| default_transaction_timeout_ms(cfg).to_string()),
-                    )
-                    .set("client.id", format!("{}-{id}-producer", cfg.application_id));
-                let p: TaskProducer = pc
-                    .create_with_context(CollectorContext {
-                        tracker: tracker.clone(),
-                        log: Default::default(),
-                    })
-                    .map_err(|e| {
-                        StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}"))
-                    })?;
-                // Fences any older producer with this transactional.id and
-                // aborts its open transaction.
-                retry_retriable("init_transactions", id, cfg.task_timeout, || {
-                    p.init_transactions(TXN_TIMEOUT)
-                })
-                .map_err(|e| {
-                    StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}"))
-                })?;
-                (Arc::new(p), tracker)
-            }
+        let (producer, tracker) = match (&self.alos_producer, made) {
+            (Some((p, t)), _) => (p.clone(), t.clone()),
+            (None, Some(made)) => made?,
+            (None, None) => transactional_producer(cfg, &self.shared.base_client, id)?,
         };
         let task = StreamTask::new(TaskConfig {
             application_id: cfg.application_id.clone(),
@@ -249,6 +224,35 @@ impl TaskManager {
             }
         }
         self.by_partition.clear();
+        // New tasks' transactional producers are created and initialized
+        // at once: each `init_transactions` is a broker round trip (and
+        // may wait for a predecessor's transaction to be aborted).
+        let mut made: HashMap<TaskId, Result<TaskProducerParts>> = HashMap::new();
+        let new_ids: Vec<TaskId> = wanted
+            .keys()
+            .filter(|id| !self.suspended.contains_key(id))
+            .copied()
+            .collect();
+        if self.eos() && new_ids.len() > 1 {
+            let (cfg, base) = (&self.shared.config, &self.shared.base_client);
+            made = std::thread::scope(|s| {
+                let running: Vec<_> = new_ids
+                    .iter()
+                    .map(|&id| (id, s.spawn(move || transactional_producer(cfg, base, id))))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|(id, h)| {
+                        let r = h.join().unwrap_or_else(|_| {
+                            Err(StreamsError::IllegalState(format!(
+                                "creating the producer of task {id} panicked"
+                            )))
+                        });
+                        (id, r)
+                    })
+                    .collect()
+            });
+        }
         for (id, partitions) in wanted {
             let _task_span = tracing::info_span!("task", task = %id).entered();
             let mut t = match self.suspended.remove(&id) {
@@ -261,7 +265,7 @@ impl TaskManager {
                     // Fresh figures (and a fresh identity for the query layer's
                     // read handle on the task's state).
                     self.metrics.reset_task(id);
-                    self.create_task(id, partitions.clone())?
+                    self.create_task(id, partitions.clone(), made.remove(&id))?
                 }
             };
             // Always catch up with the changelog: a no-op for a task that
@@ -661,6 +665,45 @@ enum CommitFailure {
     Abortable(String),
     Fenced(String),
     Fatal(StreamsError),
+}
+
+/// A task's transactional producer and its delivery tracker.
+type TaskProducerParts = (Arc<TaskProducer>, Arc<DeliveryTracker>);
+
+/// Creates task `id`'s transactional producer (`transactional.id =
+/// <application.id>-<task id>`) and calls `init_transactions`, which fences
+/// any older producer with that id and aborts its open transaction.
+fn transactional_producer(
+    cfg: &StreamsConfig,
+    base: &ClientConfig,
+    id: TaskId,
+) -> Result<TaskProducerParts> {
+    let tracker = Arc::new(DeliveryTracker::default());
+    let mut pc = base.clone();
+    pc.set("transactional.id", format!("{}-{id}", cfg.application_id))
+        .set("enable.idempotence", "true")
+        .set("partitioner", PARTITIONER)
+        .set(
+            "transaction.timeout.ms",
+            cfg.passthrough
+                .get("transaction.timeout.ms")
+                .cloned()
+                .unwrap_or_else(|| default_transaction_timeout_ms(cfg).to_string()),
+        )
+        .set("client.id", format!("{}-{id}-producer", cfg.application_id));
+    let p: TaskProducer = pc
+        .create_with_context(CollectorContext {
+            tracker: tracker.clone(),
+            log: Default::default(),
+        })
+        .map_err(|e| {
+            StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}"))
+        })?;
+    retry_retriable("init_transactions", id, cfg.task_timeout, || {
+        p.init_transactions(TXN_TIMEOUT)
+    })
+    .map_err(|e| StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}")))?;
+    Ok((Arc::new(p), tracker))
 }
 
 type CommitStep<T> = std::result::Result<T, CommitFailure>;
