@@ -33,6 +33,10 @@ use crate::task::{StreamTask, TaskConfig};
 use crate::topology::Topology;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// One `abort_transaction` attempt, and how long a failing abort is retried
+/// before the task is closed and re-created instead.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+const ABORT_RETRY_FOR: Duration = Duration::from_secs(20);
 
 /// Kafka's Java default: murmur2 of the key, so keyed records land where a
 /// Java producer would put them (co-partitioning with Java-filled topics).
@@ -569,11 +573,16 @@ impl TaskManager {
                             since.elapsed().as_secs()
                         )));
                     }
+                    // An abort that cannot finish (e.g. in-flight records of a
+                    // producer the coordinator already fenced after a broker
+                    // restart) is not waited out: the task is handed back to
+                    // the group and re-created with a new producer, whose
+                    // init_transactions aborts the old transaction.
                     if let Err(e) = retry_retriable(
                         "abort_transaction",
                         id,
-                        self.shared.config.task_timeout,
-                        || t.producer.abort_transaction(TXN_TIMEOUT),
+                        ABORT_RETRY_FOR.min(self.shared.config.task_timeout),
+                        || t.producer.abort_transaction(ABORT_TIMEOUT),
                     ) {
                         tracing::warn!(task = %id, error = %e, "abort failed; closing the task and rejoining the group");
                         let mut t = self.active.remove(&id).unwrap();
