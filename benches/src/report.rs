@@ -74,6 +74,10 @@ pub struct Recovery {
 
 pub struct Report {
     pub header: String,
+    /// The kstreams binary sets used (directory, date, flags).
+    pub binaries: Vec<String>,
+    /// --kstreams-bin-dir labels, in order (the first is the ratios' baseline).
+    pub labels: Vec<String>,
     pub inputs: Vec<String>,
     pub throughput: Vec<Throughput>,
     pub latency: Vec<Latency>,
@@ -100,6 +104,18 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     }
     let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
     Some(sorted[i])
+}
+
+/// Modification time of a file, as `YYYY-MM-DD HH:MM:SS UTC` (via `date`).
+pub fn mtime_utc(path: &Path) -> String {
+    let out = cmd_out(&[
+        "date",
+        "-u",
+        "-r",
+        &path.display().to_string(),
+        "+%Y-%m-%d %H:%M:%S UTC",
+    ]);
+    if out.is_empty() { "?".into() } else { out }
 }
 
 fn cmd_out(argv: &[&str]) -> String {
@@ -209,6 +225,8 @@ impl Report {
         let _ = writeln!(h, "Machine:\n\n{machine}\n");
         Report {
             header: h,
+            binaries: Vec::new(),
+            labels: Vec::new(),
             inputs: Vec::new(),
             throughput: Vec::new(),
             latency: Vec::new(),
@@ -243,6 +261,12 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         s.push_str(&self.header);
+        if !self.binaries.is_empty() {
+            for b in &self.binaries {
+                let _ = writeln!(s, "- {b}");
+            }
+            s.push('\n');
+        }
         if !self.inputs.is_empty() {
             s.push_str("Input (pre-loaded once, read by every case from the beginning):\n\n");
             for i in &self.inputs {
@@ -284,15 +308,36 @@ impl Report {
                 "\n### Ratios (same run; per round, median over rounds)\n\n\
                  | ratio | throughput | steady throughput | peak RSS | CPU seconds | per-round throughput |\n|---|---|---|---|---|---|\n",
             );
-            for (a, b) in [
-                ("kstreams-wc-eos", "ceiling-wc"),
-                ("kstreams-wc-alos", "ceiling-wc"),
-                ("kstreams-wc-eos", "kafka-streams-wc-eos"),
-                ("kstreams-wc-eos", "quix-wc-eos"),
-                ("kstreams-orders-eos", "ceiling-orders"),
-                ("kstreams-orders-alos", "ceiling-orders"),
-                ("kstreams-orders-eos", "kafka-streams-orders-eos"),
-            ] {
+            let prefixes: Vec<String> = if self.labels.is_empty() {
+                vec!["kstreams".into()]
+            } else {
+                self.labels
+                    .iter()
+                    .map(|l| format!("kstreams-{l}"))
+                    .collect()
+            };
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            for p in &prefixes {
+                for (a, b) in [
+                    ("wc-eos", "ceiling-wc"),
+                    ("wc-alos", "ceiling-wc"),
+                    ("wc-eos", "kafka-streams-wc-eos"),
+                    ("wc-eos", "quix-wc-eos"),
+                    ("orders-eos", "ceiling-orders"),
+                    ("orders-alos", "ceiling-orders"),
+                    ("orders-eos", "kafka-streams-orders-eos"),
+                ] {
+                    pairs.push((format!("{p}-{a}"), b.to_string()));
+                }
+            }
+            // Each labelled build against the first one.
+            for p in prefixes.iter().skip(1) {
+                for a in ["wc-eos", "wc-alos", "orders-eos", "orders-alos"] {
+                    pairs.push((format!("{p}-{a}"), format!("{}-{a}", prefixes[0])));
+                }
+            }
+            for (a, b) in &pairs {
+                let (a, b) = (a.as_str(), b.as_str());
                 let (r, per) = self.ratio(a, b, Throughput::rate);
                 if r.is_none() {
                     continue;

@@ -81,6 +81,13 @@ pub struct RunArgs {
     /// Directory of the kstreams example binaries (default: <dir of this binary>/examples).
     #[arg(long)]
     pub examples_dir: Option<PathBuf>,
+    /// Compare kstreams builds: LABEL=DIR of example binaries (word_count,
+    /// order_aggregation), repeatable. Every kstreams case, latency and
+    /// recovery run then runs once per label, one right after the other, named
+    /// `kstreams-LABEL-...` (e.g. kstreams-old-wc-eos); the first label is the
+    /// baseline of the LABEL ÷ first-label ratios. Overrides --examples-dir.
+    #[arg(long = "kstreams-bin-dir", value_name = "LABEL=DIR")]
+    pub kstreams_bin_dirs: Vec<String>,
     /// The Kafka Streams jar (benches/java, `mvn -q package`).
     #[arg(long, default_value = "benches/java/target/kstreams-bench-java.jar")]
     pub java_jar: PathBuf,
@@ -130,17 +137,89 @@ impl System {
     }
 }
 
+/// A system, and for kstreams the label of its binaries (`kstreams-LABEL`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sys {
+    pub system: System,
+    pub label: Option<String>,
+}
+
+impl Sys {
+    /// `ceiling`, `kstreams`, `kstreams-LABEL`, `kafka-streams` or `quix`.
+    fn parse(s: &str) -> Result<Sys, String> {
+        if let Some(l) = s.strip_prefix("kstreams-") {
+            if !valid_label(l) {
+                return Err(format!("unknown system '{s}'"));
+            }
+            return Ok(Sys {
+                system: System::Kstreams,
+                label: Some(l.to_string()),
+            });
+        }
+        Ok(Sys {
+            system: System::parse(s)?,
+            label: None,
+        })
+    }
+
+    pub fn name(&self) -> String {
+        match (&self.system, &self.label) {
+            (System::Ceiling, _) => "ceiling".into(),
+            (System::Kstreams, None) => "kstreams".into(),
+            (System::Kstreams, Some(l)) => format!("kstreams-{l}"),
+            (System::KafkaStreams, _) => "kafka-streams".into(),
+            (System::Quix, _) => "quix".into(),
+        }
+    }
+}
+
+/// Labels end up in topic names and must not look like an app or a guarantee.
+fn valid_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !["wc", "orders", "eos", "alos"].contains(&l)
+}
+
+/// Replaces every unlabelled kstreams entry by one per label (in label
+/// order), and checks the labels of labelled ones.
+fn expand_labels<T: Clone>(
+    items: Vec<T>,
+    labels: &[String],
+    sys_of: impl Fn(&T) -> Sys,
+    relabel: impl Fn(&T, &str) -> T,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    for it in items {
+        let s = sys_of(&it);
+        match (&s.system, &s.label) {
+            (System::Kstreams, None) if !labels.is_empty() => {
+                out.extend(labels.iter().map(|l| relabel(&it, l)));
+            }
+            (System::Kstreams, Some(l)) if !labels.contains(l) => {
+                return Err(format!(
+                    "'{}': no --kstreams-bin-dir {l}=DIR given",
+                    s.name()
+                ));
+            }
+            _ => out.push(it),
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum App {
     WordCount,
     Orders,
 }
 
-/// A throughput case: `<system>-<wc|orders>[-<eos|alos>]`.
+/// A throughput case: `<system>-<wc|orders>[-<eos|alos>]`, where the system
+/// may be `kstreams-LABEL` (see --kstreams-bin-dir).
 #[derive(Clone, Debug)]
 pub struct Case {
     pub name: String,
     pub system: System,
+    pub label: Option<String>,
     pub app: App,
     pub eos: bool,
 }
@@ -162,27 +241,52 @@ impl Case {
         } else {
             return Err(bad());
         };
-        let system = System::parse(sys).map_err(|_| bad())?;
+        let Sys { system, label } = Sys::parse(sys).map_err(|_| bad())?;
         if (system == System::Ceiling && !eos) || (system == System::Quix && app == App::Orders) {
             return Err(bad());
         }
         Ok(Case {
             name: name.to_string(),
             system,
+            label,
             app,
             eos,
         })
     }
+
+    fn sys(&self) -> Sys {
+        Sys {
+            system: self.system,
+            label: self.label.clone(),
+        }
+    }
+
+    /// This (unlabelled kstreams) case run with the binaries labelled `label`.
+    fn with_label(&self, label: &str) -> Case {
+        let rest = self.name.strip_prefix("kstreams").unwrap_or(&self.name);
+        Case {
+            name: format!("kstreams-{label}{rest}"),
+            label: Some(label.to_string()),
+            ..self.clone()
+        }
+    }
+}
+
+/// One set of kstreams example binaries.
+struct Kbins {
+    label: Option<String>,
+    dir: PathBuf,
+    /// Extra flags for its order_aggregation binary.
+    orders_flags: Vec<String>,
 }
 
 struct Ctx {
     args: RunArgs,
     bootstrap: String,
     work: PathBuf,
-    examples: PathBuf,
+    /// The kstreams binaries: one unlabelled set, or one per --kstreams-bin-dir label.
+    kstreams: Vec<Kbins>,
     bench_exe: PathBuf,
-    /// Extra flags for the kstreams order_aggregation binary.
-    orders_flags: Vec<String>,
 }
 
 /// Newer order_aggregation binaries add a per-minute window branch unless
@@ -202,11 +306,19 @@ fn order_aggregation_flags(examples: &Path) -> Vec<String> {
 }
 
 impl Ctx {
+    fn kbins(&self, label: Option<&str>) -> &Kbins {
+        self.kstreams
+            .iter()
+            .find(|k| k.label.as_deref() == label)
+            .or(self.kstreams.first())
+            .expect("kstreams binaries")
+    }
+
     /// The command line of a job.
     #[allow(clippy::too_many_arguments)]
     fn argv(
         &self,
-        system: System,
+        who: &Sys,
         app: App,
         eos: bool,
         app_id: &str,
@@ -214,10 +326,12 @@ impl Ctx {
         output: &str,
         extra: &[&str],
     ) -> Vec<String> {
+        let system = who.system;
         let mut v: Vec<String> = match system {
             System::Ceiling => vec![self.bench_exe.display().to_string(), "ceiling".into()],
             System::Kstreams => vec![
-                self.examples
+                self.kbins(who.label.as_deref())
+                    .dir
                     .join(match app {
                         App::WordCount => "word_count",
                         App::Orders => "order_aggregation",
@@ -246,7 +360,12 @@ impl Ctx {
             ],
         };
         if system == System::Kstreams && app == App::Orders {
-            v.extend(self.orders_flags.iter().cloned());
+            v.extend(
+                self.kbins(who.label.as_deref())
+                    .orders_flags
+                    .iter()
+                    .cloned(),
+            );
         }
         let state = self.work.join("state").join(app_id);
         for (flag, value) in [
@@ -299,26 +418,46 @@ impl Ctx {
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
+    let mut labelled_dirs: Vec<(String, PathBuf)> = Vec::new();
+    for kv in &args.kstreams_bin_dirs {
+        let (l, d) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--kstreams-bin-dir {kv}: expected LABEL=DIR"))?;
+        if !valid_label(l) || labelled_dirs.iter().any(|(x, _)| x == l) {
+            return Err(format!(
+                "--kstreams-bin-dir {kv}: the label must be unique, of [A-Za-z0-9_], and not wc/orders/eos/alos"
+            ));
+        }
+        labelled_dirs.push((l.to_string(), PathBuf::from(d)));
+    }
+    let labels: Vec<String> = labelled_dirs.iter().map(|(l, _)| l.clone()).collect();
     let cases: Vec<Case> = args
         .cases
         .iter()
         .map(|c| Case::parse(c))
         .collect::<Result<_, _>>()?;
+    let cases = expand_labels(cases, &labels, Case::sys, Case::with_label)?;
     for p in &args.phases {
         if !["throughput", "latency", "recovery"].contains(&p.as_str()) {
             return Err(format!("unknown phase '{p}'"));
         }
     }
-    let latency_systems: Vec<System> = args
+    let with_label = |s: &Sys, l: &str| Sys {
+        system: s.system,
+        label: Some(l.to_string()),
+    };
+    let latency_systems: Vec<Sys> = args
         .latency_systems
         .iter()
-        .map(|s| System::parse(s))
+        .map(|s| Sys::parse(s))
         .collect::<Result<_, _>>()?;
-    let recovery_systems: Vec<System> = args
+    let latency_systems = expand_labels(latency_systems, &labels, Sys::clone, with_label)?;
+    let recovery_systems: Vec<Sys> = args
         .recovery_systems
         .iter()
-        .map(|s| System::parse(s))
+        .map(|s| Sys::parse(s))
         .collect::<Result<_, _>>()?;
+    let recovery_systems = expand_labels(recovery_systems, &labels, Sys::clone, with_label)?;
     let bench_exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
     let examples = match &args.examples_dir {
         Some(d) => d.clone(),
@@ -329,16 +468,26 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     };
     let uses = |s: System| {
         cases.iter().any(|c| c.system == s)
-            || latency_systems.contains(&s)
-            || recovery_systems.contains(&s)
+            || latency_systems.iter().any(|x| x.system == s)
+            || recovery_systems.iter().any(|x| x.system == s)
+    };
+    let kstreams_dirs: Vec<(Option<String>, PathBuf)> = if labelled_dirs.is_empty() {
+        vec![(None, examples)]
+    } else {
+        labelled_dirs
+            .into_iter()
+            .map(|(l, d)| (Some(l), d))
+            .collect()
     };
     if uses(System::Kstreams) {
-        for b in ["word_count", "order_aggregation"] {
-            if !examples.join(b).exists() {
-                return Err(format!(
-                    "{} missing: cargo build --release --workspace --bins --examples",
-                    examples.join(b).display()
-                ));
+        for (_, dir) in &kstreams_dirs {
+            for b in ["word_count", "order_aggregation"] {
+                if !dir.join(b).exists() {
+                    return Err(format!(
+                        "{} missing: cargo build --release --workspace --bins --examples",
+                        dir.join(b).display()
+                    ));
+                }
             }
         }
     }
@@ -369,18 +518,48 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let broker = KafkaBroker::start(BrokerOptions::default())
         .map_err(|e| format!("starting the broker: {e}"))?;
     let bootstrap = broker.bootstrap_servers();
-    let orders_flags = if uses(System::Kstreams) {
-        order_aggregation_flags(&examples)
-    } else {
-        Vec::new()
-    };
+    let kstreams: Vec<Kbins> = kstreams_dirs
+        .into_iter()
+        .map(|(label, dir)| {
+            let orders_flags = if uses(System::Kstreams) {
+                order_aggregation_flags(&dir)
+            } else {
+                Vec::new()
+            };
+            Kbins {
+                label,
+                dir,
+                orders_flags,
+            }
+        })
+        .collect();
+    if uses(System::Kstreams) {
+        for k in &kstreams {
+            let line = format!(
+                "kstreams binaries{}: `{}` (word_count modified {}; order_aggregation extra flags: {})",
+                k.label
+                    .as_ref()
+                    .map(|l| format!(" `{l}`"))
+                    .unwrap_or_default(),
+                k.dir.display(),
+                report::mtime_utc(&k.dir.join("word_count")),
+                if k.orders_flags.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("`{}`", k.orders_flags.join(" "))
+                }
+            );
+            eprintln!("kstreams-bench: {line}");
+            rep.binaries.push(line);
+        }
+    }
+    rep.labels = labels;
     let ctx = Ctx {
         args,
         bootstrap,
         work: work.clone(),
-        examples,
+        kstreams,
         bench_exe,
-        orders_flags,
     };
 
     let res = run_phases(&ctx, &cases, &latency_systems, &recovery_systems, &mut rep);
@@ -402,8 +581,8 @@ pub fn run(args: RunArgs) -> Result<(), String> {
 fn run_phases(
     ctx: &Ctx,
     cases: &[Case],
-    latency_systems: &[System],
-    recovery_systems: &[System],
+    latency_systems: &[Sys],
+    recovery_systems: &[Sys],
     rep: &mut Report,
 ) -> Result<(), String> {
     let phase = |p: &str| ctx.args.phases.iter().any(|x| x == p);
@@ -414,10 +593,15 @@ fn run_phases(
         let rate = match ctx.args.latency_rate {
             Some(r) => r,
             None => {
+                // The (first-labelled) kstreams word count's rate.
+                let base = match rep.labels.first() {
+                    Some(l) => format!("kstreams-{l}-wc-eos"),
+                    None => "kstreams-wc-eos".to_string(),
+                };
                 let rates: Vec<f64> = rep
                     .throughput
                     .iter()
-                    .filter(|t| t.case == "kstreams-wc-eos")
+                    .filter(|t| t.case == base)
                     .filter_map(|t| t.rate())
                     .collect();
                 let Some(max) = report::median(&rates) else {
@@ -427,7 +611,7 @@ fn run_phases(
             }
         };
         for s in latency_systems {
-            let l = latency_case(ctx, *s, rate.max(1))?;
+            let l = latency_case(ctx, s, rate.max(1))?;
             eprintln!("kstreams-bench: {l:?}");
             rep.latency.push(l);
         }
@@ -435,7 +619,7 @@ fn run_phases(
     if phase("recovery") {
         for keys in &ctx.args.state_keys {
             for s in recovery_systems {
-                let r = recovery_case(ctx, *s, *keys)?;
+                let r = recovery_case(ctx, s, *keys)?;
                 eprintln!("kstreams-bench: {r:?}");
                 rep.recovery.push(r);
             }
@@ -556,7 +740,7 @@ fn throughput_case(
             .map_err(|e| format!("creating {output}-dlq: {e}"))?;
     }
     let argv = ctx.argv(
-        case.system,
+        &case.sys(),
         case.app,
         case.eos,
         &app_id,
@@ -625,16 +809,9 @@ fn warmup_sender(
     })
 }
 
-fn latency_case(ctx: &Ctx, system: System, rate: u64) -> Result<Latency, String> {
-    let name = format!(
-        "lat-{}",
-        match system {
-            System::Ceiling => "ceiling",
-            System::Kstreams => "kstreams",
-            System::KafkaStreams => "kafka-streams",
-            System::Quix => "quix",
-        }
-    );
+fn latency_case(ctx: &Ctx, who: &Sys, rate: u64) -> Result<Latency, String> {
+    let system = who.system;
+    let name = format!("lat-{}", who.name());
     let input = format!("{name}-in");
     let output = format!("{name}-out");
     ctx.topic(&input)?;
@@ -656,7 +833,7 @@ fn latency_case(ctx: &Ctx, system: System, rate: u64) -> Result<Latency, String>
         }
     };
     eprintln!("kstreams-bench: latency {name} at {rate} lines/s ...");
-    let argv = ctx.argv(system, App::WordCount, true, &name, &input, &output, &[]);
+    let argv = ctx.argv(who, App::WordCount, true, &name, &input, &output, &[]);
     let mut job = Job::spawn(&argv, &ctx.log(&name))?;
     let stop = Arc::new(AtomicBool::new(false));
     let warm = warmup_sender(ctx.bootstrap.clone(), input.clone(), stop.clone());
@@ -750,12 +927,12 @@ fn produce_marker(bootstrap: &str, topic: &str, word: &str) -> Result<(), String
     l.flush()
 }
 
-fn recovery_case(ctx: &Ctx, system: System, keys: u64) -> Result<Recovery, String> {
-    let sys = match system {
-        System::Kstreams => "kstreams",
-        System::KafkaStreams => "kafka-streams",
-        _ => return Err("the recovery phase runs kstreams and kafka-streams only".into()),
-    };
+fn recovery_case(ctx: &Ctx, who: &Sys, keys: u64) -> Result<Recovery, String> {
+    let system = who.system;
+    if !matches!(system, System::Kstreams | System::KafkaStreams) {
+        return Err("the recovery phase runs kstreams and kafka-streams only".into());
+    }
+    let sys = who.name();
     let name = format!("state-{sys}-{keys}");
     let input = format!("{name}-in");
     let output = format!("{name}-out");
@@ -774,7 +951,7 @@ fn recovery_case(ctx: &Ctx, system: System, keys: u64) -> Result<Recovery, Strin
     // A short session timeout (as in tests/crash.rs), so the group drops the
     // killed member quickly; the same for both systems.
     let extra = ["session.timeout.ms=6000", "heartbeat.interval.ms=1000"];
-    let argv = ctx.argv(system, App::WordCount, true, &name, &input, &output, &extra);
+    let argv = ctx.argv(who, App::WordCount, true, &name, &input, &output, &extra);
     eprintln!("kstreams-bench: recovery {name}: building {keys} keys of state ...");
     let mut job = Job::spawn(&argv, &ctx.log(&format!("{name}-1")))?;
     let w = watch::watch(
@@ -829,7 +1006,7 @@ fn recovery_case(ctx: &Ctx, system: System, keys: u64) -> Result<Recovery, Strin
     let changelog = format!("{name}-counts-changelog");
     let (raw_records, raw_secs) = watch::raw_consume(&ctx.bootstrap, &changelog)?;
     Ok(Recovery {
-        system: sys.to_string(),
+        system: sys,
         keys,
         build_secs,
         recovery_secs,
@@ -853,5 +1030,39 @@ mod tests {
         }
         assert!(Case::parse("quix-orders-eos").is_err());
         assert!(Case::parse("ceiling-wc-alos").is_err());
+    }
+
+    #[test]
+    fn labelled_kstreams_cases() {
+        let c = Case::parse("kstreams-old-orders-eos").unwrap();
+        assert_eq!(
+            (c.system, c.label.as_deref(), c.app, c.eos),
+            (System::Kstreams, Some("old"), App::Orders, true)
+        );
+        assert!(Case::parse("kstreams-wc-eos").unwrap().label.is_none());
+        assert!(Case::parse("kafka-streams-wc-eos").unwrap().label.is_none());
+        let labels = vec!["old".to_string(), "new".to_string()];
+        let cases: Vec<Case> = ["ceiling-wc", "kstreams-wc-eos", "kafka-streams-wc-eos"]
+            .iter()
+            .map(|c| Case::parse(c).unwrap())
+            .collect();
+        let names: Vec<String> = expand_labels(cases, &labels, Case::sys, Case::with_label)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ceiling-wc",
+                "kstreams-old-wc-eos",
+                "kstreams-new-wc-eos",
+                "kafka-streams-wc-eos"
+            ]
+        );
+        let bad = vec![Case::parse("kstreams-x-wc-eos").unwrap()];
+        assert!(expand_labels(bad, &labels, Case::sys, Case::with_label).is_err());
+        assert_eq!(Sys::parse("kstreams-new").unwrap().name(), "kstreams-new");
+        assert!(Sys::parse("kstreams-").is_err());
     }
 }
