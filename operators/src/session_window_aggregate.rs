@@ -141,34 +141,22 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + 'static> SessionWindowedKStrea
         M: Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
     {
         let prefix = "KSTREAM-SESSION-AGGREGATE-";
-        let g = &self.grouped;
-        let builder = g.stream.builder.clone();
-        let name = builder.next_name(prefix);
-        let store_name = materialized
-            .name
-            .clone()
-            .unwrap_or_else(|| builder.next_name(&format!("{prefix}STATE-STORE-")));
-        let input = g.input(&store_name);
-        let what = format!("session {op}() into store '{store_name}'");
-        let key_serde = g.stream.resolve_serde(
-            g.store_key_serde(materialized.key_serde.clone()),
-            &None,
-            &what,
-            "Materialized::with_key_serde or Grouped::with",
+        let crate::windowed_by::WindowedAggregation {
+            builder,
+            name,
+            store_name,
+            input,
+            key_serde,
+            value_serde,
+            table,
+        } = crate::windowed_by::windowed_aggregation(
+            &self.grouped,
+            prefix,
+            "session",
+            op,
+            &materialized,
+            default_value_serde,
         );
-        let value_serde = g.stream.resolve_serde(
-            materialized.value_serde.clone().or(default_value_serde),
-            &None,
-            &what,
-            "Materialized::with_value_serde",
-        );
-        let table = KTable {
-            builder: builder.clone(),
-            node: name.clone(),
-            store_name: Some(store_name.clone()),
-            key_serde: key_serde.clone().map(Windowed::serde),
-            value_serde: value_serde.clone(),
-        };
         let windows = self.windows;
         // A session [start, end] can grow until end + gap; it is final one
         // grace period later.

@@ -154,41 +154,30 @@ impl<K: Clone + Send + Sync + 'static, V: Clone + 'static> SlidingWindowedKStrea
         F: Fn(&K, V, Option<VA>) -> VA + Send + Sync + 'static,
     {
         let prefix = "KSTREAM-SLIDING-AGGREGATE-";
-        let g = &self.grouped;
-        let builder = g.stream.builder.clone();
-        let name = builder.next_name(prefix);
-        let store_name = materialized
-            .name
-            .clone()
-            .unwrap_or_else(|| builder.next_name(&format!("{prefix}STATE-STORE-")));
+        let crate::windowed_by::WindowedAggregation {
+            builder,
+            name,
+            store_name,
+            input,
+            key_serde,
+            value_serde,
+            table,
+        } = crate::windowed_by::windowed_aggregation(
+            &self.grouped,
+            prefix,
+            "sliding",
+            op,
+            &materialized,
+            default_value_serde,
+        );
         let records_name = format!("{store_name}-records");
-        let input = g.input(&store_name);
-        let what = format!("sliding {op}() into store '{store_name}'");
-        let key_serde = g.stream.resolve_serde(
-            g.store_key_serde(materialized.key_serde.clone()),
-            &None,
-            &what,
-            "Materialized::with_key_serde or Grouped::with",
-        );
-        let value_serde = g.stream.resolve_serde(
-            materialized.value_serde.clone().or(default_value_serde),
-            &None,
-            &what,
-            "Materialized::with_value_serde",
-        );
+        let g = &self.grouped;
         let record_serde = g.stream.resolve_serde(
             g.grouped_value_serde(),
             &None,
-            &format!("{what} (its records)"),
+            &format!("sliding {op}() into store '{store_name}' (its records)"),
             "Grouped::with",
         );
-        let table = KTable {
-            builder: builder.clone(),
-            node: name.clone(),
-            store_name: Some(store_name.clone()),
-            key_serde: key_serde.clone().map(Windowed::serde),
-            value_serde: value_serde.clone(),
-        };
         let windows = self.windows;
         // Inclusive ends: a window is final once stream time > end + grace.
         builder.set_window_grace(&name, windows.grace_ms.saturating_add(1));

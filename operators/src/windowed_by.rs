@@ -148,3 +148,69 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         windows.windowed(self)
     }
 }
+
+/// What every windowed aggregation (time, session, sliding) sets up the
+/// same way: its node and store names, its input (repartitioned if the key
+/// changed), the store's serdes and the table it returns.
+pub(crate) struct WindowedAggregation<K, V, VA> {
+    pub builder: crate::StreamsBuilder,
+    pub name: String,
+    pub store_name: String,
+    pub input: crate::KStream<K, V>,
+    pub key_serde: Option<kstreams_runtime::SerdeRef<K>>,
+    pub value_serde: Option<kstreams_runtime::SerdeRef<VA>>,
+    pub table: crate::KTable<crate::Windowed<K>, VA>,
+}
+
+/// Builds the [`WindowedAggregation`] of `g` for operator `op` (`count`,
+/// `reduce`, `aggregate`) of the given `kind` (`windowed`, `session`, ...).
+pub(crate) fn windowed_aggregation<K, V, VA>(
+    g: &KGroupedStream<K, V>,
+    prefix: &str,
+    kind: &str,
+    op: &str,
+    materialized: &crate::Materialized<K, VA>,
+    default_value_serde: Option<kstreams_runtime::SerdeRef<VA>>,
+) -> WindowedAggregation<K, V, VA>
+where
+    K: Clone + Send + Sync + 'static,
+    V: Clone + 'static,
+    VA: Clone + 'static,
+{
+    let builder = g.stream.builder.clone();
+    let name = builder.next_name(prefix);
+    let store_name = materialized
+        .name
+        .clone()
+        .unwrap_or_else(|| builder.next_name(&format!("{prefix}STATE-STORE-")));
+    let input = g.input(&store_name);
+    let what = format!("{kind} {op}() into store '{store_name}'");
+    let key_serde = g.stream.resolve_serde(
+        g.store_key_serde(materialized.key_serde.clone()),
+        &None,
+        &what,
+        "Materialized::with_key_serde or Grouped::with",
+    );
+    let value_serde = g.stream.resolve_serde(
+        materialized.value_serde.clone().or(default_value_serde),
+        &None,
+        &what,
+        "Materialized::with_value_serde",
+    );
+    let table = crate::KTable {
+        builder: builder.clone(),
+        node: name.clone(),
+        store_name: Some(store_name.clone()),
+        key_serde: key_serde.clone().map(crate::Windowed::serde),
+        value_serde: value_serde.clone(),
+    };
+    WindowedAggregation {
+        builder,
+        name,
+        store_name,
+        input,
+        key_serde,
+        value_serde,
+        table,
+    }
+}
