@@ -69,6 +69,9 @@ pub fn run(a: CeilingArgs) -> Result<(), String> {
         .set("transactional.id", format!("{}-ceiling", a.application_id))
         .set("enable.idempotence", "true")
         .set("transaction.timeout.ms", "10000")
+        // As kstreams' task producers (and the Java client) do: retry the
+        // next transaction's CONCURRENT_TRANSACTIONS after 20 ms, not 100.
+        .set("retry.backoff.ms", "20")
         .set_log_level(RDKafkaLogLevel::Warning);
     for (k, v) in &extra {
         cc.set(k, v);

@@ -21,7 +21,7 @@ use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
 
 use super::ThreadMetrics;
 use super::assignment::{TopicPlan, tasks_for};
-use super::changelog_reader::ChangelogReader;
+use super::changelog_reader::{ChangelogReader, RestoreTarget};
 use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::record_collector::{
     CollectorContext, DeliveryTracker, KafkaRecordCollector, TaskProducer, TxnErrorKind, classify,
@@ -257,9 +257,13 @@ impl TaskManager {
                     .collect()
             });
         }
+        // Create (or resume) every task first, then restore all their
+        // stores together: one restore round for the whole assignment
+        // instead of one per store.
+        let mut ready: Vec<(TaskId, Partitions, ActiveTask)> = Vec::new();
         for (id, partitions) in wanted {
             let _task_span = tracing::info_span!("task", task = %id).entered();
-            let mut t = match self.suspended.remove(&id) {
+            let t = match self.suspended.remove(&id) {
                 Some(t) => {
                     tracing::info!(thread = %self.thread_name, task = %id, "resuming suspended task");
                     t
@@ -272,10 +276,28 @@ impl TaskManager {
                     self.create_task(id, partitions.clone(), made.remove(&id))?
                 }
             };
-            // Always catch up with the changelog: a no-op for a task that
-            // did not move, the tail for one that crashed, everything for a
-            // new machine.
-            let stats = self.restore.restore(&mut t.task, &self.metrics.task(id))?;
+            ready.push((id, partitions, t));
+        }
+        // Always catch up with the changelogs: a no-op for a task that did
+        // not move, the tail for one that crashed, everything for a new
+        // machine.
+        let progress: Vec<_> = ready
+            .iter()
+            .map(|(id, _, _)| self.metrics.task(*id))
+            .collect();
+        let stats = {
+            let mut targets: Vec<RestoreTarget<'_>> = ready
+                .iter_mut()
+                .zip(&progress)
+                .map(|((_, _, t), p)| RestoreTarget {
+                    task: &mut t.task,
+                    progress: p,
+                })
+                .collect();
+            self.restore.restore_all(&mut targets)?
+        };
+        for ((id, partitions, mut t), stats) in ready.into_iter().zip(stats) {
+            let _task_span = tracing::info_span!("task", task = %id).entered();
             self.metrics.add_restored(stats.records);
             if stats.records > 0 && t.task.is_initialized() {
                 // A resumed task whose stores just changed under it: drop
@@ -676,6 +698,12 @@ enum CommitFailure {
     Fatal(StreamsError),
 }
 
+/// A task's input partitions.
+type Partitions = Vec<(String, i32)>;
+
+/// The transactional producers' first retry backoff unless configured.
+const TXN_RETRY_BACKOFF_MS: &str = "20";
+
 /// A task's transactional producer and its delivery tracker.
 type TaskProducerParts = (Arc<TaskProducer>, Arc<DeliveryTracker>);
 
@@ -700,6 +728,15 @@ fn transactional_producer(
                 .unwrap_or_else(|| default_transaction_timeout_ms(cfg).to_string()),
         )
         .set("client.id", format!("{}-{id}-producer", cfg.application_id));
+    // Right after a commit the coordinator is still writing the markers,
+    // and the next transaction's first AddPartitionsToTxn is answered
+    // CONCURRENT_TRANSACTIONS. librdkafka retries it after
+    // `retry.backoff.ms` (default 100 ms), which put a 100 ms stall into
+    // every commit interval; the Java client uses 20 ms for this case, so
+    // do we unless configured.
+    if !cfg.passthrough.contains_key("retry.backoff.ms") {
+        pc.set("retry.backoff.ms", TXN_RETRY_BACKOFF_MS);
+    }
     let p: TaskProducer = pc
         .create_with_context(CollectorContext {
             tracker: tracker.clone(),
