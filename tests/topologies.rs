@@ -37,10 +37,13 @@ Topologies:
       --> KSTREAM-FLATMAP-0000000001
       <-- none
     Processor: KSTREAM-FLATMAP-0000000001 (stores: [])
-      --> counts-repartition-sink
+      --> counts-combine
       <-- KSTREAM-SOURCE-0000000000
-    Sink: counts-repartition-sink (topic: counts-repartition)
+    Processor: counts-combine (stores: [])
+      --> counts-repartition-sink
       <-- KSTREAM-FLATMAP-0000000001
+    Sink: counts-repartition-sink (topic: counts-repartition)
+      <-- counts-combine
 
    Sub-topology: 1
     Source: counts-repartition-source (topics: [counts-repartition])
@@ -126,30 +129,30 @@ fn word_count_counts_unicode_words_exactly_with_a_commit_per_line() {
             ("ünïcödé", 1),
         ])
     );
-    // The repartition topic carries every word as its key, with a null value.
-    let rep: Vec<String> = d
+    // The repartition topic carries each word's partial count per commit
+    // (pre-aggregation), as 8-byte big-endian, in the order of first
+    // appearance within the commit.
+    let rep: Vec<(String, u64)> = d
         .all_records("test-app-counts-repartition")
         .iter()
         .map(|r| {
-            assert_eq!(r.value, None);
-            r.key_str().unwrap().to_string()
+            let v: [u8; 8] = r.value.as_deref().unwrap().try_into().unwrap();
+            (r.key_str().unwrap().to_string(), u64::from_be_bytes(v))
         })
         .collect();
     assert_eq!(
         rep,
-        [
-            "hello",
-            "world",
-            "hello",
-            "ünïcödé",
-            "straße",
-            "été",
-            "42",
-            "x",
-            "y",
-            "world",
-            "world"
-        ]
+        counts(&[
+            ("hello", 2),
+            ("world", 1),
+            ("ünïcödé", 1),
+            ("straße", 1),
+            ("été", 1),
+            ("42", 1),
+            ("x", 1),
+            ("y", 1),
+            ("world", 2),
+        ])
     );
     // The changelog: one record per word per commit (order within a commit
     // is not specified), counts as 8-byte big-endian.

@@ -130,6 +130,20 @@ fn readme_mermaid_blocks() -> Vec<String> {
         .collect()
 }
 
+/// `counts-combine` (the count's pre-aggregation) in sub-topology 0, fed
+/// by the flat_map and feeding the repartition sink.
+fn has_word_count_combiner(p: &Picture) -> bool {
+    let combine = "n0_counts_combine";
+    p.subgraph_of.get(combine) == Some(&0)
+        && p.flows
+            .iter()
+            .any(|(a, b)| b == combine && a.starts_with("n0_KSTREAM_FLATMAP_"))
+        && p.flows.contains(&(
+            combine.to_string(),
+            "n0_counts_repartition_sink".to_string(),
+        ))
+}
+
 #[test]
 fn word_count_picture_has_its_subtopologies_topics_and_store() {
     let t = word_count::topology("lines", "word-counts").unwrap();
@@ -140,6 +154,8 @@ fn word_count_picture_has_its_subtopologies_topics_and_store() {
     assert_eq!(p.readers("counts-repartition"), set(&[1]));
     assert_eq!(p.store_owners(word_count::COUNTS_STORE), set(&[1]));
     assert_eq!(p.writers("word-counts"), set(&[1]));
+    // The count's pre-aggregation sits in front of the repartition sink.
+    assert!(has_word_count_combiner(&p), "{:?}", p.flows);
     // Every flow stays inside a sub-topology or goes through a topic.
     for (a, b) in &p.flows {
         if !a.starts_with("topic:") && !b.starts_with("topic:") {
@@ -184,8 +200,9 @@ fn the_readme_shows_both_pictures() {
     assert!(
         blocks.iter().any(|p| p.readers("lines") == set(&[0])
             && p.store_owners(word_count::COUNTS_STORE) == set(&[1])
-            && p.writers("word-counts") == set(&[1])),
-        "the README shows the word_count diagram"
+            && p.writers("word-counts") == set(&[1])
+            && has_word_count_combiner(p)),
+        "the README shows the word_count diagram, with its combine node"
     );
     assert!(
         blocks.iter().any(|p| p.readers("orders") == set(&[0])

@@ -15,6 +15,10 @@
 //! default; see [`Materialized`]); its changelog is
 //! `<application.id>-<store>-changelog`. The result is a [`KTable`] whose
 //! changes are the forwarded aggregates.
+//!
+//! The node reads the grouped stream, its repartitioned copy, or (for a
+//! pre-aggregating `count()`, see `combine.rs`) the repartitioned partial
+//! counts, which its aggregator adds up (`aggregate_node`).
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -25,7 +29,7 @@ use kstreams_runtime::{
 };
 
 use crate::record_cache::{CacheEntry, ENTRY_OVERHEAD, RecordCache};
-use crate::{KGroupedStream, KTable, Materialized};
+use crate::{KGroupedStream, KStream, KTable, Materialized};
 
 /// The aggregation node: store, cache and the folding function
 /// `f(key, value, current aggregate or None) -> new aggregate`.
@@ -212,13 +216,56 @@ impl<K: Clone + Hash + Eq + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         VA: Clone + 'static,
         F: Fn(&K, V, Option<VA>) -> VA + Send + Sync + 'static,
     {
-        let builder = self.stream.builder.clone();
+        let (name, store_name) = self.aggregate_names(prefix, &materialized);
+        let input = self.input(&store_name);
+        self.aggregate_node(
+            name,
+            store_name,
+            &input,
+            aggregator,
+            materialized,
+            default_value_serde,
+            op,
+        )
+    }
+
+    /// The aggregation node's generated name and its store's name (the
+    /// materialized name, else a generated one), in this order, so that the
+    /// generated names do not depend on what is inserted before the node.
+    pub(crate) fn aggregate_names<VA>(
+        &self,
+        prefix: &str,
+        materialized: &Materialized<K, VA>,
+    ) -> (String, String) {
+        let builder = &self.stream.builder;
         let name = builder.next_name(prefix);
         let store_name = materialized
             .name
             .clone()
             .unwrap_or_else(|| builder.next_name(&format!("{prefix}STATE-STORE-")));
-        let input = self.input(&store_name);
+        (name, store_name)
+    }
+
+    /// Adds the aggregation node `name` reading `input` (this grouping's
+    /// stream, its repartitioned copy, or pre-aggregated partials of it) and
+    /// its store `store_name`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn aggregate_node<VIn, VA, F>(
+        &self,
+        name: String,
+        store_name: String,
+        input: &KStream<K, VIn>,
+        aggregator: F,
+        materialized: Materialized<K, VA>,
+        default_value_serde: Option<SerdeRef<VA>>,
+        op: &str,
+    ) -> KTable<K, VA>
+    where
+        VIn: Clone + 'static,
+        VA: Clone + 'static,
+        F: Fn(&K, VIn, Option<VA>) -> VA + Send + Sync + 'static,
+    {
+        let builder = self.stream.builder.clone();
         let key_serde = self.stream.resolve_serde(
             self.store_key_serde(materialized.key_serde.clone()),
             &None,
@@ -244,7 +291,7 @@ impl<K: Clone + Hash + Eq + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         let aggregator = Arc::new(aggregator);
         let caching = materialized.caching;
         let (sn, pks, pvs) = (store_name.clone(), ks.clone(), vs.clone());
-        let added = builder.add_processor::<K, V, K, Option<VA>, _, _>(
+        let added = builder.add_processor::<K, VIn, K, Option<VA>, _, _>(
             &name,
             move || AggregateProcessor {
                 store_name: sn.clone(),

@@ -229,6 +229,15 @@ impl StreamsBuilder {
         }
     }
 
+    /// Whether the repartition topic `<name>-repartition` is already used
+    /// by an earlier grouping or repartition of this builder.
+    pub(crate) fn repartition_topic_taken(&self, name: &str) -> bool {
+        self.state
+            .borrow()
+            .repartition_topics
+            .contains(&format!("{name}-repartition"))
+    }
+
     /// Routes `stream` through the internal topic `<name>-repartition`
     /// (nodes `<name>-repartition-sink` and `<name>-repartition-source`),
     /// which cuts the topology into two sub-topologies.

@@ -160,6 +160,7 @@ pub struct Grouped<K, V> {
     pub(crate) key_serde: Option<SerdeRef<K>>,
     pub(crate) value_serde: Option<SerdeRef<V>>,
     pub(crate) name: Option<String>,
+    pub(crate) pre_aggregation: bool,
 }
 
 impl<K, V> Default for Grouped<K, V> {
@@ -168,6 +169,7 @@ impl<K, V> Default for Grouped<K, V> {
             key_serde: None,
             value_serde: None,
             name: None,
+            pre_aggregation: true,
         }
     }
 }
@@ -182,7 +184,7 @@ impl<K, V> Grouped<K, V> {
         Grouped {
             key_serde: Some(key_serde),
             value_serde: Some(value_serde),
-            name: None,
+            ..Self::default()
         }
     }
     /// Groups under `name`, with the stream's serdes.
@@ -224,6 +226,59 @@ impl<K, V> Grouped<K, V> {
     /// ```
     pub fn with_value_serde(mut self, serde: SerdeRef<V>) -> Self {
         self.value_serde = Some(serde);
+        self
+    }
+    /// Whether `count()` pre-aggregates before the repartition topic (default
+    /// `true`).
+    ///
+    /// When a grouped stream needs a repartition and the count's store is
+    /// cached, `count()` adds a combiner on the writing side of the
+    /// repartition topic: it adds up the records of each key between two
+    /// commits and sends one record per key (the partial count, a `u64`)
+    /// instead of every record. The final counts are the same; the
+    /// repartition topic carries fewer records. See
+    /// [`KGroupedStream::count`](crate::KGroupedStream::count).
+    ///
+    /// `with_pre_aggregation(false)` keeps one repartition record per input
+    /// record, carrying the input value (and needing its serde), as without
+    /// the combiner: for consumers that read the repartition topic
+    /// themselves, or to see every input record in it while debugging.
+    /// Other aggregations (`reduce`, `aggregate`, windowed counts) never
+    /// pre-aggregate.
+    ///
+    /// ```
+    /// use kstreams_operators::{Consumed, Grouped, Materialized, StreamsBuilder};
+    /// use kstreams_runtime::{Serdes, TopologyTestDriver};
+    ///
+    /// let topology = |pre_aggregation: bool| {
+    ///     let b = StreamsBuilder::new();
+    ///     b.stream("words", Consumed::with(Serdes::unit(), Serdes::string()))
+    ///         .group_by(
+    ///             |_, word| word.clone(),
+    ///             Grouped::with(Serdes::string(), Serdes::string())
+    ///                 .with_pre_aggregation(pre_aggregation),
+    ///         )
+    ///         .count(Materialized::as_("counts"));
+    ///     b.build().unwrap()
+    /// };
+    /// for pre_aggregation in [true, false] {
+    ///     // Commit after every 3 records.
+    ///     let mut d = TopologyTestDriver::builder(topology(pre_aggregation))
+    ///         .commit_every(3)
+    ///         .build()
+    ///         .unwrap();
+    ///     for w in ["a", "b", "a"] {
+    ///         d.pipe_str("words", None, w, 0).unwrap();
+    ///     }
+    ///     let repartitioned = d.all_records("test-app-counts-repartition").len();
+    ///     // Combined: (a, 2) and (b, 1). Not combined: a, b, a.
+    ///     assert_eq!(repartitioned, if pre_aggregation { 2 } else { 3 });
+    ///     let a = d.key_value_store_get::<String, u64>("counts", &"a".into()).unwrap();
+    ///     assert_eq!(a, Some(2));
+    /// }
+    /// ```
+    pub fn with_pre_aggregation(mut self, enabled: bool) -> Self {
+        self.pre_aggregation = enabled;
         self
     }
 }

@@ -31,6 +31,9 @@ pub struct KGroupedStream<K, V> {
     pub(crate) name: Option<String>,
     pub(crate) key_serde: Option<SerdeRef<K>>,
     pub(crate) value_serde: Option<SerdeRef<V>>,
+    /// [`Grouped::with_pre_aggregation`]: whether `count()` may combine
+    /// before the repartition topic.
+    pub(crate) pre_aggregation: bool,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
@@ -54,6 +57,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
             name: grouped.name,
             key_serde: grouped.key_serde,
             value_serde: grouped.value_serde,
+            pre_aggregation: grouped.pre_aggregation,
         }
     }
 
@@ -134,9 +138,11 @@ mod tests {
         let mut d = driver(t);
         d.pipe_str("in", Some("k1"), "x", 1).unwrap();
         d.pipe_str("in", Some("k2"), "x", 2).unwrap();
+        // Partial counts (u64 big-endian), one per commit.
+        let one = String::from_utf8_lossy(&1u64.to_be_bytes()).into_owned();
         assert_eq!(
             kv(&d.all_records("test-app-by-value-repartition")),
-            pairs(&[("x", "x"), ("x", "x")])
+            pairs(&[("x", &one), ("x", &one)])
         );
         assert!(d.all_records("test-app-counts-repartition").is_empty());
         assert_eq!(
@@ -167,10 +173,23 @@ mod tests {
 
     #[test]
     fn repartition_without_serdes_is_a_clear_error() {
+        // A pre-aggregating count sends partial counts, not the values:
+        // the key serde is enough.
         let b = StreamsBuilder::new();
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
             .map(|k, v| (k, v.len() as u64))
             .group_by_key(Grouped::as_("g").with_key_serde(Serdes::string()))
+            .count(Materialized::as_("c"));
+        b.build().unwrap();
+        // Without pre-aggregation the values need their serde.
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+            .map(|k, v| (k, v.len() as u64))
+            .group_by_key(
+                Grouped::as_("g")
+                    .with_key_serde(Serdes::string())
+                    .with_pre_aggregation(false),
+            )
             .count(Materialized::as_("c"));
         let err = b.build().unwrap_err().to_string();
         assert!(

@@ -50,7 +50,8 @@
 //! - one file per operator: `filter.rs`, `map.rs`, `map_values.rs`,
 //!   `flat_map.rs`, `flat_map_values.rs`, `select_key.rs`, `peek.rs`,
 //!   `split.rs`, `merge.rs`, `sink.rs`, `repartition.rs`, `process.rs`,
-//!   `aggregate.rs`, `count.rs`, `reduce.rs`, `dedupe.rs`, `to_stream.rs`,
+//!   `aggregate.rs`, `count.rs`, `combine.rs` (pre-aggregation of `count`
+//!   before its repartition topic), `reduce.rs`, `dedupe.rs`, `to_stream.rs`,
 //!   `table_filter.rs`, `table_map_values.rs`.
 //! - windows and joins: `windows.rs` ([`TimeWindows`], [`SessionWindows`],
 //!   [`SlidingWindows`], [`JoinWindows`]), `windowed_by.rs`,
@@ -69,6 +70,7 @@
 
 mod aggregate;
 mod builder;
+mod combine;
 mod config;
 mod count;
 mod dedupe;

@@ -119,7 +119,10 @@ mod tests {
         let b = StreamsBuilder::new();
         b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
             .map(|_, v| (v.clone(), v))
-            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            // Without pre-aggregation, so the topic shows the mapped records.
+            .group_by_key(
+                Grouped::with(Serdes::string(), Serdes::string()).with_pre_aggregation(false),
+            )
             .count(Materialized::as_("c"));
         let mut d = driver(b.build().unwrap());
         d.pipe_str("in", Some("x"), "a", 0).unwrap();

@@ -89,6 +89,7 @@ fn copy<K: Clone + 'static, V: Clone + 'static>(g: &KGroupedStream<K, V>) -> KGr
         name: g.name.clone(),
         key_serde: g.key_serde.clone(),
         value_serde: g.value_serde.clone(),
+        pre_aggregation: g.pre_aggregation,
     }
 }
 
