@@ -5,17 +5,22 @@
 //! lines (value: UTF-8 text; key ignored)
 //!   → flat_map: lowercase, split on every non-alphanumeric char, drop empty
 //!               words; one record (key: word, value: ()) per word
-//!   → group_by_key              (repartition topic <app>-counts-repartition)
-//!   → count into store `counts` (changelog <app>-counts-changelog; record cache)
+//!   → group_by_key
+//!   → combine: partial counts per word between commits (node counts-combine)
+//!               → repartition topic <app>-counts-repartition (key: word,
+//!                 value: partial count, u64 big-endian)
+//!   → count into store `counts` (adds the partials; changelog
+//!                                <app>-counts-changelog; record cache)
 //!   → to_stream → output topic  (key: word, value: count as decimal text)
 //! ```
 //!
 //! Why `flat_map` to `(word, ())` rather than the textbook
 //! `flat_map_values(..).group_by(|_, word| word.clone(), ..)`: the count
-//! needs only the key, so the repartition records carry the word once, as
-//! key, with a null value. That saves a copy of every word on the way
-//! through the repartition topic (a clone, a serialization, a network copy
-//! and a deserialization per word).
+//! needs only the key, so the stream carries the word once, as key, with no
+//! value to clone. Since `count()` pre-aggregates before its repartition
+//! topic (see `kstreams_operators` `combine.rs`), each task sends one record
+//! per distinct word and commit interval, not one per word: with a Zipf-like
+//! vocabulary most words of a commit interval are repeats.
 //!
 //! A line that is not valid UTF-8 cannot be deserialized by the source; the
 //! task's deserialization policy (`log_and_continue` by default) skips and

@@ -28,13 +28,6 @@ enum RebalanceEvent {
     Revoke { lost: bool },
 }
 
-/// The stream thread consumer's prefetch limits unless configured: records
-/// per partition, and kilobytes in all.
-const CONSUMER_PREFETCH_DEFAULTS: &[(&str, &str)] = &[
-    ("queued.min.messages", "10000"),
-    ("queued.max.messages.kbytes", "16384"),
-];
-
 /// The consumer context: queues rebalance events for the thread's loop.
 pub(crate) struct ThreadContext {
     events: Mutex<Vec<RebalanceEvent>>,
@@ -128,17 +121,6 @@ impl StreamThread {
                     "read_uncommitted"
                 },
             );
-        // Prefetch bounds. librdkafka keeps up to `queued.min.messages`
-        // (default 100,000) records per partition, or 64 MiB, decoded in
-        // memory ahead of the application; with many partitions (inputs and
-        // repartition topics) that queue, not the state, dominated the
-        // process's memory. A few thousand records per partition keep the
-        // stream thread busy just as well. Set either key to override.
-        for (key, value) in CONSUMER_PREFETCH_DEFAULTS {
-            if !cfg.passthrough.contains_key(*key) {
-                cc.set(*key, *value);
-            }
-        }
         let consumer: BaseConsumer<ThreadContext> = cc
             .create_with_context(ThreadContext {
                 events: Mutex::new(Vec::new()),
