@@ -527,6 +527,7 @@ impl TaskManager {
     /// transaction, or is aborted, rewound or closed.
     fn commit_eos<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<usize> {
         let retry_for = self.shared.config.task_timeout;
+        let round_started = Instant::now();
         let mut prepared: Vec<(TaskId, CommitStep<TopicPartitionList>)> = Vec::new();
         for (id, t) in self.active.iter_mut() {
             if t.task.commit_needed() {
@@ -537,13 +538,14 @@ impl TaskManager {
         if n == 0 {
             return Ok(0);
         }
+        let prepare_elapsed = round_started.elapsed();
         let group_metadata = consumer.group_metadata();
         let jobs: Vec<(TaskId, CommitStep<CommitJob>)> = prepared
             .into_iter()
             .map(|(id, step)| (id, step.map(|tpl| (self.active[&id].producer.clone(), tpl))))
             .collect();
         let gm = group_metadata.as_ref();
-        let results: Vec<(TaskId, CommitStep<()>)> = if jobs.len() == 1 {
+        let results: Vec<(TaskId, CommitStep<TxnTimings>)> = if jobs.len() == 1 {
             jobs.into_iter()
                 .map(|(id, step)| {
                     (
@@ -578,11 +580,19 @@ impl TaskManager {
                     .collect()
             })
         };
+        let txn_elapsed = round_started.elapsed() - prepare_elapsed;
+        let slowest = results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().copied())
+            .fold(TxnTimings::default(), |a, b| TxnTimings {
+                send_offsets: a.send_offsets.max(b.send_offsets),
+                commit: a.commit.max(b.commit),
+            });
         for (id, result) in results {
             let Some(t) = self.active.get_mut(&id) else {
                 continue;
             };
-            match result.and_then(|()| finish_commit_eos(t)) {
+            match result.and_then(|_| finish_commit_eos(t)) {
                 Ok(()) => t.aborting_since = None,
                 Err(CommitFailure::Abortable(msg)) => {
                     tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
@@ -648,6 +658,19 @@ impl TaskManager {
                 Err(CommitFailure::Fatal(e)) => return Err(e),
             }
         }
+        // Where a commit round's time goes: flushing caches and sending
+        // changelogs (this thread), the transactions (concurrent; the
+        // slowest task's offsets and commit calls), and applying write sets.
+        tracing::debug!(
+            tasks = n,
+            prepare_ms = prepare_elapsed.as_millis() as u64,
+            txn_ms = txn_elapsed.as_millis() as u64,
+            slowest_send_offsets_ms = slowest.send_offsets.as_millis() as u64,
+            slowest_commit_ms = slowest.commit.as_millis() as u64,
+            finish_ms =
+                (round_started.elapsed() - prepare_elapsed - txn_elapsed).as_millis() as u64,
+            "commit round"
+        );
         Ok(n)
     }
 
@@ -787,7 +810,8 @@ fn commit_txn_eos(
     tpl: &TopicPartitionList,
     group_metadata: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
     retry_for: Duration,
-) -> CommitStep<()> {
+) -> CommitStep<TxnTimings> {
+    let started = Instant::now();
     if tpl.count() > 0 {
         let gm = group_metadata.ok_or_else(|| {
             CommitFailure::Abortable("no consumer group metadata (not in the group)".into())
@@ -797,10 +821,23 @@ fn commit_txn_eos(
         })
         .map_err(|e| kafka_failure(id, "send_offsets_to_transaction", e))?;
     }
+    let offsets = started.elapsed();
     retry_retriable("commit_transaction", id, retry_for, || {
         producer.commit_transaction(TXN_TIMEOUT)
     })
-    .map_err(|e| kafka_failure(id, "commit_transaction", e))
+    .map_err(|e| kafka_failure(id, "commit_transaction", e))?;
+    Ok(TxnTimings {
+        send_offsets: offsets,
+        commit: started.elapsed() - offsets,
+    })
+}
+
+/// How long a task's `send_offsets_to_transaction` and
+/// `commit_transaction` took (for the commit round's debug line).
+#[derive(Clone, Copy, Default)]
+struct TxnTimings {
+    send_offsets: Duration,
+    commit: Duration,
 }
 
 /// EOS commit, step 3 (stream thread, after the commit): the write set
