@@ -10,11 +10,55 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch};
+use std::sync::OnceLock;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    WriteBatch, WriteBufferManager,
+};
 
 use crate::error::{Result, StreamsError};
 
 const CHECKPOINT_PREFIX: &[u8] = b"__checkpoint__/";
+
+/// Memtable size of one store (column family) before it is flushed.
+const MEMTABLE_BYTES: usize = 8 << 20;
+/// All memtables of all tasks' stores in this process together.
+const ALL_MEMTABLES_BYTES: usize = 32 << 20;
+/// The block cache every task's RocksDB shares.
+const BLOCK_CACHE_BYTES: usize = 16 << 20;
+
+/// Memory limits shared by every task's RocksDB in the process.
+///
+/// Why: each stateful task has its own RocksDB (so a task's state moves,
+/// restores and is deleted as a unit). With per-instance defaults, memory
+/// grew with the number of tasks: every store kept up to two 16 MiB
+/// memtables and its own block cache, and an orders job with eight
+/// stateful tasks held most of its data in memtables. A shared
+/// `WriteBufferManager` flushes the largest memtables once all of them
+/// together pass `ALL_MEMTABLES_BYTES`, and one LRU block cache serves
+/// every instance, so the process's RocksDB memory stays bounded however
+/// many tasks it runs (Kafka Streams users get the same with a
+/// `RocksDBConfigSetter`).
+struct SharedMemory {
+    write_buffers: WriteBufferManager,
+    block_cache: Cache,
+}
+
+// SAFETY: RocksDB's WriteBufferManager is made to be shared by DB instances
+// used from many threads (its counters are atomic, its state behind a
+// mutex); the Rust wrapper is only `!Sync` because it holds a raw pointer.
+// kstreams never mutates it after creation.
+unsafe impl Send for SharedMemory {}
+unsafe impl Sync for SharedMemory {}
+
+fn shared_memory() -> &'static SharedMemory {
+    static SHARED: OnceLock<SharedMemory> = OnceLock::new();
+    SHARED.get_or_init(|| SharedMemory {
+        write_buffers: WriteBufferManager::new_write_buffer_manager(ALL_MEMTABLES_BYTES, false),
+        block_cache: Cache::new_lru_cache(BLOCK_CACHE_BYTES),
+    })
+}
 
 pub(crate) struct TaskDb {
     db: DB,
@@ -83,13 +127,18 @@ impl TaskDb {
     }
 
     fn try_open(path: &Path, stores: &[String]) -> std::result::Result<DB, rocksdb::Error> {
+        let shared = shared_memory();
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(2);
+        opts.set_write_buffer_manager(&shared.write_buffers);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&shared.block_cache);
         let mut cf_opts = Options::default();
-        cf_opts.set_write_buffer_size(16 << 20);
+        cf_opts.set_write_buffer_size(MEMTABLE_BYTES);
+        cf_opts.set_block_based_table_factory(&table);
         let cfs: Vec<ColumnFamilyDescriptor> = stores
             .iter()
             .map(|s| ColumnFamilyDescriptor::new(s.as_str(), cf_opts.clone()))
