@@ -118,8 +118,12 @@ fn metrics_endpoint_counts_input_commits_and_restores_after_a_restart() {
                 "kstreams_task_records_processed_total",
                 &[("task", "1_*")],
             );
+            // The thread and task figures are published together about once
+            // a second; wait for a scrape that has caught up with all of them.
             sub0 == Some(records.len() as f64)
                 && sub1.is_some_and(|n| n >= counts.len() as f64)
+                && metric_sum(&text, "kstreams_records_processed_total", &[])
+                    == sub1.map(|n| records.len() as f64 + n)
                 && final_counts() == counts
         },
     );
