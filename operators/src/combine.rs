@@ -592,24 +592,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn two_counts_of_one_rekeyed_stream_need_two_names() {
-        let b = StreamsBuilder::new();
-        let g = b
-            .stream("in", Consumed::with(Serdes::string(), Serdes::string()))
-            .group_by(
-                |_, v| v.clone(),
-                Grouped::with(Serdes::string(), Serdes::string()).named("g"),
-            );
-        g.count(Materialized::as_("c1"));
-        g.count(Materialized::as_("c2"));
-        let err = b.build().unwrap_err().to_string();
-        assert!(
-            err.contains("the repartition topic 'g-repartition' is used twice"),
-            "{err}"
-        );
-    }
-
     // ------------------------------------------------ the processor itself
 
     /// Runs a lone combiner inside a driver, through a repartition, so that
