@@ -80,6 +80,8 @@ fn make_lines(n: usize, seed: u64) -> (Vec<String>, HashMap<String, u64>) {
 struct Cluster {
     jobs: Vec<Job>,
     dirs: Vec<std::path::PathBuf>,
+    /// Last, so it is dropped after the jobs that write into it.
+    _work: WorkDir,
 }
 
 fn word_count_cluster(
@@ -104,7 +106,11 @@ fn word_count_cluster(
         ));
         dirs.push(state);
     }
-    Cluster { jobs, dirs }
+    Cluster {
+        jobs,
+        dirs,
+        _work: work,
+    }
 }
 
 /// Produces `lines` in batches from a background thread, slowly enough that

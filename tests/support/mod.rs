@@ -201,12 +201,41 @@ pub fn size(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A temp dir for state and logs, kept if the test fails.
-pub fn work_dir(name: &str) -> PathBuf {
+/// A temp dir for state, broker data and job logs: deleted when the test
+/// passes (the kill tests leave up to a gigabyte), kept when it fails so the
+/// logs can be read. Declare it first in a test, so it is dropped last,
+/// after the jobs and brokers that write into it.
+pub struct WorkDir(PathBuf);
+
+impl std::ops::Deref for WorkDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for WorkDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test failed; its work dir is kept: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A fresh [`WorkDir`] named after the test and this process.
+pub fn work_dir(name: &str) -> WorkDir {
     let d = std::env::temp_dir().join(format!("kstreams-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    WorkDir(d)
 }
 
 /// Deterministic pseudo-random numbers (xorshift), so failures reproduce.
