@@ -85,7 +85,7 @@ pub(crate) fn fetch_partition_counts(
     base: &ClientConfig,
     timeout: Duration,
 ) -> Result<HashMap<String, usize>> {
-    let consumer: BaseConsumer = base
+    let consumer: BaseConsumer = super::config::consumer_client(base)
         .create()
         .map_err(|e| StreamsError::Kafka(format!("cannot create a metadata client: {e}")))?;
     let deadline = Instant::now() + timeout;
@@ -317,7 +317,7 @@ pub(crate) fn create_internal_topics(
     if to_create.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = base
+    let admin: AdminClient<DefaultClientContext> = super::config::producer_client(base)
         .create()
         .map_err(|e| StreamsError::Kafka(format!("cannot create an admin client: {e}")))?;
     let new_topics: Vec<NewTopic<'_>> = to_create

@@ -122,7 +122,7 @@ pub(crate) struct ChangelogReader {
 
 impl ChangelogReader {
     pub fn new(base: &ClientConfig, stall_timeout: Duration) -> Result<ChangelogReader> {
-        let mut cfg = base.clone();
+        let mut cfg = super::config::consumer_client(base);
         cfg.set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
@@ -426,6 +426,7 @@ impl ChangelogReader {
         let mut batches: HashMap<i32, (Batch, Option<i64>)> = HashMap::new();
         let mut ended: HashSet<i32> = HashSet::new();
         let mut last_progress = Instant::now();
+        let errors = super::client_log::ErrorThrottle::default();
         while !stop.load(Ordering::Relaxed) && ended.len() < by_partition.len() {
             match self.consumer.poll(self.poll_timeout) {
                 None => {
@@ -507,7 +508,14 @@ impl ChangelogReader {
                     return;
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "restore consumer error; retrying");
+                    // The restore consumer idles between restores, and while
+                    // the broker is away librdkafka queues an error for every
+                    // failed reconnect; they all arrive at the next poll.
+                    // Log each kind once per interval.
+                    let text = e.to_string();
+                    if let Some(repeated) = errors.admit(&text) {
+                        tracing::warn!(error = %text, repeated, "restore consumer error; retrying");
+                    }
                     if last_progress.elapsed() > self.stall_timeout {
                         let _ = tx.send(Event::Failed(StreamsError::Kafka(format!(
                             "restore failed: {e}"

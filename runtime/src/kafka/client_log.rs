@@ -1,40 +1,71 @@
 //! Client error logging without floods.
 //!
-//! When the broker goes away librdkafka reports the same error (e.g.
-//! `AllBrokersDown`) from every client, often hundreds of times a second.
-//! Logging each one buries the useful lines, so a client context logs an
-//! error the first time, then at most once per interval while it repeats,
-//! with the number of repeats it held back.
+//! When the broker goes away librdkafka reports the same few errors (e.g.
+//! `AllBrokersDown`, `BrokerTransportFailure`) from every client, often
+//! hundreds of times a second, alternating, each with a slightly different
+//! reason text. Logging each one buries the useful lines, so every kind of
+//! error is logged the first time, then at most once per interval while it
+//! repeats, with the number of repeats held back.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 
 const INTERVAL: Duration = Duration::from_secs(10);
+/// Kinds remembered before the ones not seen for an interval are dropped.
+const MAX_KINDS: usize = 64;
 
-/// One client's error log (see the module docs).
+/// Decides which errors to log: each kind (a key chosen by the caller) at
+/// most once per interval.
+#[derive(Default)]
+pub(crate) struct ErrorThrottle {
+    seen: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl ErrorThrottle {
+    /// `Some(repeats held back since it was last logged)` if an error of
+    /// kind `key` should be logged now, `None` if it was logged less than
+    /// an interval ago.
+    pub fn admit(&self, key: &str) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get_mut(key) {
+            Some((at, held)) if at.elapsed() < INTERVAL => {
+                *held += 1;
+                None
+            }
+            Some((at, held)) => {
+                let repeated = *held;
+                *at = Instant::now();
+                *held = 0;
+                Some(repeated)
+            }
+            None => {
+                if seen.len() >= MAX_KINDS {
+                    seen.retain(|_, (at, _)| at.elapsed() < INTERVAL);
+                }
+                seen.insert(key.to_string(), (Instant::now(), 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// One client's error log (see the module docs): the kind of an error is
+/// its code, so the varying reason texts of one failure count as repeats.
 #[derive(Default)]
 pub(crate) struct ClientErrorLog {
-    last: Mutex<Option<(String, Instant, u64)>>,
+    throttle: ErrorThrottle,
 }
 
 impl ClientErrorLog {
-    /// Logs `error` from `client` unless the same error was logged less than
-    /// an interval ago.
+    /// Logs `error` from `client` unless an error of the same kind was
+    /// logged less than an interval ago.
     pub fn log(&self, client: &'static str, error: &KafkaError, reason: &str) {
-        let text = format!("{error}: {reason}");
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((prev, at, held)) = last.as_mut()
-            && *prev == text
-            && at.elapsed() < INTERVAL
-        {
-            *held += 1;
-            return;
+        if let Some(repeated) = self.throttle.admit(&error.to_string()) {
+            tracing::warn!(client, %error, reason, repeated, "Kafka client error");
         }
-        let repeated = last.as_ref().map(|(_, _, h)| *h).unwrap_or(0);
-        tracing::warn!(client, %error, reason, repeated, "Kafka client error");
-        *last = Some((text, Instant::now(), 0));
     }
 }
 
@@ -44,17 +75,31 @@ mod tests {
     use rdkafka::types::RDKafkaErrorCode;
 
     #[test]
-    fn repeats_are_held_back() {
+    fn repeats_of_a_kind_are_held_back_even_when_kinds_alternate() {
+        let t = ErrorThrottle::default();
+        assert_eq!(t.admit("down"), Some(0));
+        assert_eq!(t.admit("transport"), Some(0));
+        for _ in 0..50 {
+            assert_eq!(t.admit("down"), None);
+            assert_eq!(t.admit("transport"), None);
+        }
+        assert_eq!(t.seen.lock().unwrap()["down"].1, 50);
+        // Once the interval has passed, the next one is logged with the
+        // count of what was held back.
+        t.seen.lock().unwrap().get_mut("down").unwrap().0 -= INTERVAL;
+        assert_eq!(t.admit("down"), Some(50));
+        assert_eq!(t.admit("down"), None);
+    }
+
+    #[test]
+    fn a_client_error_kind_is_its_code_not_its_reason() {
         let log = ClientErrorLog::default();
         let e = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
-        for _ in 0..100 {
-            log.log("test", &e, "2/2 brokers are down");
+        for i in 0..100 {
+            log.log("test", &e, &format!("{i}/2 brokers are down"));
         }
-        let held = log.last.lock().unwrap().as_ref().unwrap().2;
-        assert_eq!(held, 99);
-        log.log("test", &e, "another reason");
-        let (text, _, held) = log.last.lock().unwrap().clone().unwrap();
-        assert_eq!(held, 0);
-        assert!(text.ends_with("another reason"), "{text}");
+        let seen = log.throttle.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen.values().next().unwrap().1, 99);
     }
 }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use rdkafka::config::ClientConfig;
+
 use crate::ErrorPolicy;
 use crate::error::{Result, StreamsError};
 
@@ -428,6 +430,92 @@ impl StreamsConfigBuilder {
     }
 }
 
+/// librdkafka properties only a consumer reads (scope `C` in librdkafka's
+/// CONFIGURATION.md). Passed to a producer they are ignored with a
+/// `CONFWARN` line per client, and a job has a producer per task.
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+];
+
+/// librdkafka properties only a producer reads (scope `P`).
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queuing.strategy",
+    "produce.offset.report",
+    "partitioner",
+];
+
+/// `base` without the consumer-only properties: for producers and admin
+/// clients (librdkafka's admin handle is a producer).
+pub(crate) fn producer_client(base: &ClientConfig) -> ClientConfig {
+    let mut c = base.clone();
+    for k in CONSUMER_ONLY {
+        c.remove(k);
+    }
+    c
+}
+
+/// `base` without the producer-only properties: for consumers.
+pub(crate) fn consumer_client(base: &ClientConfig) -> ClientConfig {
+    let mut c = base.clone();
+    for k in PRODUCER_ONLY {
+        c.remove(k);
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,5 +577,22 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn producers_and_consumers_get_only_the_properties_they_read() {
+        let mut base = ClientConfig::new();
+        base.set("bootstrap.servers", "h:1")
+            .set("session.timeout.ms", "6000")
+            .set("linger.ms", "20")
+            .set("retry.backoff.ms", "50");
+        let p = producer_client(&base);
+        assert_eq!(p.get("session.timeout.ms"), None);
+        assert_eq!(p.get("linger.ms"), Some("20"));
+        assert_eq!(p.get("retry.backoff.ms"), Some("50"));
+        let c = consumer_client(&base);
+        assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(c.get("linger.ms"), None);
+        assert_eq!(c.get("bootstrap.servers"), Some("h:1"));
     }
 }

@@ -338,11 +338,10 @@ impl InteractiveQueries {
         if let Some(c) = &*c {
             return Ok(c.clone());
         }
-        let consumer: BaseConsumer<DefaultConsumerContext> = self
-            .base_client
-            .clone()
-            .create()
-            .map_err(|e| format!("cannot create the group client: {e}"))?;
+        let consumer: BaseConsumer<DefaultConsumerContext> =
+            super::config::consumer_client(&self.base_client)
+                .create()
+                .map_err(|e| format!("cannot create the group client: {e}"))?;
         let consumer = Arc::new(consumer);
         *c = Some(consumer.clone());
         Ok(consumer)

@@ -38,7 +38,7 @@ impl RepartitionPurger {
         if topics.is_empty() {
             return Ok(None);
         }
-        let admin = base.create().map_err(|e| {
+        let admin = super::config::producer_client(base).create().map_err(|e| {
             StreamsError::Kafka(format!("cannot create the repartition purge client: {e}"))
         })?;
         Ok(Some(RepartitionPurger {

@@ -97,7 +97,7 @@ impl TaskManager {
         let restore = ChangelogReader::new(&shared.base_client, shared.config.task_timeout)?;
         let alos_producer = if shared.config.guarantee == ProcessingGuarantee::AtLeastOnce {
             let tracker = Arc::new(DeliveryTracker::default());
-            let mut cfg = shared.base_client.clone();
+            let mut cfg = super::config::producer_client(&shared.base_client);
             cfg.set("enable.idempotence", "true")
                 .set("partitioner", PARTITIONER)
                 .set("client.id", format!("{thread_name}-producer"));
@@ -223,7 +223,7 @@ impl TaskManager {
                 tracing::info!(thread = %self.thread_name, task = %id, "closing task that moved to another member");
                 t.task.close();
                 if self.eos() && t.in_txn {
-                    let _ = t.producer.abort_transaction(Duration::from_secs(5));
+                    let _ = abort_polling(&t.producer, Duration::from_secs(5));
                 }
             }
         }
@@ -314,20 +314,39 @@ impl TaskManager {
             }
             self.active.insert(id, t);
         }
-        consumer
-            .assign(tpl)
-            .map_err(|e| StreamsError::Kafka(format!("assign failed: {e}")))?;
-        // Remember where each input partition starts, to rewind after an abort.
-        if let Ok(committed) = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
-            for e in committed.elements() {
-                if let (Offset::Offset(o), Some(id)) =
-                    (e.offset(), self.by_partition.get(e.topic(), e.partition()))
-                    && let Some(t) = self.active.get_mut(id)
-                {
-                    t.task.set_committed_offset(e.topic(), e.partition(), o);
+        // The partitions are assigned at explicit offsets (the committed
+        // ones, read here with retries) rather than left for librdkafka to
+        // look up: after a broker restart its own lookup can fail once at the
+        // request level (e.g. NOT_COORDINATOR) and then never retries, and
+        // the partition is never fetched -- the job runs but reads nothing.
+        let committed = fetch_committed_offsets(
+            consumer,
+            tpl,
+            self.shared.config.task_timeout,
+            &self.thread_name,
+        )?;
+        let reset = offset_reset(&self.shared.config);
+        let mut start = TopicPartitionList::new();
+        for (topic, p) in &parts {
+            let offset = match committed.get(&(topic.clone(), *p)) {
+                Some(&o) => {
+                    // Where the partition starts, to rewind after an abort.
+                    if let Some(id) = self.by_partition.get(topic, *p)
+                        && let Some(t) = self.active.get_mut(id)
+                    {
+                        t.task.set_committed_offset(topic, *p, o);
+                    }
+                    Offset::Offset(o)
                 }
-            }
+                None => reset,
+            };
+            start
+                .add_partition_offset(topic, *p, offset)
+                .map_err(|e| StreamsError::Kafka(format!("assign failed: {e}")))?;
         }
+        consumer
+            .assign(&start)
+            .map_err(|e| StreamsError::Kafka(format!("assign failed: {e}")))?;
         self.metrics.set_active(self.active.keys());
         tracing::info!(thread = %self.thread_name, tasks = ?self.active.keys().map(|t| t.to_string()).collect::<Vec<_>>(),
             elapsed_ms = started.elapsed().as_millis() as u64, "assignment applied");
@@ -367,7 +386,7 @@ impl TaskManager {
         {
             t.task.close();
             if eos && t.in_txn {
-                let _ = t.producer.abort_transaction(Duration::from_secs(5));
+                let _ = abort_polling(&t.producer, Duration::from_secs(5));
             }
         }
         self.by_partition.clear();
@@ -614,7 +633,7 @@ impl TaskManager {
                         "abort_transaction",
                         id,
                         ABORT_RETRY_FOR.min(self.shared.config.task_timeout),
-                        || t.producer.abort_transaction(ABORT_TIMEOUT),
+                        || abort_polling(&t.producer, ABORT_TIMEOUT),
                     ) {
                         tracing::warn!(task = %id, error = %e, "abort failed; closing the task and rejoining the group");
                         let mut t = self.active.remove(&id).unwrap();
@@ -739,7 +758,7 @@ fn transactional_producer(
     id: TaskId,
 ) -> Result<TaskProducerParts> {
     let tracker = Arc::new(DeliveryTracker::default());
-    let mut pc = base.clone();
+    let mut pc = super::config::producer_client(base);
     pc.set("transactional.id", format!("{}-{id}", cfg.application_id))
         .set("enable.idempotence", "true")
         .set("partitioner", PARTITIONER)
@@ -882,6 +901,95 @@ fn retry_retriable(
             }
             other => return other,
         }
+    }
+}
+
+/// `abort_transaction` while a second thread serves the producer's delivery
+/// reports. An abort purges the transaction's unsent records and waits until
+/// their (failed) delivery reports have been served, which takes `poll`: after
+/// a broker outage, an abort without it timed out ("the event queue must be
+/// polled") on every retry, and each task took 20 s to be given up.
+fn abort_polling(p: &TaskProducer, timeout: Duration) -> rdkafka::error::KafkaResult<()> {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                p.poll(Duration::from_millis(20));
+            }
+        });
+        let r = p.abort_transaction(timeout);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })
+}
+
+/// The group's committed offsets of `tpl`'s partitions (stable ones: a
+/// `read_committed` consumer waits for pending transactional offsets),
+/// retried while the coordinator cannot answer, for up to `retry_for`
+/// (`task.timeout.ms`). A partition without a committed offset is absent.
+fn fetch_committed_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+    retry_for: Duration,
+    thread: &str,
+) -> Result<HashMap<(String, i32), i64>> {
+    let started = Instant::now();
+    let mut last_log: Option<Instant> = None;
+    loop {
+        let failure = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(list) => {
+                let mut offsets = HashMap::new();
+                let mut failed = None;
+                for e in list.elements() {
+                    if let Err(err) = e.error() {
+                        failed = Some(format!("{} [{}]: {err}", e.topic(), e.partition()));
+                        break;
+                    }
+                    if let Offset::Offset(o) = e.offset() {
+                        offsets.insert((e.topic().to_string(), e.partition()), o);
+                    }
+                }
+                match failed {
+                    None => return Ok(offsets),
+                    Some(f) => f,
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() >= retry_for {
+            return Err(StreamsError::Kafka(format!(
+                "cannot read the committed offsets of the assigned partitions for {}s \
+                 (task.timeout.ms): {failure}. Check that the broker is up. If it is, a \
+                 transaction holding offsets of this group is open and not ending (a hanging \
+                 transaction, e.g. after a single broker was stopped while it committed one): \
+                 find it with `kafka-transactions.sh find-hanging` and abort it with \
+                 `kafka-transactions.sh abort` on every partition it lists, then restart",
+                started.elapsed().as_secs()
+            )));
+        }
+        if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            // A read_committed consumer gets no offset while a transaction
+            // that committed offsets for the group is still open: normally
+            // for moments, until the previous owner's transaction is
+            // aborted. If this lasts, see "hanging transactions" in the
+            // README's limits.
+            tracing::warn!(thread, error = %failure, retrying_for_s = started.elapsed().as_secs(),
+                "reading the committed offsets failed (the broker is unreachable, or a transaction \
+                 holding offsets of this group is still open); retrying up to task.timeout.ms");
+            last_log = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Where a partition without a committed offset starts
+/// (`auto.offset.reset`, default `earliest`, as in Kafka Streams).
+fn offset_reset(cfg: &StreamsConfig) -> Offset {
+    match cfg.passthrough.get("auto.offset.reset").map(String::as_str) {
+        Some("latest" | "largest" | "end") => Offset::End,
+        // `error`: let librdkafka look the offset up and report it.
+        Some("error") => Offset::Invalid,
+        _ => Offset::Beginning,
     }
 }
 

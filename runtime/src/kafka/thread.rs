@@ -93,7 +93,7 @@ impl StreamThread {
     ) -> Result<Self> {
         let cfg = &shared.config;
         let name = Self::thread_name(&cfg.application_id, index);
-        let mut cc = shared.base_client.clone();
+        let mut cc = super::config::consumer_client(&shared.base_client);
         cc.set("group.id", &cfg.application_id)
             // Carries application.server to the other instances (see
             // interactive_queries.rs).
@@ -236,7 +236,7 @@ impl StreamThread {
         let mut last_commit = Instant::now();
         let mut last_punctuate = Instant::now();
         let mut last_publish = Instant::now();
-        let mut last_error_log = Instant::now() - Duration::from_secs(60);
+        let errors = super::client_log::ErrorThrottle::default();
         while !self.shutdown.load(Ordering::SeqCst) {
             let mut polled = 0usize;
             let mut timeout = Duration::from_millis(50);
@@ -250,10 +250,11 @@ impl StreamThread {
                     Some(Err(KafkaError::PartitionEOF(_))) => {}
                     Some(Err(e)) => {
                         // During a broker outage librdkafka reports the same
-                        // error many times a second; log it every 5 s.
-                        if last_error_log.elapsed() >= Duration::from_secs(5) {
-                            tracing::warn!(thread = %self.name, error = %e, "consumer error (librdkafka keeps retrying)");
-                            last_error_log = Instant::now();
+                        // few errors many times a second; log each kind once
+                        // per interval.
+                        let text = e.to_string();
+                        if let Some(repeated) = errors.admit(&text) {
+                            tracing::warn!(thread = %self.name, error = %text, repeated, "consumer error (librdkafka keeps retrying)");
                         }
                         break;
                     }
