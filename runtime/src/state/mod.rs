@@ -154,6 +154,92 @@ mod tests {
     }
 
     #[test]
+    fn a_ttl_store_changelogs_data_only_and_restore_rebuilds_its_expiry_index() {
+        let ttl_defs = || {
+            vec![
+                StoreBuilder::ttl(
+                    "seen",
+                    Serdes::string(),
+                    Serdes::unit(),
+                    Duration::from_millis(100),
+                )
+                .into_def(),
+            ]
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut collector = VecCollector::default();
+        {
+            let mut sm = StateManager::open(
+                &ttl_defs(),
+                "app",
+                Some(dir.path().join("a")),
+                0,
+                Duration::from_secs(1),
+            )
+            .unwrap();
+            let seen = TtlStore::<String, ()>::new(
+                sm.stores[0].store.clone(),
+                Serdes::string(),
+                Serdes::unit(),
+                100,
+            );
+            seen.put(&"k".into(), &(), 0).unwrap();
+            seen.put(&"k".into(), &(), 50).unwrap();
+            seen.put(&"gone".into(), &(), 0).unwrap();
+            sm.send_changelogs(&mut collector, 0).unwrap();
+            sm.apply_committed(&collector).unwrap();
+            assert_eq!(seen.purge_expired(100).unwrap(), 1, "gone expired at 100");
+            sm.send_changelogs(&mut collector, 100).unwrap();
+        }
+        // Only data entries (`d` + key) were sent: k twice coalesced into
+        // one write, gone written then deleted in the next commit.
+        let mut keys: Vec<(Vec<u8>, bool)> = collector
+            .records
+            .iter()
+            .map(|r| (r.2.clone(), r.3.is_some()))
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                (b"dgone".to_vec(), false),
+                (b"dgone".to_vec(), true),
+                (b"dk".to_vec(), true),
+            ]
+        );
+        // Restore into an empty store, replaying an older write of k too
+        // (an uncompacted changelog): the rebuilt index has an entry for
+        // each write, but the older one must not purge k early.
+        let mut sm = StateManager::open(
+            &ttl_defs(),
+            "app",
+            Some(dir.path().join("b")),
+            0,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let exp = |t: i64| Some(t.to_be_bytes().to_vec());
+        let restored = vec![
+            (b"dk".to_vec(), exp(100)),
+            (b"dgone".to_vec(), exp(100)),
+            (b"dk".to_vec(), exp(150)),
+            (b"dgone".to_vec(), None),
+        ];
+        sm.apply_restored(0, &restored, 4).unwrap();
+        let seen = TtlStore::<String, ()>::new(
+            sm.stores[0].store.clone(),
+            Serdes::string(),
+            Serdes::unit(),
+            100,
+        );
+        assert!(seen.get(&"gone".into(), 0).unwrap().is_none());
+        assert_eq!(seen.purge_expired(120).unwrap(), 0, "k lives until 150");
+        assert!(seen.get(&"k".into(), 120).unwrap().is_some());
+        assert_eq!(seen.purge_expired(150).unwrap(), 1);
+        assert!(seen.get(&"k".into(), 0).unwrap().is_none());
+    }
+
+    #[test]
     fn scans_merge_write_set_and_committed_state() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateManager::open(

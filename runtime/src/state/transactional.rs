@@ -55,6 +55,10 @@ impl Backend {
 pub(crate) struct TxnStore {
     pub name: String,
     pub changelog: Option<String>,
+    /// Keys starting with this byte are local only: not sent to the
+    /// changelog, rebuilt on restore from the other entries (a TTL store's
+    /// expiry index).
+    pub local_prefix: Option<u8>,
     pub backend: Backend,
     write_set: HashMap<Vec<u8>, Option<Vec<u8>>>,
     write_bytes: usize,
@@ -68,6 +72,7 @@ impl TxnStore {
         TxnStore {
             name,
             changelog,
+            local_prefix: None,
             backend,
             write_set: HashMap::new(),
             write_bytes: 0,

@@ -145,6 +145,36 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
         Ok(())
     }
 
+    /// Writes `key` (expiring at `now + ttl`) unless it is there and has
+    /// not expired at `now`; returns whether it wrote. One read where `get`
+    /// followed by `put` takes two (the `dedupe` operator's check).
+    ///
+    /// ```
+    /// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
+    /// assert!(s.put_if_absent(&"k".into(), &(), 0).unwrap());
+    /// assert!(!s.put_if_absent(&"k".into(), &(), 9).unwrap());
+    /// // Expired at 10: written again, now expiring at 20.
+    /// assert!(s.put_if_absent(&"k".into(), &(), 10).unwrap());
+    /// assert!(s.get(&"k".into(), 19).unwrap().is_some());
+    /// ```
+    pub fn put_if_absent(&self, key: &K, value: &V, now: i64) -> Result<bool> {
+        let dk = self.data_key(key)?;
+        let mut store = self.inner.borrow_mut();
+        match drop_borrow_get(&store, &dk)? {
+            Some((expiry, _)) if expiry > now => return Ok(false),
+            Some((old_expiry, _)) => store.delete(&index_key(old_expiry, &dk[1..])),
+            None => {}
+        }
+        let expiry = now.saturating_add(self.ttl_ms);
+        let mut vb = expiry.to_be_bytes().to_vec();
+        self.value_serde
+            .serialize(value, &mut vb)
+            .map_err(|e| StreamsError::store(store.name.clone(), e.to_string()))?;
+        store.put(&dk, &vb);
+        store.put(&index_key(expiry, &dk[1..]), &[]);
+        Ok(true)
+    }
+
     /// Deletes every entry that has expired at stream time `now`; returns how many.
     ///
     /// ```
@@ -157,13 +187,21 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
             k.first() == Some(&b'x') && k.len() >= 9 && k[1..9] <= limit[..]
         })?;
         let mut store = self.inner.borrow_mut();
+        let mut purged = 0;
         for (ik, _) in &expired {
             store.delete(ik);
             let mut dk = vec![b'd'];
             dk.extend_from_slice(&ik[9..]);
-            store.delete(&dk);
+            // The index is rebuilt on restore from the data entries, and a
+            // restore replaying an older write of a key leaves that write's
+            // index entry behind: delete the data entry only if it has
+            // expired itself.
+            if drop_borrow_get(&store, &dk)?.is_some_and(|(expiry, _)| expiry <= now) {
+                store.delete(&dk);
+                purged += 1;
+            }
         }
-        Ok(expired.len())
+        Ok(purged)
     }
 }
 
@@ -174,9 +212,26 @@ fn drop_borrow_get(store: &TxnStore, dk: &[u8]) -> Result<Option<(i64, ())>> {
     })
 }
 
+/// The first byte of a TTL store's expiry-index keys. The index is local:
+/// it is not changelogged (half the changelog records of a `dedupe`), and a
+/// restore rebuilds it from the data entries ([`index_entry_of`]).
+pub(crate) const INDEX_PREFIX: u8 = b'x';
+
+/// The index key of a restored data entry (`d` + key → expiry + value), if
+/// it is one.
+pub(crate) fn index_entry_of(key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
+    match (key.first(), value) {
+        (Some(b'd'), Some(v)) if v.len() >= 8 => Some(index_key(
+            i64::from_be_bytes(v[..8].try_into().ok()?),
+            &key[1..],
+        )),
+        _ => None,
+    }
+}
+
 fn index_key(expiry: i64, key: &[u8]) -> Vec<u8> {
     let mut ik = Vec::with_capacity(9 + key.len());
-    ik.push(b'x');
+    ik.push(INDEX_PREFIX);
     ik.extend_from_slice(&order_preserving(expiry));
     ik.extend_from_slice(key);
     ik
