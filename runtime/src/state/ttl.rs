@@ -135,12 +135,17 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
         if let Some((old_expiry, _)) = drop_borrow_get(&store, &dk)? {
             store.delete(&index_key(old_expiry, &dk[1..]));
         }
+        self.write(&mut store, &dk, value, now)
+    }
+
+    /// Writes the data entry `dk` and its index entry, expiring at `now + ttl`.
+    fn write(&self, store: &mut TxnStore, dk: &[u8], value: &V, now: i64) -> Result<()> {
         let expiry = now.saturating_add(self.ttl_ms);
         let mut vb = expiry.to_be_bytes().to_vec();
         self.value_serde
             .serialize(value, &mut vb)
             .map_err(|e| StreamsError::store(store.name.clone(), e.to_string()))?;
-        store.put(&dk, &vb);
+        store.put(dk, &vb);
         store.put(&index_key(expiry, &dk[1..]), &[]);
         Ok(())
     }
@@ -165,13 +170,7 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
             Some((old_expiry, _)) => store.delete(&index_key(old_expiry, &dk[1..])),
             None => {}
         }
-        let expiry = now.saturating_add(self.ttl_ms);
-        let mut vb = expiry.to_be_bytes().to_vec();
-        self.value_serde
-            .serialize(value, &mut vb)
-            .map_err(|e| StreamsError::store(store.name.clone(), e.to_string()))?;
-        store.put(&dk, &vb);
-        store.put(&index_key(expiry, &dk[1..]), &[]);
+        self.write(&mut store, &dk, value, now)?;
         Ok(true)
     }
 
