@@ -66,6 +66,10 @@ pub struct StreamsConfig {
     pub(crate) num_threads: usize,
     pub(crate) state_dir: PathBuf,
     pub(crate) cache_max_bytes: usize,
+    /// `rocksdb.memtables.max.bytes`: all memtables of the process.
+    pub(crate) rocksdb_memtables_bytes: usize,
+    /// `rocksdb.block.cache.bytes`: the process's shared block cache.
+    pub(crate) rocksdb_block_cache_bytes: usize,
     pub(crate) deserialization_policy: ErrorPolicy,
     pub(crate) processing_policy: ErrorPolicy,
     pub(crate) production_policy: ErrorPolicy,
@@ -303,6 +307,20 @@ impl StreamsConfigBuilder {
             Some(v) => parse_num("cache.max.bytes.buffering", &v, "a number of bytes")?,
             None => 10 << 20,
         };
+        let rocksdb_memtables_bytes = match s.remove("rocksdb.memtables.max.bytes") {
+            Some(v) => parse_num("rocksdb.memtables.max.bytes", &v, "a number of bytes")?,
+            None => crate::state::DEFAULT_ALL_MEMTABLES_BYTES,
+        };
+        let rocksdb_block_cache_bytes = match s.remove("rocksdb.block.cache.bytes") {
+            Some(v) => parse_num("rocksdb.block.cache.bytes", &v, "a number of bytes")?,
+            None => crate::state::DEFAULT_BLOCK_CACHE_BYTES,
+        };
+        if rocksdb_memtables_bytes < 1 << 20 {
+            return Err(StreamsError::Config(format!(
+                "rocksdb.memtables.max.bytes ({rocksdb_memtables_bytes}) must be at least 1048576 \
+                 (1 MiB): every store needs room for a memtable"
+            )));
+        }
         let deserialization_policy = match s.remove("default.deserialization.exception.handler") {
             Some(v) => v.parse()?,
             None => ErrorPolicy::LogAndContinue,
@@ -416,6 +434,8 @@ impl StreamsConfigBuilder {
             num_threads,
             state_dir,
             cache_max_bytes,
+            rocksdb_memtables_bytes,
+            rocksdb_block_cache_bytes,
             deserialization_policy,
             processing_policy,
             production_policy,
@@ -594,5 +614,33 @@ mod tests {
         assert_eq!(c.get("session.timeout.ms"), Some("6000"));
         assert_eq!(c.get("linger.ms"), None);
         assert_eq!(c.get("bootstrap.servers"), Some("h:1"));
+    }
+
+    #[test]
+    fn rocksdb_memory_is_a_kstreams_key_with_a_floor() {
+        let cfg = build(&[
+            ("rocksdb.memtables.max.bytes", "67108864"),
+            ("rocksdb.block.cache.bytes", "0"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.rocksdb_memtables_bytes, 64 << 20);
+        assert_eq!(cfg.rocksdb_block_cache_bytes, 0);
+        assert!(
+            !cfg.passthrough()
+                .contains_key("rocksdb.memtables.max.bytes")
+        );
+        let d = build(&[]).unwrap();
+        assert_eq!(d.rocksdb_memtables_bytes, 32 << 20);
+        assert_eq!(d.rocksdb_block_cache_bytes, 16 << 20);
+        let err = build(&[("rocksdb.memtables.max.bytes", "1000")]).unwrap_err();
+        assert!(
+            err.to_string().contains("must be at least 1048576"),
+            "{err}"
+        );
+        let err = build(&[("rocksdb.block.cache.bytes", "lots")]).unwrap_err();
+        assert!(
+            err.to_string().contains("rocksdb.block.cache.bytes"),
+            "{err}"
+        );
     }
 }

@@ -192,6 +192,10 @@ impl KafkaStreams {
             ))
         })?;
         let _ = std::fs::remove_file(&probe);
+        crate::state::set_shared_memory(
+            self.config.rocksdb_memtables_bytes,
+            self.config.rocksdb_block_cache_bytes,
+        );
         self.state_lock = Some(lock_state_dir(
             &self.config.state_dir,
             &self.config.application_id,

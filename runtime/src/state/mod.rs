@@ -30,7 +30,9 @@ pub(crate) use builder::StoreDef;
 pub use builder::{StoreBuilder, StoreKind};
 pub use key_value::KeyValueStore;
 pub(crate) use manager::StateManager;
-pub(crate) use rocksdb_backend::TaskDb;
+pub(crate) use rocksdb_backend::{
+    DEFAULT_ALL_MEMTABLES_BYTES, DEFAULT_BLOCK_CACHE_BYTES, TaskDb, set_shared_memory,
+};
 pub(crate) use transactional::{Backend, TxnStore};
 pub use ttl::TtlStore;
 pub(crate) use window_store::WindowKeySlot;

@@ -21,12 +21,15 @@ use crate::error::{Result, StreamsError};
 
 const CHECKPOINT_PREFIX: &[u8] = b"__checkpoint__/";
 
-/// Memtable size of one store (column family) before it is flushed.
+/// Memtable size of one store (column family) before it is flushed (at
+/// most the shared budget).
 const MEMTABLE_BYTES: usize = 8 << 20;
-/// All memtables of all tasks' stores in this process together.
-const ALL_MEMTABLES_BYTES: usize = 32 << 20;
-/// The block cache every task's RocksDB shares.
-const BLOCK_CACHE_BYTES: usize = 16 << 20;
+/// Default of `rocksdb.memtables.max.bytes`: all memtables of all tasks'
+/// stores in this process together.
+pub(crate) const DEFAULT_ALL_MEMTABLES_BYTES: usize = 32 << 20;
+/// Default of `rocksdb.block.cache.bytes`: the block cache every task's
+/// RocksDB shares.
+pub(crate) const DEFAULT_BLOCK_CACHE_BYTES: usize = 16 << 20;
 /// Bloom filter bits per key of every table file.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
@@ -38,13 +41,15 @@ const BLOOM_BITS_PER_KEY: f64 = 10.0;
 /// memtables and its own block cache, and an orders job with eight
 /// stateful tasks held most of its data in memtables. A shared
 /// `WriteBufferManager` flushes the largest memtables once all of them
-/// together pass `ALL_MEMTABLES_BYTES`, and one LRU block cache serves
+/// together pass `rocksdb.memtables.max.bytes`, and one LRU block cache serves
 /// every instance, so the process's RocksDB memory stays bounded however
 /// many tasks it runs (Kafka Streams users get the same with a
 /// `RocksDBConfigSetter`).
 struct SharedMemory {
     write_buffers: WriteBufferManager,
     block_cache: Cache,
+    memtables: usize,
+    block_cache_bytes: usize,
 }
 
 // SAFETY: RocksDB's WriteBufferManager is made to be shared by DB instances
@@ -54,12 +59,41 @@ struct SharedMemory {
 unsafe impl Send for SharedMemory {}
 unsafe impl Sync for SharedMemory {}
 
+static SHARED: OnceLock<SharedMemory> = OnceLock::new();
+
+/// The shared memory, created with the defaults unless
+/// [`set_shared_memory`] came first.
 fn shared_memory() -> &'static SharedMemory {
-    static SHARED: OnceLock<SharedMemory> = OnceLock::new();
-    SHARED.get_or_init(|| SharedMemory {
-        write_buffers: WriteBufferManager::new_write_buffer_manager(ALL_MEMTABLES_BYTES, false),
-        block_cache: Cache::new_lru_cache(BLOCK_CACHE_BYTES),
-    })
+    SHARED.get_or_init(|| SharedMemory::new(DEFAULT_ALL_MEMTABLES_BYTES, DEFAULT_BLOCK_CACHE_BYTES))
+}
+
+/// Sizes the process's shared RocksDB memory (`rocksdb.memtables.max.bytes`,
+/// `rocksdb.block.cache.bytes`). It is created once per process, when the
+/// first application starts (or the first store opens): a later call with
+/// other sizes changes nothing and says so.
+pub(crate) fn set_shared_memory(memtables: usize, block_cache: usize) {
+    let shared = SHARED.get_or_init(|| SharedMemory::new(memtables, block_cache));
+    if (shared.memtables, shared.block_cache_bytes) != (memtables, block_cache) {
+        tracing::warn!(
+            memtables = shared.memtables,
+            block_cache = shared.block_cache_bytes,
+            requested_memtables = memtables,
+            requested_block_cache = block_cache,
+            "RocksDB memory is shared by the whole process and was already sized; \
+             keeping the first sizes"
+        );
+    }
+}
+
+impl SharedMemory {
+    fn new(memtables: usize, block_cache: usize) -> SharedMemory {
+        SharedMemory {
+            write_buffers: WriteBufferManager::new_write_buffer_manager(memtables, false),
+            block_cache: Cache::new_lru_cache(block_cache),
+            memtables,
+            block_cache_bytes: block_cache,
+        }
+    }
 }
 
 pub(crate) struct TaskDb {
@@ -146,7 +180,7 @@ impl TaskDb {
         // 10 bits per key: ~1% false positives.
         table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
         let mut cf_opts = Options::default();
-        cf_opts.set_write_buffer_size(MEMTABLE_BYTES);
+        cf_opts.set_write_buffer_size(MEMTABLE_BYTES.min(shared.memtables.max(1 << 20)));
         cf_opts.set_block_based_table_factory(&table);
         let cfs: Vec<ColumnFamilyDescriptor> = stores
             .iter()
