@@ -454,3 +454,82 @@ fn a_state_dir_in_use_by_another_instance_is_refused() {
     });
     assert!(second.terminate(Duration::from_secs(60)).unwrap().success());
 }
+
+/// Offsets held by a transaction that does not end (a producer sent offsets
+/// for the job's group in a transaction and neither committed nor aborted
+/// it: what a hanging transaction looks like to the job). A `read_committed`
+/// job cannot read its committed offsets, waits `task.timeout.ms`, then
+/// exits 1 naming hanging transactions and the fix; once the transaction is
+/// aborted, the same job runs and counts.
+#[test]
+fn offsets_held_by_an_open_transaction_fail_the_job_with_the_fix_after_task_timeout() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, Producer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, app) = (
+        unique_name("hang-in"),
+        unique_name("hang-out"),
+        unique_name("hang-app"),
+    );
+    create_topic(&bs, &input, 1, false).unwrap();
+    create_topic(&bs, &output, 1, false).unwrap();
+    produce(&bs, &input, &[TestRecord::kv("l1", b"open transaction")]).unwrap();
+
+    let txn: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bs)
+        .set("transactional.id", unique_name("hang-txn"))
+        .set("transaction.timeout.ms", "300000")
+        .create()
+        .unwrap();
+    txn.init_transactions(Duration::from_secs(30)).unwrap();
+    txn.begin_transaction().unwrap();
+    let group: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bs)
+        .set("group.id", &app)
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&input, 0, Offset::Offset(1))
+        .unwrap();
+    txn.send_offsets_to_transaction(
+        &offsets,
+        &group.group_metadata().unwrap(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+
+    let work = work_dir("faults-hanging");
+    let args = job_args(
+        &bs,
+        &app,
+        &input,
+        &output,
+        &work.join("state"),
+        &["--config", "task.timeout.ms=5000"],
+    );
+    let (status, stderr) = run_to_exit("word_count", &args, Duration::from_secs(120));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    for want in [
+        "cannot read the committed offsets of the assigned partitions",
+        "hanging transaction",
+        "kafka-transactions.sh find-hanging",
+    ] {
+        assert!(stderr.contains(want), "want '{want}' in:\n{stderr}");
+    }
+    assert!(values_by_key(&bs, &output).is_empty());
+
+    // The fix: end the transaction. The job then starts where the group's
+    // committed offsets say (none: the beginning) and counts.
+    txn.abort_transaction(Duration::from_secs(30)).unwrap();
+    let mut job = Job::new("word_count", "hang-after", args, &work);
+    job.start();
+    wait_until(Duration::from_secs(60), "the counts", || {
+        let got = values_by_key(&bs, &output);
+        ["open", "transaction"]
+            .iter()
+            .all(|w| got.get(*w).and_then(|v| v.last()).map(String::as_str) == Some("1"))
+    });
+}
