@@ -1,6 +1,7 @@
 //! A broker outage mid-run: while a producer keeps writing lines and the job
 //! is busy counting them, the broker crashes, stays down for a while and
-//! comes back with its data. The job keeps running and the final counts are exact, read
+//! comes back with its data. (The job is frozen just before the crash until
+//! the broker has aborted its open transactions: see the comment there.) The job keeps running and the final counts are exact, read
 //! `read_committed`. Uses its own broker, since it restarts it.
 
 mod support;
@@ -167,13 +168,21 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
     });
     let processed_before = metric_sum(&before, "kstreams_records_processed_total", &[]).unwrap();
     let chunks_before_stop = chunks_done.load(Ordering::SeqCst);
-    // A crash (SIGKILL), not a controlled shutdown: a single broker that
-    // shuts down while it completes a transaction skips the transaction's
-    // markers ("Couldn't find leader endpoint ... likely deleted already and
-    // hence can be skipped" in its log) and leaves the transaction hanging,
-    // which no client can end (see "hanging transactions" in the README).
-    // After a crash the broker re-sends the markers when it is back.
+    // The broker must not go down while one of the job's transactions is
+    // half-way through: a single Kafka broker that stops (SIGTERM, and in
+    // CI also SIGKILL) in the middle of a transaction can lose its markers
+    // and leave it hanging, with the job's input offsets pending for good
+    // -- a broker-side failure no client can end (the job then stops after
+    // task.timeout.ms naming the fix; see "hanging transactions" in the
+    // README, and tests/faults.rs for that error). So the job is frozen
+    // first, until the broker has aborted its open transactions
+    // (transaction.timeout.ms = 10 s); then the broker crashes and the job
+    // runs on through the whole outage: failing commits, a lost session,
+    // fenced tasks, reconnects.
+    job.sigstop();
+    std::thread::sleep(Duration::from_secs(18));
     broker.kill().expect("kill broker");
+    job.sigcont();
     std::thread::sleep(outage);
     // The broker has been down for the whole outage up to here.
     let outage_end = Instant::now();
@@ -250,11 +259,12 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
         m(&before, "kstreams_rebalances_total"),
         m(&after, "kstreams_rebalances_total"),
     );
-    // The outage outlasts both the session timeout (6 s) and the transaction
-    // timeout (10 s): the broker drops the member from the group, and after
-    // the restart the coordinator aborts the open transactions by bumping the
-    // producer epochs, so the job's tasks are fenced and it rejoins the group.
-    // That is a rebalance (counted), not an abort (the fenced tasks are closed).
+    // The job was frozen past both the session timeout (6 s) and the
+    // transaction timeout (10 s): the broker dropped the member from the
+    // group and aborted its open transactions by bumping the producer
+    // epochs, so once the job runs again its tasks are fenced and it rejoins
+    // the group. That is a rebalance (counted), not an abort (the fenced
+    // tasks are closed).
     assert!(
         rebalances_after > rebalances_before,
         "no rebalance counted for the outage: rebalances {rebalances_before} -> \
