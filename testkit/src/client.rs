@@ -539,10 +539,24 @@ pub fn read_to_end(
     // read_committed the "high" value is the last stable offset.
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
+    // Right after a broker (re)start a partition may have no leader yet
+    // (NotLeaderForPartition): retry until the deadline.
+    let deadline = Instant::now() + TIMEOUT;
     for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, TIMEOUT)
-            .map_err(|e| Error::kafka(format!("fetching end offsets of {topic:?}/{p}"), e))?;
+        let (low, high) = loop {
+            match consumer.fetch_watermarks(topic, p, TIMEOUT) {
+                Ok(w) => break w,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(Error::kafka(
+                        format!("fetching end offsets of {topic:?}/{p}"),
+                        e,
+                    ));
+                }
+            }
+        };
         if high > low {
             ends.insert(p, high);
             tpl.add_partition_offset(topic, p, Offset::Beginning)
