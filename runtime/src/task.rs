@@ -56,6 +56,9 @@ pub(crate) struct StreamTask {
     consumed: BTreeMap<(String, i32), i64>,
     /// Next offset to read, per input partition, as of the last commit.
     committed: BTreeMap<(String, i32), i64>,
+    /// `consumed` when the transaction being committed was sealed: what
+    /// `committed` becomes once that commit succeeds.
+    sealed: Option<BTreeMap<(String, i32), i64>>,
     deserialization_policy: ErrorPolicy,
     /// Per-topic overrides of `deserialization_policy` (set per source).
     source_policies: HashMap<String, ErrorPolicy>,
@@ -196,6 +199,7 @@ impl StreamTask {
             lifecycles,
             consumed: BTreeMap::new(),
             committed: BTreeMap::new(),
+            sealed: None,
             deserialization_policy,
             source_policies,
             processing_policy,
@@ -440,11 +444,21 @@ impl StreamTask {
         self.shared.commit_requested.get()
     }
 
-    /// Commit, step 1: flush processor caches downstream, then send the
-    /// stores' changelog records.
+    /// Commit, step 1: flush processor caches downstream, send the stores'
+    /// changelog records, then seal the transaction's write sets and input
+    /// offsets. Processing may go on before `post_commit`: its writes go to
+    /// new write sets, its offsets into the next commit.
     pub fn prepare_commit(&mut self) -> Result<()> {
         self.flush_processors()?;
-        self.send_changelogs()
+        self.send_changelogs()?;
+        self.seal();
+        Ok(())
+    }
+
+    fn seal(&mut self) {
+        self.state.seal();
+        self.sealed = Some(self.consumed.clone());
+        self.shared.commit_requested.set(false);
     }
 
     /// Lets every processor forward what it buffered.
@@ -466,7 +480,16 @@ impl StreamTask {
         self.state.send_changelogs(&mut **collector, ts)
     }
 
-    /// The offsets to commit for this task's input partitions.
+    /// The input offsets of the last successful commit.
+    pub fn committed_offsets(&self) -> Vec<(String, i32, i64)> {
+        self.committed
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect()
+    }
+
+    /// The offsets to commit for this task's input partitions (what was
+    /// processed so far; right after `prepare_commit`, what it sealed).
     pub fn offsets_to_commit(&self) -> Vec<(String, i32, i64)> {
         self.consumed
             .iter()
@@ -474,15 +497,22 @@ impl StreamTask {
             .collect()
     }
 
-    /// Commit, step 3 (after the caller committed): write sets become local
-    /// state and the consumed offsets become the committed ones.
+    /// Commit, step 3 (after the caller committed): the sealed write sets
+    /// become local state and the sealed offsets the committed ones (a
+    /// caller that did not call `prepare_commit` commits everything).
     pub fn post_commit(&mut self) -> Result<()> {
+        if self.sealed.is_none() {
+            self.seal();
+        }
         {
             let collector = self.shared.collector.borrow();
             self.state.apply_committed(&**collector)?;
         }
-        self.committed = self.consumed.clone();
-        self.shared.commit_requested.set(false);
+        // Merged, not replaced: a partition first read after the seal has
+        // its rewind position in `committed` already.
+        if let Some(sealed) = self.sealed.take() {
+            self.committed.extend(sealed);
+        }
         Ok(())
     }
 
@@ -493,6 +523,7 @@ impl StreamTask {
             l.borrow_mut().discard();
         }
         self.state.discard();
+        self.sealed = None;
         // Every partition read since the last commit has an entry in
         // `committed`: the committed offset, or the first offset read.
         let rewind: Vec<(String, i32, i64)> = self

@@ -5,12 +5,21 @@
 //! records, its changelog writes and its input offsets commit together.
 //! Under at-least-once a thread's tasks share one idempotent producer.
 //!
+//! While a task's previous transaction is still committing (on a commit
+//! thread), the task goes on processing but may not send into its producer:
+//! the next transaction is not open yet. Its records wait in `Deferred`
+//! and are sent, in order, once the commit is done and the next transaction
+//! has begun; if the commit fails they are dropped with the rest of the
+//! task's uncommitted work.
+//!
 //! Sends are asynchronous. Delivery reports arrive on `poll`; the
 //! `DeliveryTracker` keeps, per partition, the highest acknowledged offset
 //! (the changelog checkpoint after a commit) and the first delivery error,
 //! which fails the next commit instead of being lost.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,10 +92,68 @@ impl ProducerContext for CollectorContext {
 
 pub(crate) type TaskProducer = BaseProducer<CollectorContext>;
 
+/// Records held back while the task's previous transaction commits.
+#[derive(Default)]
+pub(crate) struct Deferred {
+    on: Cell<bool>,
+    records: RefCell<Vec<OwnedRecord>>,
+    bytes: Cell<usize>,
+}
+
+struct OwnedRecord {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+    headers: Headers,
+}
+
+impl Deferred {
+    /// From now on, sends are held back.
+    pub fn hold(&self) {
+        self.on.set(true);
+    }
+
+    /// About how many bytes are held back.
+    pub fn bytes(&self) -> usize {
+        self.bytes.get()
+    }
+
+    /// Sends the held-back records, in order, and stops holding back. On an
+    /// error the records not yet sent are dropped (the caller aborts).
+    pub fn release(&self, producer: &TaskProducer) -> Result<()> {
+        self.on.set(false);
+        self.bytes.set(0);
+        let records = std::mem::take(&mut *self.records.borrow_mut());
+        for r in &records {
+            send_now(
+                producer,
+                &r.topic,
+                r.partition,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.timestamp,
+                &r.headers,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Drops the held-back records (their transaction is aborted) and stops
+    /// holding back.
+    pub fn discard(&self) {
+        self.on.set(false);
+        self.bytes.set(0);
+        self.records.borrow_mut().clear();
+    }
+}
+
 /// Sends a task's records through a (shared or per-task) producer.
 pub(crate) struct KafkaRecordCollector {
     pub producer: Arc<TaskProducer>,
     pub tracker: Arc<DeliveryTracker>,
+    pub deferred: Rc<Deferred>,
 }
 
 impl RecordCollector for KafkaRecordCollector {
@@ -99,54 +166,94 @@ impl RecordCollector for KafkaRecordCollector {
         timestamp: i64,
         headers: &Headers,
     ) -> Result<()> {
-        let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(topic).timestamp(timestamp.max(0));
-        if let Some(p) = partition {
-            record = record.partition(p);
+        if self.deferred.on.get() {
+            let size = topic.len()
+                + key.map_or(0, <[u8]>::len)
+                + value.map_or(0, <[u8]>::len)
+                + headers
+                    .0
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+                + 96;
+            self.deferred.bytes.set(self.deferred.bytes.get() + size);
+            self.deferred.records.borrow_mut().push(OwnedRecord {
+                topic: topic.to_string(),
+                partition,
+                key: key.map(<[u8]>::to_vec),
+                value: value.map(<[u8]>::to_vec),
+                timestamp,
+                headers: headers.clone(),
+            });
+            return Ok(());
         }
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(v) = value {
-            record = record.payload(v);
-        }
-        if !headers.is_empty() {
-            let mut h = OwnedHeaders::new_with_capacity(headers.0.len());
-            for (name, v) in &headers.0 {
-                h = h.insert(Header {
-                    key: name,
-                    value: Some(v.as_slice()),
-                });
-            }
-            record = record.headers(h);
-        }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => {
-                    let hint = match e.rdkafka_error_code() {
-                        Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
-                            "; the record is larger than the producer's message.max.bytes \
-                             (raise it together with the topic's max.message.bytes, or set \
-                             production.exception.handler=log_and_continue to skip such records)"
-                        }
-                        _ => "",
-                    };
-                    return Err(StreamsError::Production {
-                        topic: topic.to_string(),
-                        message: format!("{e}{hint}"),
-                    });
-                }
-            }
-        }
+        send_now(
+            &self.producer,
+            topic,
+            partition,
+            key,
+            value,
+            timestamp,
+            headers,
+        )
     }
 
     fn last_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.tracker.last_offset(topic, partition)
+    }
+}
+
+fn send_now(
+    producer: &TaskProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    timestamp: i64,
+    headers: &Headers,
+) -> Result<()> {
+    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(timestamp.max(0));
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(v) = value {
+        record = record.payload(v);
+    }
+    if !headers.is_empty() {
+        let mut h = OwnedHeaders::new_with_capacity(headers.0.len());
+        for (name, v) in &headers.0 {
+            h = h.insert(Header {
+                key: name,
+                value: Some(v.as_slice()),
+            });
+        }
+        record = record.headers(h);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => {
+                let hint = match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                        "; the record is larger than the producer's message.max.bytes \
+                         (raise it together with the topic's max.message.bytes, or set \
+                         production.exception.handler=log_and_continue to skip such records)"
+                    }
+                    _ => "",
+                };
+                return Err(StreamsError::Production {
+                    topic: topic.to_string(),
+                    message: format!("{e}{hint}"),
+                });
+            }
+        }
     }
 }
 

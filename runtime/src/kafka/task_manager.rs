@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,8 @@ use super::assignment::{TopicPlan, tasks_for};
 use super::changelog_reader::{ChangelogReader, RestoreTarget};
 use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::record_collector::{
-    CollectorContext, DeliveryTracker, KafkaRecordCollector, TaskProducer, TxnErrorKind, classify,
+    CollectorContext, Deferred, DeliveryTracker, KafkaRecordCollector, TaskProducer, TxnErrorKind,
+    classify,
 };
 use crate::TaskId;
 use crate::error::{Result, StreamsError};
@@ -37,6 +39,9 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// before the task is closed and re-created instead.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 const ABORT_RETRY_FOR: Duration = Duration::from_secs(20);
+/// How much a task may hold back while its transaction commits before the
+/// stream thread waits for that commit.
+const MAX_DEFERRED_BYTES: usize = 32 << 20;
 
 /// Kafka's Java default: murmur2 of the key, so keyed records land where a
 /// Java producer would put them (co-partitioning with Java-filled topics).
@@ -60,6 +65,21 @@ struct ActiveTask {
     /// last successful commit: `None`). A run longer than
     /// `task.timeout.ms` means the error is not going away.
     aborting_since: Option<Instant>,
+    /// Records the task emits while its transaction commits (EOS).
+    deferred: Rc<Deferred>,
+    /// The transaction being committed on a commit thread (EOS).
+    in_flight: Option<InFlight>,
+    /// A held-back record could not be sent once: from then on this task's
+    /// commits are waited for on the stream thread and nothing is held back,
+    /// so its records meet the producer (and `production.exception.handler`)
+    /// while they are processed.
+    no_defer: bool,
+}
+
+/// A task's transaction, sealed and handed to a commit thread.
+struct InFlight {
+    handle: std::thread::JoinHandle<CommitStep<TxnTimings>>,
+    started: Instant,
 }
 
 impl ActiveTask {
@@ -170,6 +190,7 @@ impl TaskManager {
             (None, Some(made)) => made?,
             (None, None) => transactional_producer(cfg, &self.shared.base_client, id)?,
         };
+        let deferred = Rc::new(Deferred::default());
         let task = StreamTask::new(TaskConfig {
             application_id: cfg.application_id.clone(),
             task_id: id,
@@ -179,6 +200,7 @@ impl TaskManager {
             collector: Box::new(KafkaRecordCollector {
                 producer: producer.clone(),
                 tracker,
+                deferred: deferred.clone(),
             }),
             wall_clock: now_ms(),
             lock_wait: Duration::from_secs(60),
@@ -194,6 +216,9 @@ impl TaskManager {
             partitions,
             in_txn: false,
             aborting_since: None,
+            deferred,
+            in_flight: None,
+            no_defer: false,
         })
     }
 
@@ -205,6 +230,8 @@ impl TaskManager {
         tpl: &TopicPartitionList,
     ) -> Result<()> {
         let started = Instant::now();
+        // Normally nothing is committing here (a revocation waited for it).
+        self.reap_commits(consumer, true)?;
         let parts: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -363,7 +390,7 @@ impl TaskManager {
             tracing::warn!(thread = %self.thread_name, "partitions lost (this member was out of the group); closing tasks without commit");
             self.close_all_dirty();
         } else {
-            self.commit_all(consumer)?;
+            self.commit_all(consumer, true)?;
             for (id, mut t) in std::mem::take(&mut self.active) {
                 if self.eos() {
                     // The transaction was committed; nothing is open.
@@ -384,6 +411,7 @@ impl TaskManager {
             .into_iter()
             .chain(std::mem::take(&mut self.suspended))
         {
+            join_in_flight(&mut t);
             t.task.close();
             if eos && t.in_txn {
                 let _ = abort_polling(&t.producer, Duration::from_secs(5));
@@ -457,7 +485,14 @@ impl TaskManager {
     }
 
     pub fn commit_requested(&self) -> bool {
-        self.active.values().any(|t| t.task.commit_requested())
+        self.active
+            .values()
+            .any(|t| t.in_flight.is_none() && t.task.commit_requested())
+    }
+
+    /// Whether any task's transaction is being committed right now.
+    pub fn commits_in_flight(&self) -> bool {
+        self.active.values().any(|t| t.in_flight.is_some())
     }
 
     pub fn punctuate(&mut self, now: i64) -> Result<()> {
@@ -478,26 +513,42 @@ impl TaskManager {
         }
     }
 
-    /// Commits every active task that has something to commit.
-    pub fn commit_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+    /// Commits every active task that has something to commit. Under
+    /// exactly-once the transactions are handed to commit threads and this
+    /// returns at once unless `wait` (rebalance, shutdown): the tasks go on
+    /// processing while they commit (see `commit_eos`).
+    pub fn commit_all<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        wait: bool,
+    ) -> Result<()> {
         let _span = tracing::info_span!("commit", thread = %self.thread_name).entered();
         let started = Instant::now();
         let n = if self.eos() {
-            self.commit_eos(consumer)?
+            self.commit_eos(consumer, wait)?
         } else {
-            self.commit_alos(consumer)?
+            let n = self.commit_alos(consumer)?;
+            if n > 0 {
+                self.metrics.add_commit(started.elapsed());
+            }
+            n
         };
         if n > 0 {
-            self.metrics.add_commit(started.elapsed());
-            if let Some(p) = &mut self.purger {
-                p.maybe_purge(
-                    self.active
-                        .values()
-                        .flat_map(|t| t.task.offsets_to_commit()),
-                );
-            }
+            self.maybe_purge();
         }
         Ok(())
+    }
+
+    /// Deletes repartition records below the committed offsets (at most
+    /// every `repartition.purge.interval.ms`).
+    fn maybe_purge(&mut self) {
+        if let Some(p) = &mut self.purger {
+            p.maybe_purge(
+                self.active
+                    .values()
+                    .flat_map(|t| t.task.committed_offsets()),
+            );
+        }
     }
 
     fn commit_alos<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<usize> {
@@ -536,166 +587,216 @@ impl TaskManager {
         Ok(n)
     }
 
-    /// Commits every task that needs it, in three steps: each task flushes
-    /// its caches and sends its changelog records (this thread, since tasks
-    /// are not `Send`); then all the tasks' `send_offsets_to_transaction` +
-    /// `commit_transaction` round trips run at once, one short-lived thread
-    /// per task (they are independent producers; in sequence they cost the
-    /// sum of the broker's commit latencies, which dominated the thread's
-    /// time); then each task applies its write set and opens its next
-    /// transaction, or is aborted, rewound or closed.
-    fn commit_eos<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<usize> {
+    /// Starts the commit of every task that needs one and is not already
+    /// committing.
+    ///
+    /// Why the stream thread does not wait: a transaction's
+    /// `send_offsets_to_transaction` + `commit_transaction` is mostly waiting
+    /// on the broker (~100 ms here), as long as the commit interval itself.
+    /// Waiting for it left the thread idle two thirds of the time. So each
+    /// task, on this thread, flushes its caches, sends its changelog records
+    /// and seals its write sets and input offsets (`StreamTask::prepare_commit`);
+    /// then a commit thread runs the transaction calls while this thread goes
+    /// on processing. A committing task's new records are held back
+    /// (`Deferred`), its new writes go to fresh write sets on top of the
+    /// sealed ones. `reap_commits` finishes a commit once its thread is done:
+    /// the sealed write sets go into RocksDB, the next transaction begins and
+    /// the held-back records are sent into it. A failed commit drops both
+    /// transactions' work and rewinds to the last committed offsets, exactly
+    /// as before. A task has at most one transaction committing.
+    fn commit_eos<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        wait: bool,
+    ) -> Result<usize> {
+        if wait {
+            self.reap_commits(consumer, true)?;
+        }
         let retry_for = self.shared.config.task_timeout;
         let round_started = Instant::now();
-        let mut prepared: Vec<(TaskId, CommitStep<TopicPartitionList>)> = Vec::new();
-        for (id, t) in self.active.iter_mut() {
-            if t.task.commit_needed() {
-                prepared.push((*id, prepare_commit_eos(t)));
-            }
-        }
-        let n = prepared.len();
-        if n == 0 {
+        let ids: Vec<TaskId> = self
+            .active
+            .iter()
+            .filter(|(_, t)| t.in_flight.is_none() && t.task.commit_needed())
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
             return Ok(0);
         }
-        let prepare_elapsed = round_started.elapsed();
-        let group_metadata = consumer.group_metadata();
-        let jobs: Vec<(TaskId, CommitStep<CommitJob>)> = prepared
-            .into_iter()
-            .map(|(id, step)| (id, step.map(|tpl| (self.active[&id].producer.clone(), tpl))))
-            .collect();
-        let gm = group_metadata.as_ref();
-        let results: Vec<(TaskId, CommitStep<TxnTimings>)> = if jobs.len() == 1 {
-            jobs.into_iter()
-                .map(|(id, step)| {
-                    (
-                        id,
-                        step.and_then(|(p, tpl)| commit_txn_eos(&p, id, &tpl, gm, retry_for)),
-                    )
-                })
-                .collect()
-        } else {
-            std::thread::scope(|s| {
-                let running: Vec<_> = jobs
-                    .into_iter()
-                    .map(|(id, step)| {
-                        let handle = step.map(|(p, tpl)| {
-                            s.spawn(move || commit_txn_eos(&p, id, &tpl, gm, retry_for))
-                        });
-                        (id, handle)
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|(id, handle)| {
-                        let r = handle.and_then(|h| {
-                            h.join().unwrap_or_else(|_| {
-                                Err(CommitFailure::Fatal(StreamsError::IllegalState(format!(
-                                    "the commit of task {id} panicked"
-                                ))))
-                            })
-                        });
-                        (id, r)
-                    })
-                    .collect()
-            })
-        };
-        let txn_elapsed = round_started.elapsed() - prepare_elapsed;
-        let slowest = results
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok().copied())
-            .fold(TxnTimings::default(), |a, b| TxnTimings {
-                send_offsets: a.send_offsets.max(b.send_offsets),
-                commit: a.commit.max(b.commit),
-            });
-        for (id, result) in results {
+        let group_metadata = consumer.group_metadata().map(Arc::new);
+        for &id in &ids {
             let Some(t) = self.active.get_mut(&id) else {
                 continue;
             };
-            match result.and_then(|_| finish_commit_eos(t)) {
-                Ok(()) => t.aborting_since = None,
-                Err(CommitFailure::Abortable(msg)) => {
-                    tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
-                    self.metrics.add_abort();
-                    let since = *t.aborting_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > self.shared.config.task_timeout {
-                        return Err(StreamsError::Kafka(format!(
-                            "task {id} has not committed for {}s (task.timeout.ms): every transaction \
-                             was aborted and reprocessing fails the same way. Last error: {msg}",
-                            since.elapsed().as_secs()
-                        )));
-                    }
-                    // An abort that cannot finish (e.g. in-flight records of a
-                    // producer the coordinator already fenced after a broker
-                    // restart) is not waited out: the task is handed back to
-                    // the group and re-created with a new producer, whose
-                    // init_transactions aborts the old transaction.
-                    if let Err(e) = retry_retriable(
-                        "abort_transaction",
-                        id,
-                        ABORT_RETRY_FOR.min(self.shared.config.task_timeout),
-                        || abort_polling(&t.producer, ABORT_TIMEOUT),
-                    ) {
-                        tracing::warn!(task = %id, error = %e, "abort failed; closing the task and rejoining the group");
-                        let mut t = self.active.remove(&id).unwrap();
-                        t.task.close();
-                        for p in &t.partitions {
-                            self.by_partition.remove(p);
-                        }
-                        self.rejoin_requested = true;
-                        continue;
-                    }
-                    t.in_txn = false;
-                    let rewound = t.task.abort().into_iter().try_for_each(|(topic, p, o)| {
-                        retry_seek(consumer, &topic, p, o, self.shared.config.task_timeout)
-                    });
-                    if let Err(e) = rewound {
-                        // Going on would skip the aborted records: hand the
-                        // task back to the group, which re-reads from the
-                        // committed offsets.
-                        tracing::warn!(task = %id, error = %e, "cannot rewind after an abort; closing the task and rejoining the group");
-                        let mut t = self.active.remove(&id).unwrap();
-                        t.task.close();
-                        for p in &t.partitions {
-                            self.by_partition.remove(p);
-                        }
-                        self.rejoin_requested = true;
-                        continue;
-                    }
-                    t.begin()?;
+            let tpl = match prepare_commit_eos(t) {
+                Ok(tpl) => tpl,
+                Err(f) => {
+                    self.complete_commit(consumer, id, Err(f))?;
+                    continue;
                 }
-                Err(CommitFailure::Fenced(msg)) => {
-                    tracing::warn!(task = %id, error = %msg, "task was fenced: another instance owns it now; closing it without commit");
-                    let mut t = self.active.remove(&id).unwrap();
-                    t.task.close();
-                    for p in &t.partitions {
-                        self.by_partition.remove(p);
-                    }
-                    // Our partitions may still be assigned to us; a rejoin
-                    // lets the group decide who owns the task now.
-                    self.rejoin_requested = true;
+            };
+            let producer = t.producer.clone();
+            if t.no_defer {
+                let r = commit_txn_eos(&producer, id, &tpl, group_metadata.as_deref(), retry_for);
+                self.complete_commit(consumer, id, r)?;
+                continue;
+            }
+            t.deferred.hold();
+            let gm = group_metadata.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-commit-{id}", self.thread_name))
+                .spawn(move || commit_txn_eos(&producer, id, &tpl, gm.as_deref(), retry_for))
+                .map_err(|e| {
+                    StreamsError::IllegalState(format!("cannot start a commit thread: {e}"))
+                })?;
+            t.in_flight = Some(InFlight {
+                handle,
+                started: Instant::now(),
+            });
+        }
+        tracing::debug!(
+            tasks = ids.len(),
+            prepare_ms = round_started.elapsed().as_millis() as u64,
+            "commit round handed off"
+        );
+        if wait {
+            self.reap_commits(consumer, true)?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Finishes the commits whose threads are done (all of them, waiting,
+    /// if `block`). A task that held back more than `MAX_DEFERRED_BYTES`
+    /// (a commit that takes long, e.g. retried during a broker outage) is
+    /// waited for: held-back records stay bounded.
+    pub fn reap_commits<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        block: bool,
+    ) -> Result<()> {
+        let done: Vec<TaskId> = self
+            .active
+            .iter()
+            .filter(|(_, t)| {
+                t.in_flight.as_ref().is_some_and(|f| {
+                    block || f.handle.is_finished() || t.deferred.bytes() > MAX_DEFERRED_BYTES
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut reaped = false;
+        for id in done {
+            let Some(f) = self.active.get_mut(&id).and_then(|t| t.in_flight.take()) else {
+                continue;
+            };
+            let result = f.handle.join().unwrap_or_else(|_| {
+                Err(CommitFailure::Fatal(StreamsError::IllegalState(format!(
+                    "the commit of task {id} panicked"
+                ))))
+            });
+            if let Ok(timings) = &result {
+                self.metrics.add_commit(f.started.elapsed());
+                tracing::debug!(
+                    task = %id,
+                    send_offsets_ms = timings.send_offsets.as_millis() as u64,
+                    commit_ms = timings.commit.as_millis() as u64,
+                    reaped_after_ms = f.started.elapsed().as_millis() as u64,
+                    "transaction committed"
+                );
+            }
+            let finish_started = Instant::now();
+            self.complete_commit(consumer, id, result)?;
+            tracing::debug!(task = %id, finish_ms = finish_started.elapsed().as_millis() as u64, "commit finished");
+            reaped = true;
+        }
+        if reaped {
+            self.maybe_purge();
+        }
+        Ok(())
+    }
+
+    /// After a task's transaction calls: on success the sealed write sets
+    /// become local state, the next transaction begins and the held-back
+    /// records go into it; on failure the task aborts and rewinds, or is
+    /// closed (fenced), or the thread fails.
+    fn complete_commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        id: TaskId,
+        result: CommitStep<TxnTimings>,
+    ) -> Result<()> {
+        let Some(t) = self.active.get_mut(&id) else {
+            return Ok(());
+        };
+        match result.and_then(|_| finish_commit_eos(t)) {
+            Ok(()) => t.aborting_since = None,
+            Err(CommitFailure::Abortable(msg)) => {
+                tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
+                self.metrics.add_abort();
+                t.deferred.discard();
+                let since = *t.aborting_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > self.shared.config.task_timeout {
+                    return Err(StreamsError::Kafka(format!(
+                        "task {id} has not committed for {}s (task.timeout.ms): every transaction \
+                         was aborted and reprocessing fails the same way. Last error: {msg}",
+                        since.elapsed().as_secs()
+                    )));
                 }
-                Err(CommitFailure::Fatal(e)) => return Err(e),
+                // An abort that cannot finish (e.g. in-flight records of a
+                // producer the coordinator already fenced after a broker
+                // restart) is not waited out: the task is handed back to
+                // the group and re-created with a new producer, whose
+                // init_transactions aborts the old transaction.
+                if let Err(e) = retry_retriable(
+                    "abort_transaction",
+                    id,
+                    ABORT_RETRY_FOR.min(self.shared.config.task_timeout),
+                    || abort_polling(&t.producer, ABORT_TIMEOUT),
+                ) {
+                    tracing::warn!(task = %id, error = %e, "abort failed; closing the task and rejoining the group");
+                    self.close_and_rejoin(id);
+                    return Ok(());
+                }
+                t.in_txn = false;
+                let rewound = t.task.abort().into_iter().try_for_each(|(topic, p, o)| {
+                    retry_seek(consumer, &topic, p, o, self.shared.config.task_timeout)
+                });
+                if let Err(e) = rewound {
+                    // Going on would skip the aborted records: hand the
+                    // task back to the group, which re-reads from the
+                    // committed offsets.
+                    tracing::warn!(task = %id, error = %e, "cannot rewind after an abort; closing the task and rejoining the group");
+                    self.close_and_rejoin(id);
+                    return Ok(());
+                }
+                t.begin()?;
+            }
+            Err(CommitFailure::Fenced(msg)) => {
+                tracing::warn!(task = %id, error = %msg, "task was fenced: another instance owns it now; closing it without commit");
+                // Our partitions may still be assigned to us; a rejoin
+                // lets the group decide who owns the task now.
+                self.close_and_rejoin(id);
+            }
+            Err(CommitFailure::Fatal(e)) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Closes a task without committing and asks the thread to rejoin.
+    fn close_and_rejoin(&mut self, id: TaskId) {
+        if let Some(mut t) = self.active.remove(&id) {
+            join_in_flight(&mut t);
+            t.task.close();
+            for p in &t.partitions {
+                self.by_partition.remove(p);
             }
         }
-        // Where a commit round's time goes: flushing caches and sending
-        // changelogs (this thread), the transactions (concurrent; the
-        // slowest task's offsets and commit calls), and applying write sets.
-        tracing::debug!(
-            tasks = n,
-            prepare_ms = prepare_elapsed.as_millis() as u64,
-            txn_ms = txn_elapsed.as_millis() as u64,
-            slowest_send_offsets_ms = slowest.send_offsets.as_millis() as u64,
-            slowest_commit_ms = slowest.commit.as_millis() as u64,
-            finish_ms =
-                (round_started.elapsed() - prepare_elapsed - txn_elapsed).as_millis() as u64,
-            "commit round"
-        );
-        Ok(n)
+        self.rejoin_requested = true;
     }
 
     /// Clean shutdown: commit and close everything.
     pub fn shutdown<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
-        let result = self.commit_all(consumer);
+        let result = self.commit_all(consumer, true);
         for (_, mut t) in std::mem::take(&mut self.active)
             .into_iter()
             .chain(std::mem::take(&mut self.suspended))
@@ -796,9 +897,6 @@ fn transactional_producer(
 
 type CommitStep<T> = std::result::Result<T, CommitFailure>;
 
-/// A task's producer and the input offsets its transaction commits.
-type CommitJob = (Arc<TaskProducer>, TopicPartitionList);
-
 fn kafka_failure(id: TaskId, what: &str, e: rdkafka::error::KafkaError) -> CommitFailure {
     let msg = format!("{what} for task {id}: {e}");
     match classify(&e) {
@@ -809,7 +907,7 @@ fn kafka_failure(id: TaskId, what: &str, e: rdkafka::error::KafkaError) -> Commi
 }
 
 /// EOS commit, step 1 (stream thread): flush caches, send changelog
-/// records; returns the input offsets to commit.
+/// records, seal; returns the input offsets to commit.
 fn prepare_commit_eos(t: &mut ActiveTask) -> CommitStep<TopicPartitionList> {
     t.task.prepare_commit().map_err(|e| match e {
         StreamsError::Kafka(m) => CommitFailure::Abortable(m),
@@ -859,8 +957,9 @@ struct TxnTimings {
     commit: Duration,
 }
 
-/// EOS commit, step 3 (stream thread, after the commit): the write set
-/// becomes local state; the next transaction opens.
+/// EOS commit, step 3 (stream thread, after the commit): the sealed write
+/// sets become local state; the next transaction opens and receives the
+/// records held back during the commit.
 fn finish_commit_eos(t: &mut ActiveTask) -> CommitStep<()> {
     let id = t.task.id;
     t.in_txn = false;
@@ -870,7 +969,26 @@ fn finish_commit_eos(t: &mut ActiveTask) -> CommitStep<()> {
         .begin_transaction()
         .map_err(|e| kafka_failure(id, "begin_transaction", e))?;
     t.in_txn = true;
+    if let Err(e) = t.deferred.release(&t.producer) {
+        // Reprocessed without holding back, the failing record meets the
+        // producer while it is processed, where production.exception.handler
+        // decides about it.
+        t.no_defer = true;
+        return Err(CommitFailure::Abortable(format!(
+            "a record held back while task {id} committed could not be sent ({e}); \
+             reprocessing from the last commit without holding records back"
+        )));
+    }
     Ok(())
+}
+
+/// Waits for a task's commit thread, if any, ignoring its result (the task
+/// is being closed without commit).
+fn join_in_flight(t: &mut ActiveTask) {
+    if let Some(f) = t.in_flight.take() {
+        let _ = f.handle.join();
+    }
+    t.deferred.discard();
 }
 
 /// Retries a transactional call while it keeps failing with a retriable

@@ -239,7 +239,13 @@ impl StreamThread {
         let errors = super::client_log::ErrorThrottle::default();
         while !self.shutdown.load(Ordering::SeqCst) {
             let mut polled = 0usize;
-            let mut timeout = Duration::from_millis(50);
+            // A finished commit releases its task's held-back records: do
+            // not sleep long in poll while one is running.
+            let mut timeout = if self.tasks.commits_in_flight() {
+                Duration::from_millis(2)
+            } else {
+                Duration::from_millis(50)
+            };
             while polled < 1000 {
                 match self.consumer.poll(timeout) {
                     None => break,
@@ -280,8 +286,9 @@ impl StreamThread {
                 last_publish = Instant::now();
             }
             self.tasks.poll_producers();
+            self.tasks.reap_commits(&self.consumer, false)?;
             if last_commit.elapsed() >= commit_interval || self.tasks.commit_requested() {
-                self.tasks.commit_all(&self.consumer)?;
+                self.tasks.commit_all(&self.consumer, false)?;
                 last_commit = Instant::now();
             }
         }

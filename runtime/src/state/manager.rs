@@ -40,6 +40,8 @@ pub(crate) struct StateManager {
     pub db: Option<Rc<TaskDb>>,
     pub partition: i32,
     empty_headers: Headers,
+    /// Whether the write sets were sealed since the last `apply_committed`.
+    sealed: bool,
 }
 
 impl StateManager {
@@ -96,6 +98,7 @@ impl StateManager {
             db,
             partition,
             empty_headers: Headers::default(),
+            sealed: false,
         })
     }
 
@@ -162,8 +165,23 @@ impl StateManager {
         Ok(())
     }
 
-    /// Step 3 of a commit: write sets and checkpoints become local state.
+    /// Between steps 1 and 2: the write sets sent to the changelogs are
+    /// sealed; processing goes on into new ones while the transaction commits.
+    pub fn seal(&mut self) {
+        for s in &self.stores {
+            s.store.borrow_mut().seal();
+        }
+        self.sealed = true;
+    }
+
+    /// Step 3 of a commit: the sealed write sets and the checkpoints become
+    /// local state. Without a `seal` since the last call, the current write
+    /// sets are sealed and applied.
     pub fn apply_committed(&mut self, collector: &dyn RecordCollector) -> Result<()> {
+        if !self.sealed {
+            self.seal();
+        }
+        self.sealed = false;
         let mut batch = WriteBatch::default();
         let mut rocks_dirty = false;
         for s in &mut self.stores {
@@ -173,8 +191,10 @@ impl StateManager {
                 .as_ref()
                 .and_then(|t| collector.last_offset(t, self.partition))
                 .map(|o| o + 1);
-            let ws = store.take_write_set();
-            let ranges = store.take_range_deletes();
+            let super::transactional::Layer {
+                write_set: ws,
+                range_deletes: ranges,
+            } = store.take_sealed();
             match &mut store.backend {
                 Backend::Rocks { db, cf } => {
                     // Range deletions first: later writes into a range win.
@@ -213,10 +233,11 @@ impl StateManager {
     }
 
     /// After an abort: forget everything not committed.
-    pub fn discard(&self) {
+    pub fn discard(&mut self) {
         for s in &self.stores {
             s.store.borrow_mut().discard();
         }
+        self.sealed = false;
     }
 
     /// Restore: applies changelog records directly to committed state, with

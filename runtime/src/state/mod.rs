@@ -290,6 +290,98 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_write_set_is_read_under_the_new_one_and_applied_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateManager::open(
+            &defs(),
+            "app",
+            Some(dir.path().into()),
+            0,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let store = sm.stores[0].store.clone();
+        let s =
+            KeyValueStore::<String, u64>::new(store.clone(), Serdes::string(), Serdes::u64_be());
+        let all = |s: &KeyValueStore<String, u64>| {
+            s.all()
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        for (k, v) in [("a", 1), ("b", 2), ("c", 3)] {
+            s.put(&k.into(), &v).unwrap();
+        }
+        sm.apply_committed(&VecCollector::default()).unwrap();
+        // Transaction 1: sealed (its commit is in flight).
+        s.put(&"b".into(), &20).unwrap();
+        s.delete(&"c".into()).unwrap();
+        s.put(&"d".into(), &4).unwrap();
+        store.borrow_mut().delete_range(b"a", b"b");
+        sm.seal();
+        // Transaction 2, on top of it.
+        s.put(&"c".into(), &30).unwrap();
+        s.delete(&"d".into()).unwrap();
+        s.put(&"e".into(), &5).unwrap();
+        assert_eq!(
+            s.get(&"a".into()).unwrap(),
+            None,
+            "range-deleted in the sealed layer"
+        );
+        assert_eq!(
+            s.get(&"b".into()).unwrap(),
+            Some(20),
+            "from the sealed layer"
+        );
+        assert_eq!(
+            s.get(&"c".into()).unwrap(),
+            Some(30),
+            "rewritten after the seal"
+        );
+        assert_eq!(s.get(&"d".into()).unwrap(), None, "deleted after the seal");
+        assert_eq!(all(&s), ["b=20", "c=30", "e=5"]);
+        assert_eq!(
+            store.borrow().committed_keys_in(b"a", b"z").unwrap(),
+            [b"b".to_vec(), b"d".to_vec()],
+            "keys written by earlier transactions: backend and sealed layer"
+        );
+        // Transaction 1 commits: only its writes reach the backend.
+        sm.apply_committed(&VecCollector::default()).unwrap();
+        assert_eq!(all(&s), ["b=20", "c=30", "e=5"]);
+        sm.discard();
+        assert_eq!(all(&s), ["b=20", "d=4"], "transaction 2 dropped, 1 kept");
+    }
+
+    #[test]
+    fn sealing_twice_merges_the_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateManager::open(
+            &defs(),
+            "app",
+            Some(dir.path().into()),
+            0,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let store = sm.stores[0].store.clone();
+        let s =
+            KeyValueStore::<String, u64>::new(store.clone(), Serdes::string(), Serdes::u64_be());
+        s.put(&"a".into(), &1).unwrap();
+        s.put(&"b".into(), &2).unwrap();
+        sm.seal();
+        store.borrow_mut().delete_range(b"a", b"b");
+        s.put(&"b".into(), &3).unwrap();
+        sm.seal();
+        sm.apply_committed(&VecCollector::default()).unwrap();
+        assert_eq!(
+            s.all().unwrap(),
+            vec![("b".to_string(), 3)],
+            "the second seal's range deletion removed the first's write of a"
+        );
+    }
+
+    #[test]
     fn restore_applies_records_and_checkpoint_atomically_and_wipe_clears() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateManager::open(

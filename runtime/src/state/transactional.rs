@@ -8,6 +8,14 @@
 //!
 //! The write set also coalesces: a key updated a thousand times in one commit
 //! interval produces one changelog record.
+//!
+//! Why two layers: the Kafka runtime does not wait for a transaction's
+//! commit before it goes on processing. When a task hands its transaction
+//! to a commit thread, its write set is *sealed* (frozen) and a new one
+//! starts; reads look in the new write set, then the sealed one, then the
+//! backend. Once the commit succeeds the sealed layer is applied to the
+//! backend; if it fails, both layers are dropped and the task rewinds to its
+//! last committed offsets.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -65,6 +73,88 @@ pub(crate) struct TxnStore {
     /// Uncommitted range deletions `[from, to)`, applied before the write
     /// set (so a key written after a range deletion survives it).
     range_deletes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The write set of a transaction being committed (see the module docs).
+    sealed: Option<Layer>,
+}
+
+/// One transaction's writes: range deletions, then the write set.
+#[derive(Default)]
+pub(crate) struct Layer {
+    pub write_set: WriteSet,
+    pub range_deletes: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+type WriteSet = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+fn in_ranges(ranges: &[(Vec<u8>, Vec<u8>)], key: &[u8]) -> bool {
+    ranges
+        .iter()
+        .any(|(from, to)| key >= from.as_slice() && key < to.as_slice())
+}
+
+impl Layer {
+    /// What this layer says about `key`: `Some(value or None)` if it decides,
+    /// `None` if the key falls through to the layer below.
+    fn lookup(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        if let Some(v) = self.write_set.get(key) {
+            return Some(v.as_deref());
+        }
+        if !self.range_deletes.is_empty() && in_ranges(&self.range_deletes, key) {
+            return Some(None);
+        }
+        None
+    }
+}
+
+/// `below` (sorted entries of the layers under this one) with one layer's
+/// range deletions and writes applied, limited to `from <= key` and `keep`.
+fn overlay(
+    write_set: &WriteSet,
+    range_deletes: &[(Vec<u8>, Vec<u8>)],
+    mut below: Vec<(Vec<u8>, Vec<u8>)>,
+    from: Option<&[u8]>,
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if !range_deletes.is_empty() {
+        below.retain(|(k, _)| !in_ranges(range_deletes, k));
+    }
+    if write_set.is_empty() {
+        return below;
+    }
+    let mut pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = write_set
+        .iter()
+        .filter(|(k, _)| from.is_none_or(|f| k.as_slice() >= f) && keep(k))
+        .collect();
+    pending.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(below.len() + pending.len());
+    let mut c = below.into_iter().peekable();
+    let mut p = pending.into_iter().peekable();
+    loop {
+        match (c.peek(), p.peek()) {
+            (None, None) => break,
+            (Some(_), None) => out.push(c.next().unwrap()),
+            (None, Some(_)) => {
+                let (k, v) = p.next().unwrap();
+                if let Some(v) = v {
+                    out.push((k.clone(), v.clone()));
+                }
+            }
+            (Some((ck, _)), Some((pk, _))) => {
+                if ck < *pk {
+                    out.push(c.next().unwrap());
+                } else {
+                    if ck == *pk {
+                        c.next();
+                    }
+                    let (k, v) = p.next().unwrap();
+                    if let Some(v) = v {
+                        out.push((k.clone(), v.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 impl TxnStore {
@@ -77,13 +167,41 @@ impl TxnStore {
             write_set: HashMap::new(),
             write_bytes: 0,
             range_deletes: Vec::new(),
+            sealed: None,
         }
     }
 
+    /// Seals the write set of the transaction about to commit and starts an
+    /// empty one. Sealing twice without `take_sealed` merges the two.
+    pub fn seal(&mut self) {
+        let write_set = std::mem::take(&mut self.write_set);
+        let range_deletes = std::mem::take(&mut self.range_deletes);
+        self.write_bytes = 0;
+        match &mut self.sealed {
+            None => {
+                self.sealed = Some(Layer {
+                    write_set,
+                    range_deletes,
+                })
+            }
+            Some(l) => {
+                for (from, to) in range_deletes {
+                    l.write_set
+                        .retain(|k, _| !(k.as_slice() >= from.as_slice() && k < &to));
+                    l.range_deletes.push((from, to));
+                }
+                l.write_set.extend(write_set);
+            }
+        }
+    }
+
+    /// The sealed layer (empty if none), to apply after its commit.
+    pub fn take_sealed(&mut self) -> Layer {
+        self.sealed.take().unwrap_or_default()
+    }
+
     fn range_deleted(&self, key: &[u8]) -> bool {
-        self.range_deletes
-            .iter()
-            .any(|(from, to)| key >= from.as_slice() && key < to.as_slice())
+        in_ranges(&self.range_deletes, key)
     }
 
     /// Deletes every key in `[from, to)`: the committed ones (with one
@@ -103,14 +221,15 @@ impl TxnStore {
         &self.range_deletes
     }
 
-    /// Committed keys in `[from, to)` (the backend only, not the write set).
+    /// Keys in `[from, to)` that earlier transactions wrote (the backend and
+    /// a sealed layer; not the current write set).
     pub fn committed_keys_in(&self, from: &[u8], to: &[u8]) -> Result<Vec<Vec<u8>>> {
-        Ok(self
-            .backend
-            .scan(&self.name, Some(from), &|k| k < to)?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
+        let keep = |k: &[u8]| k < to;
+        let mut entries = self.backend.scan(&self.name, Some(from), &keep)?;
+        if let Some(l) = &self.sealed {
+            entries = overlay(&l.write_set, &l.range_deletes, entries, Some(from), &keep);
+        }
+        Ok(entries.into_iter().map(|(k, _)| k).collect())
     }
 
     /// Reads a key and hands the bytes (or `None`) to `f` without copying
@@ -121,6 +240,9 @@ impl TxnStore {
         }
         if !self.range_deletes.is_empty() && self.range_deleted(key) {
             return Ok(f(None));
+        }
+        if let Some(v) = self.sealed.as_ref().and_then(|l| l.lookup(key)) {
+            return Ok(f(v));
         }
         let v = self.backend.get(&self.name, key)?;
         Ok(f(v.as_deref()))
@@ -155,54 +277,24 @@ impl TxnStore {
     }
 
     /// Entries with `from <= key` (all if `None`) for which `keep` holds,
-    /// stopping at the first key where it does not; write set merged in.
+    /// stopping at the first key where it does not; the sealed layer and
+    /// the write set merged in.
     pub fn scan(
         &self,
         from: Option<&[u8]>,
         keep: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut committed = self.backend.scan(&self.name, from, keep)?;
-        if !self.range_deletes.is_empty() {
-            committed.retain(|(k, _)| !self.range_deleted(k));
+        let mut entries = self.backend.scan(&self.name, from, keep)?;
+        if let Some(l) = &self.sealed {
+            entries = overlay(&l.write_set, &l.range_deletes, entries, from, keep);
         }
-        if self.write_set.is_empty() {
-            return Ok(committed);
-        }
-        let mut pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
-            .write_set
-            .iter()
-            .filter(|(k, _)| from.is_none_or(|f| k.as_slice() >= f) && keep(k))
-            .collect();
-        pending.sort_by(|a, b| a.0.cmp(b.0));
-        let mut out = Vec::with_capacity(committed.len() + pending.len());
-        let mut c = committed.into_iter().peekable();
-        let mut p = pending.into_iter().peekable();
-        loop {
-            match (c.peek(), p.peek()) {
-                (None, None) => break,
-                (Some(_), None) => out.push(c.next().unwrap()),
-                (None, Some(_)) => {
-                    let (k, v) = p.next().unwrap();
-                    if let Some(v) = v {
-                        out.push((k.clone(), v.clone()));
-                    }
-                }
-                (Some((ck, _)), Some((pk, _))) => {
-                    if ck < *pk {
-                        out.push(c.next().unwrap());
-                    } else {
-                        if ck == *pk {
-                            c.next();
-                        }
-                        let (k, v) = p.next().unwrap();
-                        if let Some(v) = v {
-                            out.push((k.clone(), v.clone()));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(overlay(
+            &self.write_set,
+            &self.range_deletes,
+            entries,
+            from,
+            keep,
+        ))
     }
 
     /// The uncommitted writes, one per key (the latest).
@@ -210,16 +302,8 @@ impl TxnStore {
         &self.write_set
     }
 
-    pub fn take_write_set(&mut self) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
-        self.write_bytes = 0;
-        std::mem::take(&mut self.write_set)
-    }
-
-    pub fn take_range_deletes(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        std::mem::take(&mut self.range_deletes)
-    }
-
     pub fn discard(&mut self) {
+        self.sealed = None;
         self.range_deletes.clear();
         self.write_set.clear();
         self.write_bytes = 0;
@@ -230,6 +314,8 @@ impl TxnStore {
     }
 
     pub fn approximate_len(&self) -> u64 {
-        self.backend.approximate_len() + self.write_set.len() as u64
+        self.backend.approximate_len()
+            + self.write_set.len() as u64
+            + self.sealed.as_ref().map_or(0, |l| l.write_set.len() as u64)
     }
 }
