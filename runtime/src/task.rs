@@ -455,6 +455,14 @@ impl StreamTask {
         Ok(())
     }
 
+    /// Commit, step 1, for a commit thread: `prepare_commit`, returning the
+    /// sealed write sets for the commit thread to write into RocksDB after
+    /// the commit (`SealedState`).
+    pub fn prepare_commit_sealed(&mut self) -> Result<crate::state::SealedState> {
+        self.prepare_commit()?;
+        Ok(self.state.sealed_state())
+    }
+
     fn seal(&mut self) {
         self.state.seal();
         self.sealed = Some(self.consumed.clone());
@@ -501,12 +509,20 @@ impl StreamTask {
     /// become local state and the sealed offsets the committed ones (a
     /// caller that did not call `prepare_commit` commits everything).
     pub fn post_commit(&mut self) -> Result<()> {
+        self.post_commit_with(false)
+    }
+
+    /// `post_commit`; with `rocks_written`, the RocksDB part of the sealed
+    /// write sets was already written by the commit thread
+    /// (`StateManager::sealed_batch`).
+    pub fn post_commit_with(&mut self, rocks_written: bool) -> Result<()> {
         if self.sealed.is_none() {
             self.seal();
         }
         {
             let collector = self.shared.collector.borrow();
-            self.state.apply_committed(&**collector)?;
+            self.state
+                .apply_committed_with(&**collector, rocks_written)?;
         }
         // Merged, not replaced: a partition first read after the seal has
         // its rewind position in `committed` already.

@@ -56,7 +56,6 @@ impl RepartitionPurger {
         if self.last.elapsed() < self.interval {
             return;
         }
-        self.last = Instant::now();
         let mut tpl = TopicPartitionList::new();
         for (topic, partition, offset) in committed {
             if offset <= 0 || !self.topics.contains(&topic) {
@@ -76,6 +75,9 @@ impl RepartitionPurger {
         if tpl.count() == 0 {
             return;
         }
+        // The interval counts from the last request sent, not from the
+        // last call that found nothing new.
+        self.last = Instant::now();
         tracing::debug!(
             partitions = tpl.count(),
             "purging consumed repartition records"

@@ -31,6 +31,7 @@ use super::record_collector::{
 use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::record::Headers;
+use crate::state::SealedState;
 use crate::task::{StreamTask, TaskConfig};
 use crate::topology::Topology;
 
@@ -67,6 +68,8 @@ struct ActiveTask {
     aborting_since: Option<Instant>,
     /// Records the task emits while its transaction commits (EOS).
     deferred: Rc<Deferred>,
+    /// The producer's delivery bookkeeping (changelog checkpoints).
+    tracker: Arc<DeliveryTracker>,
     /// The transaction being committed on a commit thread (EOS).
     in_flight: Option<InFlight>,
     /// A held-back record could not be sent once: from then on this task's
@@ -199,7 +202,7 @@ impl TaskManager {
             state_dir: Some(self.state_dir(id)),
             collector: Box::new(KafkaRecordCollector {
                 producer: producer.clone(),
-                tracker,
+                tracker: tracker.clone(),
                 deferred: deferred.clone(),
             }),
             wall_clock: now_ms(),
@@ -217,6 +220,7 @@ impl TaskManager {
             in_txn: false,
             aborting_since: None,
             deferred,
+            tracker,
             in_flight: None,
             no_defer: false,
         })
@@ -524,18 +528,14 @@ impl TaskManager {
     ) -> Result<()> {
         let _span = tracing::info_span!("commit", thread = %self.thread_name).entered();
         let started = Instant::now();
-        let n = if self.eos() {
-            self.commit_eos(consumer, wait)?
-        } else {
-            let n = self.commit_alos(consumer)?;
-            if n > 0 {
-                self.metrics.add_commit(started.elapsed());
-            }
-            n
-        };
-        if n > 0 {
-            self.maybe_purge();
+        if self.eos() {
+            self.commit_eos(consumer, wait)?;
+        } else if self.commit_alos(consumer)? > 0 {
+            self.metrics.add_commit(started.elapsed());
         }
+        // Also when nothing was committed: the last commits of a finished
+        // input may have completed after the previous purge.
+        self.maybe_purge();
         Ok(())
     }
 
@@ -628,24 +628,30 @@ impl TaskManager {
             let Some(t) = self.active.get_mut(&id) else {
                 continue;
             };
-            let tpl = match prepare_commit_eos(t) {
-                Ok(tpl) => tpl,
+            let job = match prepare_commit_eos(t) {
+                Ok((tpl, sealed)) => CommitJob {
+                    producer: t.producer.clone(),
+                    tracker: t.tracker.clone(),
+                    id,
+                    tpl,
+                    group_metadata: group_metadata.clone(),
+                    sealed,
+                    retry_for,
+                },
                 Err(f) => {
                     self.complete_commit(consumer, id, Err(f))?;
                     continue;
                 }
             };
-            let producer = t.producer.clone();
             if t.no_defer {
-                let r = commit_txn_eos(&producer, id, &tpl, group_metadata.as_deref(), retry_for);
+                let r = job.run();
                 self.complete_commit(consumer, id, r)?;
                 continue;
             }
             t.deferred.hold();
-            let gm = group_metadata.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("{}-commit-{id}", self.thread_name))
-                .spawn(move || commit_txn_eos(&producer, id, &tpl, gm.as_deref(), retry_for))
+                .spawn(move || job.run())
                 .map_err(|e| {
                     StreamsError::IllegalState(format!("cannot start a commit thread: {e}"))
                 })?;
@@ -728,7 +734,7 @@ impl TaskManager {
         let Some(t) = self.active.get_mut(&id) else {
             return Ok(());
         };
-        match result.and_then(|_| finish_commit_eos(t)) {
+        match result.and_then(|timings| finish_commit_eos(t, timings.state_written)) {
             Ok(()) => t.aborting_since = None,
             Err(CommitFailure::Abortable(msg)) => {
                 tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
@@ -906,10 +912,10 @@ fn kafka_failure(id: TaskId, what: &str, e: rdkafka::error::KafkaError) -> Commi
     }
 }
 
-/// EOS commit, step 1 (stream thread): flush caches, send changelog
-/// records, seal; returns the input offsets to commit.
-fn prepare_commit_eos(t: &mut ActiveTask) -> CommitStep<TopicPartitionList> {
-    t.task.prepare_commit().map_err(|e| match e {
+/// EOS commit, step 1 (stream thread): flush caches, seal; returns the
+/// input offsets to commit and the sealed write sets.
+fn prepare_commit_eos(t: &mut ActiveTask) -> CommitStep<(TopicPartitionList, SealedState)> {
+    let sealed = t.task.prepare_commit_sealed().map_err(|e| match e {
         StreamsError::Kafka(m) => CommitFailure::Abortable(m),
         other => CommitFailure::Fatal(other),
     })?;
@@ -917,10 +923,47 @@ fn prepare_commit_eos(t: &mut ActiveTask) -> CommitStep<TopicPartitionList> {
     for (topic, p, o) in t.task.offsets_to_commit() {
         let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(o));
     }
-    Ok(tpl)
+    Ok((tpl, sealed))
 }
 
-/// EOS commit, step 2 (any thread): offsets into the transaction, commit.
+/// EOS commit, step 2 (a commit thread, or the stream thread for a task
+/// that does not hold records back): everything the transaction calls need.
+struct CommitJob {
+    producer: Arc<TaskProducer>,
+    tracker: Arc<DeliveryTracker>,
+    id: TaskId,
+    tpl: TopicPartitionList,
+    group_metadata: Option<Arc<rdkafka::consumer::ConsumerGroupMetadata>>,
+    /// The task's sealed write sets.
+    sealed: SealedState,
+    retry_for: Duration,
+}
+
+impl CommitJob {
+    /// Offsets into the transaction, commit; then the RocksDB stores' sealed
+    /// write sets go
+    /// into RocksDB with their changelog checkpoints (only after the commit:
+    /// local state never runs ahead of Kafka).
+    fn run(self) -> CommitStep<TxnTimings> {
+        let CommitJob {
+            producer,
+            tracker,
+            id,
+            tpl,
+            group_metadata,
+            sealed,
+            retry_for,
+        } = self;
+        let mut timings =
+            commit_txn_eos(&producer, id, &tpl, group_metadata.as_deref(), retry_for)?;
+        timings.state_written = sealed
+            .write(&|topic, p| tracker.last_offset(topic, p))
+            .map_err(CommitFailure::Fatal)?;
+        Ok(timings)
+    }
+}
+
+/// Offsets into the transaction, commit.
 fn commit_txn_eos(
     producer: &TaskProducer,
     id: TaskId,
@@ -946,6 +989,7 @@ fn commit_txn_eos(
     Ok(TxnTimings {
         send_offsets: offsets,
         commit: started.elapsed() - offsets,
+        state_written: false,
     })
 }
 
@@ -955,16 +999,20 @@ fn commit_txn_eos(
 struct TxnTimings {
     send_offsets: Duration,
     commit: Duration,
+    /// Whether the RocksDB part of the sealed write sets was written.
+    state_written: bool,
 }
 
 /// EOS commit, step 3 (stream thread, after the commit): the sealed write
 /// sets become local state; the next transaction opens and receives the
 /// records held back during the commit.
-fn finish_commit_eos(t: &mut ActiveTask) -> CommitStep<()> {
+fn finish_commit_eos(t: &mut ActiveTask, state_written: bool) -> CommitStep<()> {
     let id = t.task.id;
     t.in_txn = false;
     t.producer.poll(Duration::ZERO);
-    t.task.post_commit().map_err(CommitFailure::Fatal)?;
+    t.task
+        .post_commit_with(state_written)
+        .map_err(CommitFailure::Fatal)?;
     t.producer
         .begin_transaction()
         .map_err(|e| kafka_failure(id, "begin_transaction", e))?;

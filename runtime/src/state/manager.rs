@@ -35,6 +35,60 @@ pub(crate) struct ManagedStore {
     pub memory_checkpoint: Option<i64>,
 }
 
+/// A task's sealed write sets, handed to its commit thread, which writes the
+/// RocksDB stores' part with the new checkpoints in one batch once the
+/// transaction has committed: the RocksDB write does not run on the stream
+/// thread, which reads the same values from the sealed layers until it drops
+/// them in `apply_committed_with`. (Sending the changelog records from the
+/// commit thread as well was measured slower: run 36 in benches/RESULTS.md.)
+pub(crate) struct SealedState {
+    partition: i32,
+    stores: Vec<SealedStore>,
+    writer: Option<super::rocksdb_backend::DbWriter>,
+}
+
+struct SealedStore {
+    name: String,
+    changelog: Option<String>,
+    /// The column family, for a RocksDB store.
+    cf: Option<String>,
+    layer: std::sync::Arc<super::transactional::Layer>,
+}
+
+impl SealedState {
+    /// After the commit: the RocksDB stores' sealed write sets and each
+    /// one's checkpoint (last acknowledged changelog offset + 1, from
+    /// `last_offset(topic, partition)`) in one batch. Returns whether there
+    /// are RocksDB stores (whose layers the stream thread then only drops).
+    pub fn write(&self, last_offset: &dyn Fn(&str, i32) -> Option<i64>) -> Result<bool> {
+        let Some(writer) = &self.writer else {
+            return Ok(false);
+        };
+        let mut batch = WriteBatch::default();
+        for s in &self.stores {
+            let Some(cf) = &s.cf else {
+                continue;
+            };
+            // Range deletions first: later writes into a range win.
+            for (from, to) in &s.layer.range_deletes {
+                writer.batch_delete_range(&mut batch, cf, from, to)?;
+            }
+            for (k, v) in &s.layer.write_set {
+                writer.batch_write(&mut batch, cf, k, v.as_deref())?;
+            }
+            if let Some(topic) = &s.changelog
+                && let Some(o) = last_offset(topic, self.partition)
+            {
+                TaskDb::batch_checkpoint(&mut batch, &s.name, o + 1);
+            }
+        }
+        if !batch.is_empty() {
+            writer.write(batch)?;
+        }
+        Ok(true)
+    }
+}
+
 pub(crate) struct StateManager {
     pub stores: Vec<ManagedStore>,
     pub db: Option<Rc<TaskDb>>,
@@ -125,29 +179,15 @@ impl StateManager {
         collector: &mut dyn RecordCollector,
         timestamp: i64,
     ) -> Result<()> {
+        // Range deletions (expired window segments): a tombstone per
+        // committed key in the range, so the compacted changelog forgets
+        // them too. Only the deleted range is read.
+        self.send_range_tombstones(collector, timestamp)?;
         for s in &self.stores {
             let store = s.store.borrow();
             let Some(topic) = &store.changelog else {
                 continue;
             };
-            // Range deletions (expired window segments): a tombstone per
-            // committed key in the range, so the compacted changelog forgets
-            // them too. Only the deleted range is read.
-            for (from, to) in store.range_deletes() {
-                for k in store.committed_keys_in(from, to)? {
-                    if store.write_set().contains_key(&k) {
-                        continue;
-                    }
-                    collector.send(
-                        topic,
-                        Some(self.partition),
-                        Some(&k),
-                        None,
-                        timestamp,
-                        &self.empty_headers,
-                    )?;
-                }
-            }
             for (k, v) in store.write_set() {
                 if store.local_prefix.is_some() && k.first() == store.local_prefix.as_ref() {
                     continue;
@@ -174,10 +214,80 @@ impl StateManager {
         self.sealed = true;
     }
 
+    /// Range deletions' tombstones to the changelogs: one per key that
+    /// earlier transactions wrote in a deleted range (read from the backend,
+    /// so on this thread), unless the write set rewrote the key.
+    fn send_range_tombstones(
+        &self,
+        collector: &mut dyn RecordCollector,
+        timestamp: i64,
+    ) -> Result<()> {
+        for s in &self.stores {
+            let store = s.store.borrow();
+            let Some(topic) = &store.changelog else {
+                continue;
+            };
+            for (from, to) in store.range_deletes() {
+                for k in store.committed_keys_in(from, to)? {
+                    if store.write_set().contains_key(&k) {
+                        continue;
+                    }
+                    collector.send(
+                        topic,
+                        Some(self.partition),
+                        Some(&k),
+                        None,
+                        timestamp,
+                        &self.empty_headers,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After `seal`: the sealed write sets for the commit thread.
+    pub fn sealed_state(&self) -> SealedState {
+        let stores = self
+            .stores
+            .iter()
+            .filter_map(|s| {
+                let store = s.store.borrow();
+                let layer = store.sealed()?;
+                Some(SealedStore {
+                    name: s.def.name.clone(),
+                    changelog: store.changelog.clone(),
+                    cf: match &store.backend {
+                        Backend::Rocks { cf, .. } => Some(cf.clone()),
+                        Backend::Memory(_) => None,
+                    },
+                    layer,
+                })
+            })
+            .collect();
+        SealedState {
+            partition: self.partition,
+            stores,
+            writer: self.db.as_ref().map(|db| db.writer()),
+        }
+    }
+
     /// Step 3 of a commit: the sealed write sets and the checkpoints become
     /// local state. Without a `seal` since the last call, the current write
     /// sets are sealed and applied.
+    #[cfg(test)]
     pub fn apply_committed(&mut self, collector: &dyn RecordCollector) -> Result<()> {
+        self.apply_committed_with(collector, false)
+    }
+
+    /// `apply_committed`; with `rocks_written`, the RocksDB stores' sealed
+    /// write sets and checkpoints were already written (`SealedBatch`) and
+    /// are only dropped here.
+    pub fn apply_committed_with(
+        &mut self,
+        collector: &dyn RecordCollector,
+        rocks_written: bool,
+    ) -> Result<()> {
         if !self.sealed {
             self.seal();
         }
@@ -191,11 +301,13 @@ impl StateManager {
                 .as_ref()
                 .and_then(|t| collector.last_offset(t, self.partition))
                 .map(|o| o + 1);
+            let layer = store.take_sealed();
             let super::transactional::Layer {
                 write_set: ws,
                 range_deletes: ranges,
-            } = store.take_sealed();
+            } = std::sync::Arc::try_unwrap(layer).unwrap_or_else(|shared| (*shared).clone());
             match &mut store.backend {
+                Backend::Rocks { .. } if rocks_written => {}
                 Backend::Rocks { db, cf } => {
                     // Range deletions first: later writes into a range win.
                     for (from, to) in &ranges {

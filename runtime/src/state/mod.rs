@@ -29,7 +29,7 @@ mod window_store;
 pub(crate) use builder::StoreDef;
 pub use builder::{StoreBuilder, StoreKind};
 pub use key_value::KeyValueStore;
-pub(crate) use manager::StateManager;
+pub(crate) use manager::{SealedState, StateManager};
 pub(crate) use rocksdb_backend::{
     DEFAULT_ALL_MEMTABLES_BYTES, DEFAULT_BLOCK_CACHE_BYTES, TaskDb, set_shared_memory,
 };
@@ -351,6 +351,56 @@ mod tests {
         assert_eq!(all(&s), ["b=20", "c=30", "e=5"]);
         sm.discard();
         assert_eq!(all(&s), ["b=20", "d=4"], "transaction 2 dropped, 1 kept");
+    }
+
+    #[test]
+    fn a_sealed_state_written_by_another_thread_is_the_committed_state_with_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path: std::path::PathBuf = dir.path().into();
+        {
+            let mut sm = StateManager::open(
+                &defs(),
+                "app",
+                Some(path.clone()),
+                3,
+                Duration::from_secs(1),
+            )
+            .unwrap();
+            let store = sm.stores[0].store.clone();
+            let s = KeyValueStore::<String, u64>::new(store, Serdes::string(), Serdes::u64_be());
+            s.put(&"a".into(), &1).unwrap();
+            s.put(&"b".into(), &2).unwrap();
+            sm.seal();
+            let sealed = sm.sealed_state();
+            s.put(&"c".into(), &3).unwrap();
+            // The commit thread, after the commit: RocksDB, with the
+            // checkpoint from the producer's acknowledged changelog offsets.
+            std::thread::spawn(move || {
+                let rocks = sealed
+                    .write(&|topic, p| (topic == "app-counts-changelog" && p == 3).then_some(41))
+                    .unwrap();
+                assert!(rocks, "the store is in RocksDB");
+            })
+            .join()
+            .unwrap();
+            assert_eq!(sm.checkpoint(0).unwrap(), Some(42));
+            sm.apply_committed_with(&VecCollector::default(), true)
+                .unwrap();
+            assert_eq!(
+                s.all().unwrap(),
+                vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)],
+                "the sealed layer is gone, its values read from RocksDB"
+            );
+            // "c" is never committed.
+        }
+        let sm = StateManager::open(&defs(), "app", Some(path), 3, Duration::from_secs(1)).unwrap();
+        let s = KeyValueStore::<String, u64>::new(
+            sm.stores[0].store.clone(),
+            Serdes::string(),
+            Serdes::u64_be(),
+        );
+        assert_eq!(s.all().unwrap(), vec![("a".into(), 1), ("b".into(), 2)]);
+        assert_eq!(sm.checkpoint(0).unwrap(), Some(42));
     }
 
     #[test]

@@ -97,8 +97,76 @@ impl SharedMemory {
 }
 
 pub(crate) struct TaskDb {
-    db: DB,
+    db: std::sync::Arc<DB>,
     path: PathBuf,
+}
+
+/// A handle that writes batches into a task's database from another thread
+/// (the commit thread applies a committed transaction's write set).
+pub(crate) struct DbWriter {
+    db: std::sync::Arc<DB>,
+    path: PathBuf,
+}
+
+impl DbWriter {
+    /// Adds a put or delete for `cf` to `batch`.
+    pub fn batch_write(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<()> {
+        batch_put_or_delete(&self.db, batch, cf, key, value)
+    }
+
+    /// Adds a range deletion `[from, to)` of `cf` to `batch`.
+    pub fn batch_delete_range(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &str,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<()> {
+        batch_range_delete(&self.db, batch, cf, from, to)
+    }
+
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.db
+            .write(batch)
+            .map_err(|e| store_err(&self.path.display().to_string(), e))
+    }
+}
+
+fn cf_handle<'a>(db: &'a DB, cf: &str) -> Result<&'a rocksdb::ColumnFamily> {
+    db.cf_handle(cf)
+        .ok_or_else(|| store_err(cf, "column family missing"))
+}
+
+fn batch_put_or_delete(
+    db: &DB,
+    batch: &mut WriteBatch,
+    cf: &str,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<()> {
+    let h = cf_handle(db, cf)?;
+    match value {
+        Some(v) => batch.put_cf(h, key, v),
+        None => batch.delete_cf(h, key),
+    }
+    Ok(())
+}
+
+fn batch_range_delete(
+    db: &DB,
+    batch: &mut WriteBatch,
+    cf: &str,
+    from: &[u8],
+    to: &[u8],
+) -> Result<()> {
+    batch.delete_range_cf(cf_handle(db, cf)?, from, to);
+    Ok(())
 }
 
 fn store_err(store: &str, e: impl std::fmt::Display) -> StreamsError {
@@ -121,7 +189,7 @@ impl TaskDb {
             match Self::try_open(path, stores) {
                 Ok(db) => {
                     return Ok(TaskDb {
-                        db,
+                        db: std::sync::Arc::new(db),
                         path: path.to_path_buf(),
                     });
                 }
@@ -190,9 +258,7 @@ impl TaskDb {
     }
 
     fn cf(&self, cf: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.db
-            .cf_handle(cf)
-            .ok_or_else(|| store_err(cf, "column family missing"))
+        cf_handle(&self.db, cf)
     }
 
     pub fn get(&self, store: &str, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -258,7 +324,7 @@ impl TaskDb {
         }
     }
 
-    /// Adds a put or delete for `store` to `batch`.
+    /// Adds a put or delete for `cf` to `batch`.
     pub fn batch_write(
         &self,
         batch: &mut WriteBatch,
@@ -266,12 +332,7 @@ impl TaskDb {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<()> {
-        let h = self.cf(cf)?;
-        match value {
-            Some(v) => batch.put_cf(h, key, v),
-            None => batch.delete_cf(h, key),
-        }
-        Ok(())
+        batch_put_or_delete(&self.db, batch, cf, key, value)
     }
 
     /// Adds a deletion of every key of `cf` in `[from, to)` to `batch`: one
@@ -283,9 +344,7 @@ impl TaskDb {
         from: &[u8],
         to: &[u8],
     ) -> Result<()> {
-        let h = self.cf(cf)?;
-        batch.delete_range_cf(h, from, to);
-        Ok(())
+        batch_range_delete(&self.db, batch, cf, from, to)
     }
 
     pub fn batch_checkpoint(batch: &mut WriteBatch, store: &str, offset: i64) {
@@ -296,9 +355,15 @@ impl TaskDb {
     }
 
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.db
-            .write(batch)
-            .map_err(|e| store_err(&self.path.display().to_string(), e))
+        self.writer().write(batch)
+    }
+
+    /// A handle for writing from another thread.
+    pub fn writer(&self) -> DbWriter {
+        DbWriter {
+            db: self.db.clone(),
+            path: self.path.clone(),
+        }
     }
 
     /// Deletes every entry of `cf` and its checkpoint (before a full restore).

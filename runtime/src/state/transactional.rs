@@ -74,11 +74,11 @@ pub(crate) struct TxnStore {
     /// set (so a key written after a range deletion survives it).
     range_deletes: Vec<(Vec<u8>, Vec<u8>)>,
     /// The write set of a transaction being committed (see the module docs).
-    sealed: Option<Layer>,
+    sealed: Option<std::sync::Arc<Layer>>,
 }
 
 /// One transaction's writes: range deletions, then the write set.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Layer {
     pub write_set: WriteSet,
     pub range_deletes: Vec<(Vec<u8>, Vec<u8>)>,
@@ -179,12 +179,15 @@ impl TxnStore {
         self.write_bytes = 0;
         match &mut self.sealed {
             None => {
-                self.sealed = Some(Layer {
+                self.sealed = Some(std::sync::Arc::new(Layer {
                     write_set,
                     range_deletes,
-                })
+                }))
             }
             Some(l) => {
+                // Only a caller that sealed twice without a commit between
+                // (the test driver's path) gets here: the layer is unshared.
+                let l = std::sync::Arc::make_mut(l);
                 for (from, to) in range_deletes {
                     l.write_set
                         .retain(|k, _| !(k.as_slice() >= from.as_slice() && k < &to));
@@ -195,8 +198,13 @@ impl TxnStore {
         }
     }
 
+    /// The sealed layer, if any, shared (for a commit thread).
+    pub fn sealed(&self) -> Option<std::sync::Arc<Layer>> {
+        self.sealed.clone()
+    }
+
     /// The sealed layer (empty if none), to apply after its commit.
-    pub fn take_sealed(&mut self) -> Layer {
+    pub fn take_sealed(&mut self) -> std::sync::Arc<Layer> {
         self.sealed.take().unwrap_or_default()
     }
 
