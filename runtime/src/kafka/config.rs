@@ -630,8 +630,8 @@ mod tests {
                 .contains_key("rocksdb.memtables.max.bytes")
         );
         let d = build(&[]).unwrap();
-        assert_eq!(d.rocksdb_memtables_bytes, 32 << 20);
-        assert_eq!(d.rocksdb_block_cache_bytes, 16 << 20);
+        assert_eq!(d.rocksdb_memtables_bytes, 16 << 20);
+        assert_eq!(d.rocksdb_block_cache_bytes, 8 << 20);
         let err = build(&[("rocksdb.memtables.max.bytes", "1000")]).unwrap_err();
         assert!(
             err.to_string().contains("must be at least 1048576"),

@@ -26,10 +26,10 @@ const CHECKPOINT_PREFIX: &[u8] = b"__checkpoint__/";
 const MEMTABLE_BYTES: usize = 8 << 20;
 /// Default of `rocksdb.memtables.max.bytes`: all memtables of all tasks'
 /// stores in this process together.
-pub(crate) const DEFAULT_ALL_MEMTABLES_BYTES: usize = 32 << 20;
+pub(crate) const DEFAULT_ALL_MEMTABLES_BYTES: usize = 16 << 20;
 /// Default of `rocksdb.block.cache.bytes`: the block cache every task's
 /// RocksDB shares.
-pub(crate) const DEFAULT_BLOCK_CACHE_BYTES: usize = 16 << 20;
+pub(crate) const DEFAULT_BLOCK_CACHE_BYTES: usize = 8 << 20;
 /// Bloom filter bits per key of every table file.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
