@@ -1,5 +1,8 @@
 //! `TaskManager`: a thread's tasks, created, suspended, resumed and closed
-//! as the group's assignment changes, and committed together.
+//! as the group's assignment changes, and committed. Under exactly-once each
+//! task's transaction commits on a short-lived commit thread while the
+//! stream thread goes on processing (`commit_eos` explains how a task's
+//! work is kept apart from the transaction still committing).
 //!
 //! Eager rebalancing revokes everything, so a plain implementation would
 //! close and re-open (and re-restore) every task on every rebalance. Instead
@@ -599,9 +602,10 @@ impl TaskManager {
     /// then a commit thread runs the transaction calls while this thread goes
     /// on processing. A committing task's new records are held back
     /// (`Deferred`), its new writes go to fresh write sets on top of the
-    /// sealed ones. `reap_commits` finishes a commit once its thread is done:
-    /// the sealed write sets go into RocksDB, the next transaction begins and
-    /// the held-back records are sent into it. A failed commit drops both
+    /// sealed ones. After the commit the commit thread writes the sealed
+    /// write sets into RocksDB; `reap_commits` then finishes the commit on
+    /// this thread: the sealed layers are dropped, the next transaction
+    /// begins and the held-back records are sent into it. A failed commit drops both
     /// transactions' work and rewinds to the last committed offsets, exactly
     /// as before. A task has at most one transaction committing.
     fn commit_eos<C: ConsumerContext>(
