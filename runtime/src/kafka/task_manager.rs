@@ -684,6 +684,9 @@ impl TaskManager {
         consumer: &BaseConsumer<C>,
         block: bool,
     ) -> Result<()> {
+        if !self.commits_in_flight() {
+            return Ok(());
+        }
         let done: Vec<TaskId> = self
             .active
             .iter()

@@ -268,7 +268,7 @@ impl StateManager {
         SealedState {
             partition: self.partition,
             stores,
-            writer: self.db.as_ref().map(|db| db.writer()),
+            writer: self.db.as_ref().map(|db| db.writer().clone()),
         }
     }
 
@@ -281,8 +281,8 @@ impl StateManager {
     }
 
     /// `apply_committed`; with `rocks_written`, the RocksDB stores' sealed
-    /// write sets and checkpoints were already written (`SealedBatch`) and
-    /// are only dropped here.
+    /// write sets and checkpoints were already written (`SealedState::write`
+    /// on the commit thread) and are only dropped here.
     pub fn apply_committed_with(
         &mut self,
         collector: &dyn RecordCollector,
@@ -292,54 +292,37 @@ impl StateManager {
             self.seal();
         }
         self.sealed = false;
-        let mut batch = WriteBatch::default();
-        let mut rocks_dirty = false;
+        if !rocks_written {
+            self.sealed_state()
+                .write(&|topic, p| collector.last_offset(topic, p))?;
+        }
         for s in &mut self.stores {
             let mut store = s.store.borrow_mut();
-            let checkpoint = store
+            let layer = store.take_sealed();
+            let Backend::Memory(m) = &mut store.backend else {
+                // RocksDB: written above or by the commit thread.
+                continue;
+            };
+            let super::transactional::Layer {
+                write_set,
+                range_deletes,
+            } = std::sync::Arc::try_unwrap(layer).unwrap_or_else(|shared| (*shared).clone());
+            for (from, to) in &range_deletes {
+                m.delete_range(from, to);
+            }
+            for (k, v) in write_set {
+                match v {
+                    Some(v) => m.put(k, v),
+                    None => m.delete(&k),
+                }
+            }
+            if let Some(o) = store
                 .changelog
                 .as_ref()
                 .and_then(|t| collector.last_offset(t, self.partition))
-                .map(|o| o + 1);
-            let layer = store.take_sealed();
-            let super::transactional::Layer {
-                write_set: ws,
-                range_deletes: ranges,
-            } = std::sync::Arc::try_unwrap(layer).unwrap_or_else(|shared| (*shared).clone());
-            match &mut store.backend {
-                Backend::Rocks { .. } if rocks_written => {}
-                Backend::Rocks { db, cf } => {
-                    // Range deletions first: later writes into a range win.
-                    for (from, to) in &ranges {
-                        db.batch_delete_range(&mut batch, cf, from, to)?;
-                    }
-                    rocks_dirty |= !ranges.is_empty();
-                    for (k, v) in &ws {
-                        db.batch_write(&mut batch, cf, k, v.as_deref())?;
-                    }
-                    if let Some(c) = checkpoint {
-                        TaskDb::batch_checkpoint(&mut batch, &s.def.name, c);
-                    }
-                    rocks_dirty |= !ws.is_empty() || checkpoint.is_some();
-                }
-                Backend::Memory(m) => {
-                    for (from, to) in &ranges {
-                        m.delete_range(from, to);
-                    }
-                    for (k, v) in ws {
-                        match v {
-                            Some(v) => m.put(k, v),
-                            None => m.delete(&k),
-                        }
-                    }
-                    if checkpoint.is_some() {
-                        s.memory_checkpoint = checkpoint;
-                    }
-                }
+            {
+                s.memory_checkpoint = Some(o + 1);
             }
-        }
-        if rocks_dirty && let Some(db) = &self.db {
-            db.write(batch)?;
         }
         Ok(())
     }
@@ -376,7 +359,7 @@ impl StateManager {
             Backend::Rocks { db, cf } => {
                 let mut batch = WriteBatch::default();
                 for (k, v) in records {
-                    db.batch_write(&mut batch, cf, k, v.as_deref())?;
+                    db.writer().batch_write(&mut batch, cf, k, v.as_deref())?;
                 }
                 TaskDb::batch_checkpoint(&mut batch, &s.def.name, next_offset);
                 db.write(batch)?;

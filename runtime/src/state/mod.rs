@@ -289,20 +289,33 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_sealed_write_set_is_read_under_the_new_one_and_applied_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateManager::open(
+    /// A RocksDB-backed state manager of `defs()` at `dir`, its `counts`
+    /// store and a typed view of it.
+    fn open_counts(
+        dir: &std::path::Path,
+        partition: i32,
+    ) -> (
+        StateManager,
+        std::rc::Rc<std::cell::RefCell<TxnStore>>,
+        KeyValueStore<String, u64>,
+    ) {
+        let sm = StateManager::open(
             &defs(),
             "app",
-            Some(dir.path().into()),
-            0,
+            Some(dir.into()),
+            partition,
             Duration::from_secs(1),
         )
         .unwrap();
         let store = sm.stores[0].store.clone();
-        let s =
-            KeyValueStore::<String, u64>::new(store.clone(), Serdes::string(), Serdes::u64_be());
+        let s = KeyValueStore::new(store.clone(), Serdes::string(), Serdes::u64_be());
+        (sm, store, s)
+    }
+
+    #[test]
+    fn a_sealed_write_set_is_read_under_the_new_one_and_applied_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, store, s) = open_counts(dir.path(), 0);
         let all = |s: &KeyValueStore<String, u64>| {
             s.all()
                 .unwrap()
@@ -358,16 +371,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path: std::path::PathBuf = dir.path().into();
         {
-            let mut sm = StateManager::open(
-                &defs(),
-                "app",
-                Some(path.clone()),
-                3,
-                Duration::from_secs(1),
-            )
-            .unwrap();
-            let store = sm.stores[0].store.clone();
-            let s = KeyValueStore::<String, u64>::new(store, Serdes::string(), Serdes::u64_be());
+            let (mut sm, _, s) = open_counts(&path, 3);
             s.put(&"a".into(), &1).unwrap();
             s.put(&"b".into(), &2).unwrap();
             sm.seal();
@@ -406,17 +410,7 @@ mod tests {
     #[test]
     fn sealing_twice_merges_the_layers() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateManager::open(
-            &defs(),
-            "app",
-            Some(dir.path().into()),
-            0,
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        let store = sm.stores[0].store.clone();
-        let s =
-            KeyValueStore::<String, u64>::new(store.clone(), Serdes::string(), Serdes::u64_be());
+        let (mut sm, store, s) = open_counts(dir.path(), 0);
         s.put(&"a".into(), &1).unwrap();
         s.put(&"b".into(), &2).unwrap();
         sm.seal();

@@ -96,13 +96,15 @@ impl SharedMemory {
     }
 }
 
+/// A task's RocksDB. Reads go through it on the stream thread; batches are
+/// built and written through its `DbWriter`.
 pub(crate) struct TaskDb {
-    db: std::sync::Arc<DB>,
-    path: PathBuf,
+    w: DbWriter,
 }
 
-/// A handle that writes batches into a task's database from another thread
-/// (the commit thread applies a committed transaction's write set).
+/// Builds and writes batches into a task's database; cloned to the commit
+/// thread, which applies a committed transaction's write sets.
+#[derive(Clone)]
 pub(crate) struct DbWriter {
     db: std::sync::Arc<DB>,
     path: PathBuf,
@@ -189,8 +191,10 @@ impl TaskDb {
             match Self::try_open(path, stores) {
                 Ok(db) => {
                     return Ok(TaskDb {
-                        db: std::sync::Arc::new(db),
-                        path: path.to_path_buf(),
+                        w: DbWriter {
+                            db: std::sync::Arc::new(db),
+                            path: path.to_path_buf(),
+                        },
                     });
                 }
                 Err(e) => {
@@ -258,11 +262,12 @@ impl TaskDb {
     }
 
     fn cf(&self, cf: &str) -> Result<&rocksdb::ColumnFamily> {
-        cf_handle(&self.db, cf)
+        cf_handle(&self.w.db, cf)
     }
 
     pub fn get(&self, store: &str, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db
+        self.w
+            .db
             .get_cf(self.cf(cf)?, key)
             .map_err(|e| store_err(store, e))
     }
@@ -279,7 +284,7 @@ impl TaskDb {
             None => IteratorMode::Start,
         };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(cf)?, mode) {
+        for item in self.w.db.iterator_cf(self.cf(cf)?, mode) {
             let (k, v) = item.map_err(|e| store_err(store, e))?;
             if !keep(&k) {
                 break;
@@ -293,7 +298,8 @@ impl TaskDb {
         self.cf(cf)
             .ok()
             .and_then(|h| {
-                self.db
+                self.w
+                    .db
                     .property_int_value_cf(h, "rocksdb.estimate-num-keys")
                     .ok()
                     .flatten()
@@ -310,41 +316,18 @@ impl TaskDb {
             "rocksdb.cur-size-all-mem-tables",
         ]
         .iter()
-        .filter_map(|p| self.db.property_int_value_cf(h, *p).ok().flatten())
+        .filter_map(|p| self.w.db.property_int_value_cf(h, *p).ok().flatten())
         .sum()
     }
 
     /// The changelog offset up to which `store` holds committed state.
     pub fn checkpoint(&self, store: &str) -> Result<Option<i64>> {
         let key = [CHECKPOINT_PREFIX, store.as_bytes()].concat();
-        match self.db.get(&key).map_err(|e| store_err(store, e))? {
+        match self.w.db.get(&key).map_err(|e| store_err(store, e))? {
             Some(v) if v.len() == 8 => Ok(Some(i64::from_be_bytes(v[..8].try_into().unwrap()))),
             Some(_) => Err(store_err(store, "corrupt checkpoint entry")),
             None => Ok(None),
         }
-    }
-
-    /// Adds a put or delete for `cf` to `batch`.
-    pub fn batch_write(
-        &self,
-        batch: &mut WriteBatch,
-        cf: &str,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) -> Result<()> {
-        batch_put_or_delete(&self.db, batch, cf, key, value)
-    }
-
-    /// Adds a deletion of every key of `cf` in `[from, to)` to `batch`: one
-    /// range tombstone, however many keys it covers.
-    pub fn batch_delete_range(
-        &self,
-        batch: &mut WriteBatch,
-        cf: &str,
-        from: &[u8],
-        to: &[u8],
-    ) -> Result<()> {
-        batch_range_delete(&self.db, batch, cf, from, to)
     }
 
     pub fn batch_checkpoint(batch: &mut WriteBatch, store: &str, offset: i64) {
@@ -355,22 +338,19 @@ impl TaskDb {
     }
 
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.writer().write(batch)
+        self.w.write(batch)
     }
 
-    /// A handle for writing from another thread.
-    pub fn writer(&self) -> DbWriter {
-        DbWriter {
-            db: self.db.clone(),
-            path: self.path.clone(),
-        }
+    /// The batch writer (clone it for another thread).
+    pub fn writer(&self) -> &DbWriter {
+        &self.w
     }
 
     /// Deletes every entry of `cf` and its checkpoint (before a full restore).
     pub fn wipe(&self, store: &str, cf: &str) -> Result<()> {
         let h = self.cf(cf)?;
         let mut batch = WriteBatch::default();
-        for item in self.db.iterator_cf(h, IteratorMode::Start) {
+        for item in self.w.db.iterator_cf(h, IteratorMode::Start) {
             let (k, _) = item.map_err(|e| store_err(store, e))?;
             batch.delete_cf(h, k);
         }
