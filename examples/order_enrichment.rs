@@ -42,7 +42,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    common::init_logging();
+    common::init();
     let mut cli = Cli::parse();
     let dlq = cli
         .dlq_topic

@@ -26,7 +26,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    common::init_logging();
+    common::init();
     let cli = Cli::parse();
     let topology = match kstreams::apps::word_count::topology(
         &cli.common.input_topic,

@@ -9,6 +9,9 @@
 //!
 //! Never part of `cargo test`. See benches/RESULTS.md for the method and results.
 
+/// The same allocator as the example jobs, so the ceiling runs with it too.
+#[path = "../../examples/common/allocator.rs"]
+mod allocator;
 mod ceiling;
 mod data;
 mod job;
@@ -39,6 +42,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Run(a) => runner::run(*a),

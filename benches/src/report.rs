@@ -20,6 +20,8 @@ pub struct Throughput {
     pub first_secs: Option<f64>,
     pub rss_mib: Option<f64>,
     pub cpu_secs: Option<f64>,
+    /// The broker's CPU seconds while the job ran (start → final result).
+    pub broker_cpu_secs: Option<f64>,
     pub output_records: u64,
     pub progress: String,
 }
@@ -280,14 +282,14 @@ impl Report {
                  Time: job start → the expected final result visible `read_committed`. \
                  records/s = input records ÷ that time; \"steady\" excludes start-up \
                  (first committed output → final result). Peak RSS = VmHWM of the job process; \
-                 CPU = its user+system seconds.\n\n\
-                 | case | round | input records | time s | records/s | first output s | steady records/s | peak RSS MiB | CPU s | output records |\n\
-                 |---|---|---|---|---|---|---|---|---|---|\n",
+                 CPU = its user+system seconds; broker CPU = the broker's, from job start to the final result.\n\n\
+                 | case | round | input records | time s | records/s | first output s | steady records/s | peak RSS MiB | CPU s | broker CPU s | output records |\n\
+                 |---|---|---|---|---|---|---|---|---|---|---|\n",
             );
             for t in &self.throughput {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     t.case,
                     t.round,
                     t.input_records,
@@ -301,6 +303,7 @@ impl Report {
                     f0(t.steady_rate()),
                     f0(t.rss_mib),
                     f1(t.cpu_secs),
+                    f1(t.broker_cpu_secs),
                     t.output_records
                 );
             }

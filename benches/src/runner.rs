@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use kstreams_testkit::{BrokerOptions, KafkaBroker, create_topic};
 
 use crate::data::{self, Loader, OrderTotals, Rng, Vocabulary};
-use crate::job::Job;
+use crate::job::{self, Job};
 use crate::report::{self, Latency, Recovery, Report, Throughput};
 use crate::watch::{self, Expect, WARMUP};
 
@@ -287,6 +287,8 @@ struct Ctx {
     /// The kstreams binaries: one unlabelled set, or one per --kstreams-bin-dir label.
     kstreams: Vec<Kbins>,
     bench_exe: PathBuf,
+    /// The broker's process, for its CPU time per case.
+    broker_pid: Option<u32>,
 }
 
 /// Newer order_aggregation binaries add a per-minute window branch unless
@@ -560,6 +562,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         work: work.clone(),
         kstreams,
         bench_exe,
+        broker_pid: broker.pid(),
     };
 
     let res = run_phases(&ctx, &cases, &latency_systems, &recovery_systems, &mut rep);
@@ -749,6 +752,7 @@ fn throughput_case(
         &[],
     );
     eprintln!("kstreams-bench: round {round}: {} ...", case.name);
+    let broker_cpu_at_start = ctx.broker_pid.and_then(job::process_cpu_secs);
     let mut job = Job::spawn(&argv, &ctx.log(&app_id))?;
     let started = job.started;
     let mut rss_seen = 0.0f64;
@@ -765,6 +769,11 @@ fn throughput_case(
     );
     let rss = job.peak_rss_mib().map(|r| r.max(rss_seen));
     let cpu = job.cpu_secs();
+    let broker_cpu = ctx
+        .broker_pid
+        .and_then(job::process_cpu_secs)
+        .zip(broker_cpu_at_start)
+        .map(|(end, start)| end - start);
     let w = match w {
         Ok(w) => w,
         Err(e) => {
@@ -787,6 +796,7 @@ fn throughput_case(
         first_secs: w.first.map(|f| (f - started).as_secs_f64()),
         rss_mib: rss,
         cpu_secs: cpu,
+        broker_cpu_secs: broker_cpu,
         output_records: w.records,
         progress: format!("{}/{}", w.satisfied, w.wanted),
     })

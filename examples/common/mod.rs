@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+pub mod allocator;
+
 use clap::Args;
 use kstreams::runtime::{KafkaStreams, StreamsConfig, Topology};
 
@@ -97,6 +99,13 @@ fn json_logs_requested() -> bool {
     from_flag
         .or_else(|| std::env::var("KSTREAMS_LOG_FORMAT").ok())
         .is_some_and(|f| f.eq_ignore_ascii_case("json"))
+}
+
+/// What every example's `main` does first: tunes the allocator (see
+/// [`allocator`]) and starts logging (see [`init_logging`]).
+pub fn init() {
+    allocator::tune();
+    init_logging();
 }
 
 /// Logs go to stderr; RUST_LOG sets the level (default info). With

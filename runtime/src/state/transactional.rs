@@ -174,7 +174,10 @@ impl TxnStore {
     /// Seals the write set of the transaction about to commit and starts an
     /// empty one. Sealing twice without `take_sealed` merges the two.
     pub fn seal(&mut self) {
-        let write_set = std::mem::take(&mut self.write_set);
+        // The next transaction likely writes about as many keys: start the
+        // new write set at that size instead of growing it from empty.
+        let next = HashMap::with_capacity(self.write_set.len());
+        let write_set = std::mem::replace(&mut self.write_set, next);
         let range_deletes = std::mem::take(&mut self.range_deletes);
         self.write_bytes = 0;
         match &mut self.sealed {
@@ -256,6 +259,8 @@ impl TxnStore {
         Ok(f(v.as_deref()))
     }
 
+    /// Writes `key` → `value`, copying them (a key already in the write set
+    /// reuses its buffer).
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
         match self.write_set.get_mut(key) {
             Some(Some(buf)) => {
@@ -270,6 +275,32 @@ impl TxnStore {
             None => {
                 self.write_bytes += key.len() + value.len() + 48;
                 self.write_set.insert(key.to_vec(), Some(value.to_vec()));
+            }
+        }
+    }
+
+    /// [`put`](Self::put) for buffers the caller built and no longer needs:
+    /// moved in, not copied, with one hash lookup.
+    pub fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.insert_owned(key, Some(value));
+    }
+
+    /// [`delete`](Self::delete) for a key buffer the caller no longer needs.
+    pub fn delete_owned(&mut self, key: Vec<u8>) {
+        self.insert_owned(key, None);
+    }
+
+    fn insert_owned(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let new_len = value.as_ref().map_or(0, Vec::len);
+        match self.write_set.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let old_len = e.get().as_ref().map_or(0, Vec::len);
+                self.write_bytes = (self.write_bytes + new_len).saturating_sub(old_len);
+                e.insert(value);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.write_bytes += e.key().len() + new_len + 48;
+                e.insert(value);
             }
         }
     }
@@ -325,5 +356,51 @@ impl TxnStore {
         self.backend.approximate_len()
             + self.write_set.len() as u64
             + self.sealed.as_ref().map_or(0, |l| l.write_set.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> TxnStore {
+        TxnStore::new("s".into(), None, Backend::Memory(MemoryBackend::default()))
+    }
+
+    fn read(s: &TxnStore, key: &[u8]) -> Option<Vec<u8>> {
+        s.get_with(key, |v| v.map(<[u8]>::to_vec)).unwrap()
+    }
+
+    #[test]
+    fn owned_writes_read_and_count_like_copied_ones() {
+        let (mut copied, mut owned) = (store(), store());
+        copied.put(b"a", b"12345");
+        owned.put_owned(b"a".to_vec(), b"12345".to_vec());
+        copied.put(b"a", b"1");
+        owned.put_owned(b"a".to_vec(), b"1".to_vec());
+        copied.delete(b"b");
+        owned.delete_owned(b"b".to_vec());
+        copied.put(b"b", b"xy");
+        owned.put_owned(b"b".to_vec(), b"xy".to_vec());
+        for s in [&copied, &owned] {
+            assert_eq!(read(s, b"a").as_deref(), Some(&b"1"[..]));
+            assert_eq!(read(s, b"b").as_deref(), Some(&b"xy"[..]));
+        }
+        assert_eq!(owned.write_set(), copied.write_set());
+        assert_eq!(owned.write_set_bytes(), copied.write_set_bytes());
+        owned.delete_owned(b"a".to_vec());
+        assert_eq!(read(&owned, b"a"), None);
+    }
+
+    #[test]
+    fn a_new_write_set_after_sealing_starts_at_the_last_ones_size() {
+        let mut s = store();
+        for i in 0..100u32 {
+            s.put_owned(i.to_be_bytes().to_vec(), vec![1]);
+        }
+        s.seal();
+        assert!(s.write_set().capacity() >= 100);
+        assert!(s.write_set().is_empty());
+        assert_eq!(read(&s, &7u32.to_be_bytes()).as_deref(), Some(&[1u8][..]));
     }
 }

@@ -87,7 +87,8 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
     }
 
     fn data_key(&self, key: &K) -> Result<Vec<u8>> {
-        let mut kb = vec![b'd'];
+        let mut kb = Vec::with_capacity(32);
+        kb.push(b'd');
         self.key_serde
             .serialize(key, &mut kb)
             .map_err(|e| self.err(e))?;
@@ -133,20 +134,21 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
         let dk = self.data_key(key)?;
         let mut store = self.inner.borrow_mut();
         if let Some((old_expiry, _)) = drop_borrow_get(&store, &dk)? {
-            store.delete(&index_key(old_expiry, &dk[1..]));
+            store.delete_owned(index_key(old_expiry, &dk[1..]));
         }
-        self.write(&mut store, &dk, value, now)
+        self.write(&mut store, dk, value, now)
     }
 
     /// Writes the data entry `dk` and its index entry, expiring at `now + ttl`.
-    fn write(&self, store: &mut TxnStore, dk: &[u8], value: &V, now: i64) -> Result<()> {
+    fn write(&self, store: &mut TxnStore, dk: Vec<u8>, value: &V, now: i64) -> Result<()> {
         let expiry = now.saturating_add(self.ttl_ms);
-        let mut vb = expiry.to_be_bytes().to_vec();
+        let mut vb = Vec::with_capacity(16);
+        vb.extend_from_slice(&expiry.to_be_bytes());
         self.value_serde
             .serialize(value, &mut vb)
             .map_err(|e| StreamsError::store(store.name.clone(), e.to_string()))?;
-        store.put(dk, &vb);
-        store.put(&index_key(expiry, &dk[1..]), &[]);
+        store.put_owned(index_key(expiry, &dk[1..]), Vec::new());
+        store.put_owned(dk, vb);
         Ok(())
     }
 
@@ -167,10 +169,10 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
         let mut store = self.inner.borrow_mut();
         match drop_borrow_get(&store, &dk)? {
             Some((expiry, _)) if expiry > now => return Ok(false),
-            Some((old_expiry, _)) => store.delete(&index_key(old_expiry, &dk[1..])),
+            Some((old_expiry, _)) => store.delete_owned(index_key(old_expiry, &dk[1..])),
             None => {}
         }
-        self.write(&mut store, &dk, value, now)?;
+        self.write(&mut store, dk, value, now)?;
         Ok(true)
     }
 
