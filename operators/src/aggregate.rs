@@ -28,7 +28,7 @@ use kstreams_runtime::{
     StreamsError,
 };
 
-use crate::record_cache::{CacheEntry, ENTRY_OVERHEAD, RecordCache};
+use crate::record_cache::{CacheEntry, Cached, ENTRY_OVERHEAD, RecordCache};
 use crate::{KGroupedStream, KStream, KTable, Materialized};
 
 /// The aggregation node: store, cache and the folding function
@@ -124,35 +124,39 @@ where
                 headers,
             });
         }
-        if let Some(entry) = self.cache.get_mut(&key) {
-            // The aggregate is moved into the aggregator (no clone). If the
-            // aggregator panics (the runtime may catch that and go on), the
-            // entry is left empty: it then means "read the store", which
-            // still holds the last good value, and is never forwarded.
-            let old = match entry.value.take() {
-                Some(v) => Some(v),
-                None => store.get(&key)?,
-            };
-            let new = (self.aggregator)(&key, value, old);
-            store.put(&key, &new)?;
-            let old_size = entry.size;
-            entry.size = entry.key_size
-                + measure(&self.value_serde, &mut self.scratch, &new)
-                + ENTRY_OVERHEAD;
-            let new_size = entry.size;
-            entry.value = Some(new);
-            entry.timestamp = timestamp;
-            entry.headers = headers;
-            self.cache.resized(old_size, new_size);
-        } else {
+        let clean = match self.cache.find(&key) {
+            Cached::Dirty(entry) => {
+                // The aggregate is moved into the aggregator (no clone). If the
+                // aggregator panics (the runtime may catch that and go on), the
+                // entry is left empty: it then means "read the store", which
+                // still holds the last good value, and is never forwarded.
+                let old = match entry.value.take() {
+                    Some(v) => Some(v),
+                    None => store.get(&key)?,
+                };
+                let new = (self.aggregator)(&key, value, old);
+                store.put(&key, &new)?;
+                let old_size = entry.size;
+                entry.size = entry.key_size
+                    + measure(&self.value_serde, &mut self.scratch, &new)
+                    + ENTRY_OVERHEAD;
+                let new_size = entry.size;
+                entry.value = Some(new);
+                entry.timestamp = timestamp;
+                entry.headers = headers;
+                self.cache.resized(old_size, new_size);
+                None
+            }
             // A clean entry (forwarded at the last flush) saves a store read.
-            let (old, key_size) = match self.cache.take_clean(&key) {
-                Some((old, _, key_size)) => (old, key_size),
-                None => (
-                    store.get(&key)?,
-                    measure(&self.key_serde, &mut self.scratch, &key),
-                ),
-            };
+            Cached::Clean(old, key_size) => Some((old, key_size, value, headers)),
+            Cached::Absent => Some((
+                store.get(&key)?,
+                measure(&self.key_serde, &mut self.scratch, &key),
+                value,
+                headers,
+            )),
+        };
+        if let Some((old, key_size, value, headers)) = clean {
             let new = (self.aggregator)(&key, value, old);
             store.put(&key, &new)?;
             let size =
@@ -182,16 +186,10 @@ where
     fn flush(&mut self, ctx: &mut ProcessorContext<K, Option<VA>>) -> Result<()> {
         // Forward one at a time: a downstream error must not lose the rest.
         // Forwarded values stay as clean entries, for reads.
-        while let Some(e) = self.cache.pop_oldest() {
-            if let Some(v) = &e.value {
-                self.cache.put_clean(
-                    e.key.clone(),
-                    Some(v.clone()),
-                    e.size,
-                    e.key_size,
-                    self.max_bytes,
-                );
-            }
+        while let Some(e) = self
+            .cache
+            .pop_oldest_keeping_clean(self.max_bytes, |e| e.value.clone().map(Some))
+        {
             forward_entry(e, self.store.as_ref(), ctx)?;
         }
         Ok(())

@@ -57,15 +57,36 @@ pub(crate) struct CacheEntry<K, V> {
 
 /// Latest value per key, in order of each key's first update (dirty
 /// entries), plus forwarded values kept for reads (clean entries).
+/// What the cache holds for a key.
+enum Slot<V> {
+    /// A dirty entry, at this position of the queue.
+    Dirty(u64),
+    /// A clean entry: its value (what the store holds), size and key size.
+    Clean(V, usize, usize),
+    /// A clean entry whose value [`RecordCache::find`] handed out, about to
+    /// be re-inserted as dirty (or left behind if the update failed); the
+    /// same as absent.
+    Taken,
+}
+
+/// What [`RecordCache::find`] found.
+pub(crate) enum Cached<'a, K, V> {
+    /// A dirty entry, to update in place.
+    Dirty(&'a mut CacheEntry<K, V>),
+    /// A clean entry's value and key size, moved out: re-insert the key.
+    Clean(V, usize),
+    /// Nothing: read the store.
+    Absent,
+}
+
+/// One map from key to its dirty position or clean value, so an update
+/// costs one lookup to find the key and one to re-insert it, and a flush
+/// one lookup per key to turn it clean, without cloning the key.
 pub(crate) struct RecordCache<K, V> {
-    /// Key → absolute position of its entry.
-    index: HashMap<K, u64>,
+    index: HashMap<K, Slot<V>>,
     entries: VecDeque<CacheEntry<K, V>>,
-    /// Absolute position of `entries[0]`.
     base: u64,
     bytes: usize,
-    /// Forwarded entries kept for reads: key → (value, size, key size).
-    clean: HashMap<K, (V, usize, usize)>,
     clean_bytes: usize,
 }
 
@@ -76,33 +97,55 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
             entries: VecDeque::new(),
             base: 0,
             bytes: 0,
-            clean: HashMap::new(),
             clean_bytes: 0,
         }
     }
 
-    /// The entry of `key`, to update in place. After changing an entry's
-    /// size, call [`resized`](Self::resized).
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut CacheEntry<K, V>> {
-        let pos = *self.index.get(key)?;
-        self.entries.get_mut((pos - self.base) as usize)
+    /// The key's dirty entry, its clean value (moved out), or nothing.
+    pub fn find(&mut self, key: &K) -> Cached<'_, K, V> {
+        let Some(slot) = self.index.get_mut(key) else {
+            return Cached::Absent;
+        };
+        match std::mem::replace(slot, Slot::Taken) {
+            Slot::Dirty(pos) => {
+                *slot = Slot::Dirty(pos);
+                match self.entries.get_mut((pos - self.base) as usize) {
+                    Some(e) => Cached::Dirty(e),
+                    None => Cached::Absent,
+                }
+            }
+            Slot::Clean(value, size, key_size) => {
+                self.clean_bytes -= size.min(self.clean_bytes);
+                Cached::Clean(value, key_size)
+            }
+            Slot::Taken => Cached::Absent,
+        }
     }
 
-    /// Accounts for an entry whose size changed from `old` to `new`.
     pub fn resized(&mut self, old: usize, new: usize) {
         self.bytes = self.bytes + new - old.min(self.bytes);
     }
 
-    /// Adds an entry for a key that is not cached.
+    /// Adds a dirty entry for a key [`find`](Self::find) did not find dirty.
     pub fn insert(&mut self, entry: CacheEntry<K, V>) {
-        debug_assert!(!self.index.contains_key(&entry.key));
         let pos = self.base + self.entries.len() as u64;
-        self.index.insert(entry.key.clone(), pos);
+        match self.index.get_mut(&entry.key) {
+            Some(slot) => {
+                debug_assert!(!matches!(slot, Slot::Dirty(_)));
+                if let Slot::Clean(_, size, _) = slot {
+                    self.clean_bytes -= (*size).min(self.clean_bytes);
+                }
+                *slot = Slot::Dirty(pos);
+            }
+            None => {
+                self.index.insert(entry.key.clone(), Slot::Dirty(pos));
+            }
+        }
         self.bytes += entry.size;
         self.entries.push_back(entry);
     }
 
-    /// Removes and returns the oldest entry.
+    /// Removes the oldest dirty entry (an eviction: nothing is kept).
     pub fn pop_oldest(&mut self) -> Option<CacheEntry<K, V>> {
         let e = self.entries.pop_front()?;
         self.base += 1;
@@ -111,62 +154,65 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
         Some(e)
     }
 
-    /// Drops every entry, dirty and clean, without forwarding it (after an
-    /// aborted commit).
+    /// Removes the oldest dirty entry (to forward at a flush) and keeps
+    /// `clean(&entry)` as the key's clean value if it fits in `budget`.
+    pub fn pop_oldest_keeping_clean(
+        &mut self,
+        budget: usize,
+        clean: impl FnOnce(&CacheEntry<K, V>) -> Option<V>,
+    ) -> Option<CacheEntry<K, V>> {
+        let e = self.entries.pop_front()?;
+        self.base += 1;
+        self.bytes -= e.size.min(self.bytes);
+        let kept = if self.bytes + self.clean_bytes + e.size <= budget {
+            clean(&e)
+        } else {
+            None
+        };
+        match (kept, self.index.get_mut(&e.key)) {
+            (Some(value), Some(slot)) => {
+                *slot = Slot::Clean(value, e.size, e.key_size);
+                self.clean_bytes += e.size;
+            }
+            _ => {
+                self.index.remove(&e.key);
+            }
+        }
+        Some(e)
+    }
+
     pub fn clear(&mut self) {
         self.index.clear();
         self.base += self.entries.len() as u64;
         self.bytes = 0;
         self.entries.clear();
-        self.clear_clean();
-    }
-
-    /// Removes the clean entry of `key`: `(value, size, key size)`.
-    pub fn take_clean(&mut self, key: &K) -> Option<(V, usize, usize)> {
-        let (value, size, key_size) = self.clean.remove(key)?;
-        self.clean_bytes -= size.min(self.clean_bytes);
-        Some((value, size, key_size))
-    }
-
-    /// Keeps a forwarded value for reads, if it fits in `budget` (total bytes).
-    pub fn put_clean(&mut self, key: K, value: V, size: usize, key_size: usize, budget: usize) {
-        if self.bytes + self.clean_bytes + size <= budget {
-            self.clean_bytes += size;
-            if let Some((_, old, _)) = self.clean.insert(key, (value, size, key_size)) {
-                self.clean_bytes -= old.min(self.clean_bytes);
-            }
-        }
-    }
-
-    /// Drops every clean entry.
-    pub fn clear_clean(&mut self) {
-        self.clean.clear();
         self.clean_bytes = 0;
     }
 
-    /// Estimated bytes of clean entries.
+    /// Drops every clean entry (the dirty ones stay).
+    pub fn clear_clean(&mut self) {
+        self.index.retain(|_, s| matches!(s, Slot::Dirty(_)));
+        self.clean_bytes = 0;
+    }
+
     pub fn clean_bytes(&self) -> usize {
         self.clean_bytes
     }
 
-    /// Estimated bytes of dirty entries (not forwarded yet).
     #[cfg(test)]
     fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// Estimated bytes of all entries, dirty and clean.
     pub fn total_bytes(&self) -> usize {
         self.bytes + self.clean_bytes
     }
 
-    /// Removes every entry, oldest first.
     #[cfg(test)]
     fn drain(&mut self) -> Vec<CacheEntry<K, V>> {
         std::iter::from_fn(|| self.pop_oldest()).collect()
     }
 
-    /// Number of keys held.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.len()
@@ -176,6 +222,27 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dirty(c: &mut RecordCache<String, u64>, key: &str) -> Option<u64> {
+        match c.find(&key.to_string()) {
+            Cached::Dirty(e) => Some(e.value),
+            _ => None,
+        }
+    }
+
+    fn set(c: &mut RecordCache<String, u64>, key: &str, value: u64) {
+        match c.find(&key.to_string()) {
+            Cached::Dirty(e) => e.value = value,
+            _ => panic!("{key} is not dirty"),
+        }
+    }
+
+    /// Flushes everything, keeping each value clean within `budget`.
+    fn flush(c: &mut RecordCache<String, u64>, budget: usize) -> Vec<(String, u64)> {
+        std::iter::from_fn(|| c.pop_oldest_keeping_clean(budget, |e| Some(e.value)))
+            .map(|e| (e.key, e.value))
+            .collect()
+    }
 
     fn entry(key: &str, value: u64) -> CacheEntry<String, u64> {
         CacheEntry {
@@ -193,7 +260,7 @@ mod tests {
         let mut c = RecordCache::new();
         c.insert(entry("a", 1));
         c.insert(entry("b", 1));
-        c.get_mut(&"a".to_string()).unwrap().value = 2;
+        set(&mut c, "a", 2);
         c.insert(entry("c", 1));
         assert_eq!(c.bytes(), 30);
         let got: Vec<(String, u64)> = c.drain().into_iter().map(|e| (e.key, e.value)).collect();
@@ -207,14 +274,14 @@ mod tests {
         c.insert(entry("a", 1));
         c.insert(entry("b", 1));
         assert_eq!(c.pop_oldest().unwrap().key, "a");
-        assert!(c.get_mut(&"a".to_string()).is_none());
+        assert!(dirty(&mut c, "a").is_none());
         c.insert(entry("a", 5));
-        c.get_mut(&"b".to_string()).unwrap().value = 7;
+        set(&mut c, "b", 7);
         let got: Vec<(String, u64)> = c.drain().into_iter().map(|e| (e.key, e.value)).collect();
         assert_eq!(got, [("b".into(), 7), ("a".into(), 5)]);
         // Positions keep counting after a drain.
         c.insert(entry("z", 1));
-        assert_eq!(c.get_mut(&"z".to_string()).unwrap().value, 1);
+        assert_eq!(dirty(&mut c, "z"), Some(1));
         c.resized(10, 25);
         assert_eq!(c.bytes(), 25);
         c.clear();
@@ -224,19 +291,44 @@ mod tests {
     #[test]
     fn clean_entries_serve_reads_within_the_budget_and_go_first() {
         let mut c: RecordCache<String, u64> = RecordCache::new();
+        let mut c_big = entry("c", 3);
+        c_big.size = 95;
+        c.insert(c_big);
         c.insert(entry("a", 1));
-        c.put_clean("b".into(), 2, 10, 1, 100);
-        c.put_clean("c".into(), 3, 95, 1, 100); // does not fit: not kept
-        assert_eq!((c.bytes(), c.clean_bytes(), c.total_bytes()), (10, 10, 20));
-        assert_eq!(c.take_clean(&"c".to_string()), None);
-        assert_eq!(c.take_clean(&"b".to_string()), Some((2, 10, 1)));
-        assert_eq!(c.take_clean(&"b".to_string()), None);
-        c.put_clean("d".into(), 4, 10, 1, 100);
+        c.insert(entry("b", 2));
+        // A flush forwards all three in order; "c" does not fit in the
+        // budget next to the dirty ones still queued and is not kept clean.
+        assert_eq!(
+            flush(&mut c, 100),
+            [("c".into(), 3), ("a".into(), 1), ("b".into(), 2)]
+        );
+        assert_eq!((c.bytes(), c.clean_bytes(), c.total_bytes()), (0, 20, 20));
+        assert!(matches!(c.find(&"c".to_string()), Cached::Absent));
+        // A clean value is handed out once, with its key size; the key is
+        // absent until re-inserted, and then dirty again.
+        assert!(matches!(c.find(&"b".to_string()), Cached::Clean(2, 1)));
+        assert_eq!(c.clean_bytes(), 10);
+        assert!(matches!(c.find(&"b".to_string()), Cached::Absent));
+        c.insert(entry("b", 5));
+        assert_eq!(dirty(&mut c, "b"), Some(5));
+        assert_eq!((c.bytes(), c.clean_bytes()), (10, 10));
+        // Re-inserting over a clean entry (not taken first) drops it.
+        c.insert(entry("a", 6));
+        assert_eq!((c.bytes(), c.clean_bytes()), (20, 0));
+        // An eviction keeps nothing; clear_clean keeps the dirty entries.
+        flush(&mut c, 100);
+        assert_eq!(c.clean_bytes(), 20);
+        c.insert(entry("x", 1));
+        assert_eq!(c.pop_oldest().map(|e| e.key), Some("x".into()));
+        assert!(matches!(c.find(&"x".to_string()), Cached::Absent));
+        c.insert(entry("y", 1));
         c.clear_clean();
-        assert_eq!(c.total_bytes(), 10);
-        c.put_clean("e".into(), 5, 10, 1, 100);
+        assert_eq!((c.total_bytes(), c.len()), (10, 1));
+        assert!(matches!(c.find(&"a".to_string()), Cached::Absent));
+        assert_eq!(dirty(&mut c, "y"), Some(1));
+        flush(&mut c, 100);
         c.clear();
         assert_eq!((c.total_bytes(), c.len()), (0, 0));
-        assert_eq!(c.take_clean(&"e".to_string()), None);
+        assert!(matches!(c.find(&"y".to_string()), Cached::Absent));
     }
 }
