@@ -17,8 +17,11 @@
 //!
 //! The window starts when an id is first accepted; duplicates do not extend
 //! it. A re-send at or after `ttl` is accepted again (and starts a new
-//! window). Expired ids are purged by a stream-time punctuator every
-//! `ttl / 2`, which reads only the expired part of the store's expiry index.
+//! window). Expired ids are deleted by a sweep that starts every `ttl / 2`
+//! of stream time and reads the store in steps of `SWEEP_STEP` entries:
+//! one step at once, the rest on a wall-clock punctuator every
+//! `SWEEP_EVERY`, so a store of millions of ids never stalls the task for
+//! long (see `TtlStore::start_sweep`).
 //!
 //! Partitioning: the store is per task, so duplicates are found only if
 //! they reach the same task, i.e. if the id follows from the record's
@@ -30,8 +33,13 @@ use std::time::Duration;
 
 use kstreams_runtime::{
     Processor, ProcessorContext, PunctuationType, PunctuatorId, Record, Result, Serdes,
-    StoreBuilder, StreamsError, TtlStore,
+    StoreBuilder, StreamsError, Sweep, TtlStore,
 };
+
+/// Entries one sweep step reads (a few milliseconds of work).
+const SWEEP_STEP: usize = 20_000;
+/// How often (wall-clock time) a sweep in progress takes its next step.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 use crate::{Deduplicated, KStream};
 
@@ -40,6 +48,10 @@ pub(crate) struct DedupeProcessor<F, I, K, V> {
     extractor: Arc<F>,
     purge_every: Duration,
     store: Option<TtlStore<I, ()>>,
+    /// The stream-time punctuator that starts a sweep.
+    purge_punctuator: Option<PunctuatorId>,
+    /// The sweep in progress.
+    sweep: Option<Sweep>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -52,7 +64,8 @@ where
 {
     fn init(&mut self, ctx: &mut ProcessorContext<K, V>) -> Result<()> {
         self.store = Some(ctx.ttl_store::<I, ()>(&self.store_name)?);
-        ctx.schedule(self.purge_every, PunctuationType::StreamTime);
+        self.purge_punctuator = Some(ctx.schedule(self.purge_every, PunctuationType::StreamTime));
+        ctx.schedule(SWEEP_EVERY, PunctuationType::WallClockTime);
         Ok(())
     }
 
@@ -74,12 +87,22 @@ where
 
     fn punctuate(
         &mut self,
-        _id: PunctuatorId,
+        id: PunctuatorId,
         timestamp: i64,
         _ctx: &mut ProcessorContext<K, V>,
     ) -> Result<()> {
-        if let Some(store) = &self.store {
-            store.purge_expired(timestamp)?;
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        // A sweep still running when the next is due just goes on: it
+        // purges at an older time, and the next one catches up.
+        if Some(id) == self.purge_punctuator && self.sweep.is_none() {
+            self.sweep = Some(store.start_sweep(timestamp));
+        }
+        if let Some(sweep) = &mut self.sweep
+            && store.sweep_step(sweep, SWEEP_STEP)?
+        {
+            self.sweep = None;
         }
         Ok(())
     }
@@ -133,6 +156,8 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
                 extractor: extractor.clone(),
                 purge_every,
                 store: None,
+                purge_punctuator: None,
+                sweep: None,
                 _types: PhantomData,
             },
             self.key_serde.clone(),
@@ -156,6 +181,8 @@ mod tests {
     use crate::kstream::test_util::*;
     use crate::{Consumed, Deduplicated, Produced, StreamsBuilder};
     use kstreams_runtime::{Serdes, Topology, TopologyTestDriver};
+
+    use super::{SWEEP_EVERY, SWEEP_STEP};
 
     /// Records keyed by id; the value is a payload. TTL 10 s.
     fn topology(in_memory: bool) -> Topology {
@@ -233,9 +260,8 @@ mod tests {
         // both ids (expiring at 10 000 and 11 000) are removed.
         d.pipe_str("in", Some("c"), "3", 15_000).unwrap();
         let changelog = d.all_records("test-app-seen-changelog");
-        // Only the data entries are changelogged (the expiry index is local
-        // and rebuilt on restore): a, b and c written, a and b deleted.
-        // (Within one commit the order is the write set's.)
+        // One entry per id: a, b and c written, a and b deleted. (Within
+        // one commit the order is the write set's.)
         let mut keys: Vec<(Vec<u8>, bool)> = changelog
             .iter()
             .map(|r| (r.key.clone().unwrap(), r.value.is_some()))
@@ -252,6 +278,42 @@ mod tests {
             ],
             "{changelog:?}"
         );
+    }
+
+    #[test]
+    fn a_large_store_is_swept_in_steps_on_wall_clock_time() {
+        let mut d = driver(topology(false));
+        let ids = SWEEP_STEP * 2 + 5;
+        for i in 0..ids {
+            d.pipe_str("in", Some(&format!("id-{i:06}")), "x", 0)
+                .unwrap();
+        }
+        let tombstones = |d: &TopologyTestDriver| {
+            d.all_records("test-app-seen-changelog")
+                .iter()
+                .filter(|r| r.value.is_none())
+                .count()
+        };
+        assert_eq!(tombstones(&d), 0);
+        // Stream time 20 000: every id has expired; the sweep starts and
+        // takes its first step at once.
+        d.pipe_str("in", Some("late"), "y", 20_000).unwrap();
+        assert_eq!(tombstones(&d), SWEEP_STEP);
+        // Expired ids are already treated as gone before they are deleted.
+        d.pipe_str("in", Some("id-000000"), "again", 20_000)
+            .unwrap();
+        assert_eq!(d.read_output("out").len(), ids + 2);
+        d.advance_wall_clock(SWEEP_EVERY).unwrap();
+        assert_eq!(tombstones(&d), SWEEP_STEP * 2);
+        d.advance_wall_clock(SWEEP_EVERY).unwrap();
+        // The rest; "late" (written at 20 000) stays, and so does
+        // "id-000000", deleted by the first step and accepted again.
+        assert_eq!(tombstones(&d), ids);
+        d.advance_wall_clock(SWEEP_EVERY * 5).unwrap();
+        assert_eq!(tombstones(&d), ids, "the sweep is done");
+        d.pipe_str("in", Some("id-000000"), "dup", 20_001).unwrap();
+        d.pipe_str("in", Some("late"), "dup", 20_001).unwrap();
+        assert_eq!(duplicates(&d), 2);
     }
 
     #[test]

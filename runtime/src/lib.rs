@@ -43,7 +43,7 @@ pub use kafka::{KafkaStreams, StreamsConfig, StreamsState};
 pub use processor::{Processor, ProcessorContext, PunctuationType, PunctuatorId};
 pub use record::{Headers, RawRecord, Record, RecordMetadata};
 pub use serde::{Serde, SerdeRef, Serdes};
-pub use state::{KeyValueStore, StoreBuilder, StoreKind, TtlStore, WindowStore, Windowed};
+pub use state::{KeyValueStore, StoreBuilder, StoreKind, Sweep, TtlStore, WindowStore, Windowed};
 pub use test_driver::{TestRecord, TopologyTestDriver};
 pub use topology::{Subtopology, TopicRef, Topology, TopologyDescription};
 

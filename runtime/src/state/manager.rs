@@ -132,21 +132,23 @@ impl StateManager {
                     },
                     _ => Backend::Memory(MemoryBackend::default()),
                 };
-                let mut store = TxnStore::new(
+                if let (Backend::Rocks { db, cf }, crate::StoreKind::Ttl { .. }) =
+                    (&backend, &def.kind)
+                {
+                    super::ttl::drop_legacy_index(db, cf)?;
+                }
+                let store = TxnStore::new(
                     def.name.clone(),
                     def.changelog_topic(application_id),
                     backend,
                 );
-                if matches!(def.kind, crate::StoreKind::Ttl { .. }) {
-                    store.local_prefix = Some(super::ttl::INDEX_PREFIX);
-                }
-                ManagedStore {
+                Ok(ManagedStore {
                     def: def.clone(),
                     store: Rc::new(RefCell::new(store)),
                     memory_checkpoint: None,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(StateManager {
             stores,
             db,
@@ -189,9 +191,6 @@ impl StateManager {
                 continue;
             };
             for (k, v) in store.write_set() {
-                if store.local_prefix.is_some() && k.first() == store.local_prefix.as_ref() {
-                    continue;
-                }
                 collector.send(
                     topic,
                     Some(self.partition),
@@ -345,16 +344,6 @@ impl StateManager {
     ) -> Result<()> {
         let s = &mut self.stores[index];
         let mut store = s.store.borrow_mut();
-        // Local-only entries are not in the changelog: rebuild them.
-        let derived: Vec<(Vec<u8>, Option<Vec<u8>>)> = match store.local_prefix {
-            Some(_) => records
-                .iter()
-                .filter_map(|(k, v)| super::ttl::index_entry_of(k, v.as_deref()))
-                .map(|ik| (ik, Some(Vec::new())))
-                .collect(),
-            None => Vec::new(),
-        };
-        let records = records.iter().chain(derived.iter());
         match &mut store.backend {
             Backend::Rocks { db, cf } => {
                 let mut batch = WriteBatch::default();

@@ -34,7 +34,7 @@ pub(crate) use rocksdb_backend::{
     DEFAULT_ALL_MEMTABLES_BYTES, DEFAULT_BLOCK_CACHE_BYTES, TaskDb, set_shared_memory,
 };
 pub(crate) use transactional::{Backend, TxnStore};
-pub use ttl::TtlStore;
+pub use ttl::{Sweep, TtlStore};
 pub(crate) use window_store::WindowKeySlot;
 pub use window_store::{WindowStore, Windowed};
 
@@ -156,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn a_ttl_store_changelogs_data_only_and_restore_rebuilds_its_expiry_index() {
+    fn a_ttl_store_changelogs_its_entries_and_restores_them_with_their_expiry() {
         let ttl_defs = || {
             vec![
                 StoreBuilder::ttl(
@@ -210,8 +210,8 @@ mod tests {
             ]
         );
         // Restore into an empty store, replaying an older write of k too
-        // (an uncompacted changelog): the rebuilt index has an entry for
-        // each write, but the older one must not purge k early.
+        // (an uncompacted changelog): the older write must not purge k
+        // early.
         let mut sm = StateManager::open(
             &ttl_defs(),
             "app",
@@ -239,6 +239,63 @@ mod tests {
         assert!(seen.get(&"k".into(), 120).unwrap().is_some());
         assert_eq!(seen.purge_expired(150).unwrap(), 1);
         assert!(seen.get(&"k".into(), 0).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_expiry_index_left_by_an_earlier_version_is_dropped_on_open() {
+        let defs = vec![
+            StoreBuilder::ttl(
+                "seen",
+                Serdes::string(),
+                Serdes::unit(),
+                Duration::from_millis(100),
+            )
+            .into_def(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            StateManager::open(
+                &defs,
+                "app",
+                Some(dir.path().into()),
+                0,
+                Duration::from_secs(1),
+            )
+            .unwrap()
+        };
+        let all = |sm: &StateManager| {
+            sm.stores[0]
+                .store
+                .borrow()
+                .scan(None, &|_| true)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+                .collect::<Vec<_>>()
+        };
+        {
+            // What an earlier version wrote: a data entry and its index entry.
+            let mut sm = open();
+            let mut index_key = b"x".to_vec();
+            index_key.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 100]);
+            index_key.extend_from_slice(b"k");
+            let restored = vec![
+                (b"dk".to_vec(), Some(100i64.to_be_bytes().to_vec())),
+                (index_key, Some(Vec::new())),
+            ];
+            sm.apply_restored(0, &restored, 2).unwrap();
+            assert_eq!(all(&sm).len(), 2);
+        }
+        let sm = open();
+        assert_eq!(all(&sm), ["dk"]);
+        assert_eq!(sm.checkpoint(0).unwrap(), Some(2), "the checkpoint stays");
+        let seen = TtlStore::<String, ()>::new(
+            sm.stores[0].store.clone(),
+            Serdes::string(),
+            Serdes::unit(),
+            100,
+        );
+        assert!(seen.get(&"k".into(), 99).unwrap().is_some());
     }
 
     #[test]
@@ -458,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    fn ttl_store_expires_in_stream_time_and_purges_by_index() {
+    fn ttl_store_expires_in_stream_time_and_purges_expired_entries() {
         let s = TtlStore::<String, String>::in_memory_for_tests(
             "seen",
             Serdes::string(),

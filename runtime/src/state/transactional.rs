@@ -63,10 +63,6 @@ impl Backend {
 pub(crate) struct TxnStore {
     pub name: String,
     pub changelog: Option<String>,
-    /// Keys starting with this byte are local only: not sent to the
-    /// changelog, rebuilt on restore from the other entries (a TTL store's
-    /// expiry index).
-    pub local_prefix: Option<u8>,
     pub backend: Backend,
     write_set: HashMap<Vec<u8>, Option<Vec<u8>>>,
     write_bytes: usize,
@@ -85,6 +81,10 @@ pub(crate) struct Layer {
 }
 
 type WriteSet = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// What [`TxnStore::scan_chunk`] returns: the entries, and where the next
+/// chunk starts (`None`: done).
+pub(crate) type ScanChunk = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
 
 fn in_ranges(ranges: &[(Vec<u8>, Vec<u8>)], key: &[u8]) -> bool {
     ranges
@@ -162,7 +162,6 @@ impl TxnStore {
         TxnStore {
             name,
             changelog,
-            local_prefix: None,
             backend,
             write_set: HashMap::new(),
             write_bytes: 0,
@@ -336,6 +335,55 @@ impl TxnStore {
         ))
     }
 
+    /// One chunk of a `scan` from `from`: at most `limit` committed
+    /// entries are read, and every layer's entries up to the last of them
+    /// are merged in. Returns the entries and where the next chunk starts
+    /// (`None`: the scan is complete), so a long scan can be spread over
+    /// many calls without holding the whole range in memory.
+    pub fn scan_chunk(
+        &self,
+        from: &[u8],
+        keep: &dyn Fn(&[u8]) -> bool,
+        limit: usize,
+    ) -> Result<ScanChunk> {
+        let limit = limit.max(1);
+        let read = std::cell::Cell::new(0usize);
+        let below = self.backend.scan(&self.name, Some(from), &|k| {
+            if !keep(k) || read.get() == limit {
+                return false;
+            }
+            read.set(read.get() + 1);
+            true
+        })?;
+        // A full chunk ends at its last committed key; a short one read
+        // everything, so the layers above are merged up to the end.
+        let bound = (below.len() == limit).then(|| below[below.len() - 1].0.clone());
+        let keep_bounded = |k: &[u8]| keep(k) && bound.as_deref().is_none_or(|b| k <= b);
+        let mut entries = below;
+        if let Some(l) = &self.sealed {
+            entries = overlay(
+                &l.write_set,
+                &l.range_deletes,
+                entries,
+                Some(from),
+                &keep_bounded,
+            );
+        }
+        let entries = overlay(
+            &self.write_set,
+            &self.range_deletes,
+            entries,
+            Some(from),
+            &keep_bounded,
+        );
+        let next = bound.map(|mut b| {
+            // The smallest key after `b`.
+            b.push(0);
+            b
+        });
+        Ok((entries, next))
+    }
+
     /// The uncommitted writes, one per key (the latest).
     pub fn write_set(&self) -> &HashMap<Vec<u8>, Option<Vec<u8>>> {
         &self.write_set
@@ -369,6 +417,60 @@ mod tests {
 
     fn read(s: &TxnStore, key: &[u8]) -> Option<Vec<u8>> {
         s.get_with(key, |v| v.map(<[u8]>::to_vec)).unwrap()
+    }
+
+    #[test]
+    fn chunked_scans_merge_every_layer_and_resume_where_they_stopped() {
+        let mut m = MemoryBackend::default();
+        for k in ["d1", "d3", "d5", "d7", "x0"] {
+            m.put(k.as_bytes().to_vec(), b"c".to_vec());
+        }
+        let mut s = TxnStore::new("s".into(), None, Backend::Memory(m));
+        s.put(b"d2", b"sealed");
+        s.delete(b"d3");
+        s.seal();
+        for k in ["d4", "d5", "d9"] {
+            s.put(k.as_bytes(), b"new");
+        }
+        s.delete(b"d7");
+        let keep = |k: &[u8]| k.first() == Some(&b'd');
+        let text = |entries: &[(Vec<u8>, Vec<u8>)]| {
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        String::from_utf8_lossy(k),
+                        String::from_utf8_lossy(v)
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut from = b"d".to_vec();
+        let mut chunks = Vec::new();
+        loop {
+            let (entries, next) = s.scan_chunk(&from, &keep, 2).unwrap();
+            chunks.push(text(&entries));
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        // Two committed keys per chunk (d1 d3 | d5 d7 | none left), each
+        // chunk merged with the layers' keys up to its last committed one.
+        assert_eq!(
+            chunks,
+            vec![
+                vec!["d1=c", "d2=sealed"],
+                vec!["d4=new", "d5=new"],
+                vec!["d9=new"]
+            ]
+        );
+        assert_eq!(
+            chunks.concat(),
+            text(&s.scan(Some(b"d"), &keep).unwrap()),
+            "the chunks add up to one scan"
+        );
     }
 
     #[test]

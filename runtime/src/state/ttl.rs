@@ -2,9 +2,23 @@
 //! `dedupe` operator.
 //!
 //! Layout inside one byte store (so it is changelogged like any other):
-//! - `d` + key → expiry (8 bytes, big-endian) + value
-//! - `x` + expiry (order-preserving) + key → empty: an index by expiry, so
-//!   purging expired entries reads only what has expired, never the whole store.
+//! `d` + key → expiry (8 bytes, big-endian) + value.
+//!
+//! Reads check the expiry, so an expired entry is gone the moment stream
+//! time passes it, whenever it is physically deleted. Deleting is a sweep:
+//! [`TtlStore::start_sweep`] fixes a stream time, and each
+//! [`TtlStore::sweep_step`] reads the next chunk of entries in key order and
+//! deletes those expired at that time (a tombstone each, changelogged). The
+//! `dedupe` operator starts a sweep every `ttl / 2` of stream time and runs
+//! it in bounded steps, so a large store is never swept in one go.
+//!
+//! Why no index by expiry: an index entry per key doubled the store's
+//! writes (its memtable inserts, flushes and compactions were a tenth of the
+//! orders benchmark's CPU, run 70 in `benches/RESULTS.md`) to speed up a
+//! purge that runs twice per TTL. A sweep reads each entry about twice in
+//! its lifetime, sequentially, which costs far less than writing, flushing
+//! and compacting an index entry. Kafka Streams' equivalent (a punctuator
+//! over `all()`) does the same, in one go.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -31,10 +45,6 @@ pub struct TtlStore<K, V> {
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
     ttl_ms: i64,
-}
-
-fn order_preserving(ts: i64) -> [u8; 8] {
-    ((ts as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 impl<K: 'static, V: 'static> TtlStore<K, V> {
@@ -88,7 +98,7 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
 
     fn data_key(&self, key: &K) -> Result<Vec<u8>> {
         let mut kb = Vec::with_capacity(32);
-        kb.push(b'd');
+        kb.push(DATA_PREFIX);
         self.key_serde
             .serialize(key, &mut kb)
             .map_err(|e| self.err(e))?;
@@ -133,13 +143,10 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
     pub fn put(&self, key: &K, value: &V, now: i64) -> Result<()> {
         let dk = self.data_key(key)?;
         let mut store = self.inner.borrow_mut();
-        if let Some((old_expiry, _)) = drop_borrow_get(&store, &dk)? {
-            store.delete_owned(index_key(old_expiry, &dk[1..]));
-        }
         self.write(&mut store, dk, value, now)
     }
 
-    /// Writes the data entry `dk` and its index entry, expiring at `now + ttl`.
+    /// Writes the data entry `dk`, expiring at `now + ttl`.
     fn write(&self, store: &mut TxnStore, dk: Vec<u8>, value: &V, now: i64) -> Result<()> {
         let expiry = now.saturating_add(self.ttl_ms);
         let mut vb = Vec::with_capacity(16);
@@ -147,7 +154,6 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
         self.value_serde
             .serialize(value, &mut vb)
             .map_err(|e| StreamsError::store(store.name.clone(), e.to_string()))?;
-        store.put_owned(index_key(expiry, &dk[1..]), Vec::new());
         store.put_owned(dk, vb);
         Ok(())
     }
@@ -167,42 +173,128 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
     pub fn put_if_absent(&self, key: &K, value: &V, now: i64) -> Result<bool> {
         let dk = self.data_key(key)?;
         let mut store = self.inner.borrow_mut();
-        match drop_borrow_get(&store, &dk)? {
-            Some((expiry, _)) if expiry > now => return Ok(false),
-            Some((old_expiry, _)) => store.delete_owned(index_key(old_expiry, &dk[1..])),
-            None => {}
+        if drop_borrow_get(&store, &dk)?.is_some_and(|(expiry, _)| expiry > now) {
+            return Ok(false);
         }
         self.write(&mut store, dk, value, now)?;
         Ok(true)
     }
 
-    /// Deletes every entry that has expired at stream time `now`; returns how many.
+    /// Deletes every entry that has expired at stream time `now`, in one
+    /// go; returns how many. (The `dedupe` operator sweeps in steps instead:
+    /// [`start_sweep`](Self::start_sweep).)
     ///
     /// ```
     /// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
     /// assert_eq!(s.purge_expired(100).unwrap(), 0);
     /// ```
     pub fn purge_expired(&self, now: i64) -> Result<usize> {
-        let limit = order_preserving(now);
-        let expired = self.inner.borrow().scan(Some(b"x"), &|k| {
-            k.first() == Some(&b'x') && k.len() >= 9 && k[1..9] <= limit[..]
-        })?;
+        let mut sweep = self.start_sweep(now);
+        while !self.sweep_step(&mut sweep, 10_000)? {}
+        Ok(sweep.purged())
+    }
+
+    /// Starts a sweep that deletes the entries expired at stream time
+    /// `now`; run it with [`sweep_step`](Self::sweep_step).
+    ///
+    /// ```
+    /// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
+    /// let sweep = s.start_sweep(100);
+    /// assert_eq!((sweep.now(), sweep.purged(), sweep.is_done()), (100, 0, false));
+    /// ```
+    pub fn start_sweep(&self, now: i64) -> Sweep {
+        Sweep {
+            now,
+            next: Some(vec![DATA_PREFIX]),
+            purged: 0,
+        }
+    }
+
+    /// Reads up to about `max_entries` more entries of the sweep, in key
+    /// order, and deletes those expired at the sweep's stream time. Returns
+    /// whether the sweep is done. Entries written after the sweep started
+    /// are seen or not depending on where their key falls; either way a
+    /// live entry is never deleted.
+    ///
+    /// ```
+    /// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
+    /// for id in ["a", "b", "c"] {
+    ///     s.put(&id.to_string(), &(), 0).unwrap();
+    /// }
+    /// s.put(&"d".to_string(), &(), 50).unwrap();
+    /// let mut sweep = s.start_sweep(20);
+    /// assert!(!s.sweep_step(&mut sweep, 2).unwrap()); // a, b
+    /// assert!(s.sweep_step(&mut sweep, 2).unwrap()); // c, d: done
+    /// assert_eq!(sweep.purged(), 3);
+    /// assert!(s.get(&"d".to_string(), 55).unwrap().is_some());
+    /// ```
+    pub fn sweep_step(&self, sweep: &mut Sweep, max_entries: usize) -> Result<bool> {
+        let Some(from) = sweep.next.take() else {
+            return Ok(true);
+        };
+        let (entries, next) = self.inner.borrow().scan_chunk(
+            &from,
+            &|k| k.first() == Some(&DATA_PREFIX),
+            max_entries,
+        )?;
         let mut store = self.inner.borrow_mut();
-        let mut purged = 0;
-        for (ik, _) in &expired {
-            store.delete(ik);
-            let mut dk = vec![b'd'];
-            dk.extend_from_slice(&ik[9..]);
-            // The index is rebuilt on restore from the data entries, and a
-            // restore replaying an older write of a key leaves that write's
-            // index entry behind: delete the data entry only if it has
-            // expired itself.
-            if drop_borrow_get(&store, &dk)?.is_some_and(|(expiry, _)| expiry <= now) {
-                store.delete(&dk);
-                purged += 1;
+        for (k, v) in entries {
+            if v.len() >= 8 && i64::from_be_bytes(v[..8].try_into().unwrap()) <= sweep.now {
+                store.delete_owned(k);
+                sweep.purged += 1;
             }
         }
-        Ok(purged)
+        sweep.next = next;
+        Ok(sweep.next.is_none())
+    }
+}
+
+/// A sweep of a [`TtlStore`] in progress: the stream time it purges at,
+/// how far it got and how many entries it deleted.
+///
+/// ```
+/// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
+/// let mut sweep = s.start_sweep(5);
+/// assert!(s.sweep_step(&mut sweep, 100).unwrap());
+/// assert!(sweep.is_done());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    now: i64,
+    /// Where the next step reads from (`None`: done).
+    next: Option<Vec<u8>>,
+    purged: usize,
+}
+
+impl Sweep {
+    /// The stream time the sweep purges at.
+    ///
+    /// ```
+    /// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
+    /// assert_eq!(s.start_sweep(7).now(), 7);
+    /// ```
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// How many entries the sweep deleted so far.
+    ///
+    /// ```
+    /// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
+    /// assert_eq!(s.start_sweep(7).purged(), 0);
+    /// ```
+    pub fn purged(&self) -> usize {
+        self.purged
+    }
+
+    /// Whether the sweep has read the whole store.
+    ///
+    /// ```
+    /// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
+    /// assert!(!s.start_sweep(7).is_done());
+    /// ```
+    pub fn is_done(&self) -> bool {
+        self.next.is_none()
     }
 }
 
@@ -213,27 +305,30 @@ fn drop_borrow_get(store: &TxnStore, dk: &[u8]) -> Result<Option<(i64, ())>> {
     })
 }
 
-/// The first byte of a TTL store's expiry-index keys. The index is local:
-/// it is not changelogged (half the changelog records of a `dedupe`), and a
-/// restore rebuilds it from the data entries ([`index_entry_of`]).
-pub(crate) const INDEX_PREFIX: u8 = b'x';
+/// The first byte of a TTL store's entries.
+const DATA_PREFIX: u8 = b'd';
 
-/// The index key of a restored data entry (`d` + key → expiry + value), if
-/// it is one.
-pub(crate) fn index_entry_of(key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
-    match (key.first(), value) {
-        (Some(b'd'), Some(v)) if v.len() >= 8 => Some(index_key(
-            i64::from_be_bytes(v[..8].try_into().ok()?),
-            &key[1..],
-        )),
-        _ => None,
+/// The first byte of the expiry index that versions before the sweep kept
+/// (local, never changelogged).
+const LEGACY_INDEX_PREFIX: u8 = b'x';
+
+/// Deletes a TTL store's expiry index left by an earlier version (a range
+/// deletion, written only if there is one): nothing reads it any more.
+pub(crate) fn drop_legacy_index(db: &super::TaskDb, cf: &str) -> Result<()> {
+    let seen = std::cell::Cell::new(false);
+    let found = db.scan(cf, cf, Some(&[LEGACY_INDEX_PREFIX]), &|k| {
+        let first = !seen.replace(true);
+        first && k.first() == Some(&LEGACY_INDEX_PREFIX)
+    })?;
+    if found.is_empty() {
+        return Ok(());
     }
-}
-
-fn index_key(expiry: i64, key: &[u8]) -> Vec<u8> {
-    let mut ik = Vec::with_capacity(9 + key.len());
-    ik.push(INDEX_PREFIX);
-    ik.extend_from_slice(&order_preserving(expiry));
-    ik.extend_from_slice(key);
-    ik
+    let mut batch = rocksdb::WriteBatch::default();
+    db.writer().batch_delete_range(
+        &mut batch,
+        cf,
+        &[LEGACY_INDEX_PREFIX],
+        &[LEGACY_INDEX_PREFIX + 1],
+    )?;
+    db.write(batch)
 }
