@@ -34,10 +34,10 @@
 //! Sizes are estimates: the serialized key and value plus a fixed overhead
 //! per entry.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 
-use kstreams_runtime::Headers;
+use kstreams_runtime::{FastHashMap, Headers};
 
 /// Bytes counted per entry on top of its serialized key and value: the
 /// entry, its index slot and the key held twice.
@@ -83,7 +83,7 @@ pub(crate) enum Cached<'a, K, V> {
 /// costs one lookup to find the key and one to re-insert it, and a flush
 /// one lookup per key to turn it clean, without cloning the key.
 pub(crate) struct RecordCache<K, V> {
-    index: HashMap<K, Slot<V>>,
+    index: FastHashMap<K, Slot<V>>,
     entries: VecDeque<CacheEntry<K, V>>,
     base: u64,
     bytes: usize,
@@ -93,7 +93,7 @@ pub(crate) struct RecordCache<K, V> {
 impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
     pub fn new() -> Self {
         RecordCache {
-            index: HashMap::new(),
+            index: FastHashMap::default(),
             entries: VecDeque::new(),
             base: 0,
             bytes: 0,

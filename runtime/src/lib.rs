@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+mod hash;
 pub mod kafka;
 pub mod partitioner;
 pub mod processor;
@@ -39,6 +40,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use error::{Result, SerdeError, StreamsError};
+pub use hash::{FastHash, FastHashMap};
 pub use kafka::{KafkaStreams, StreamsConfig, StreamsState};
 pub use processor::{Processor, ProcessorContext, PunctuationType, PunctuatorId};
 pub use record::{Headers, RawRecord, Record, RecordMetadata};

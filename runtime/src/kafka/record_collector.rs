@@ -33,9 +33,11 @@ use crate::record::Headers;
 use crate::task_context::RecordCollector;
 
 /// Delivery bookkeeping shared between a producer's context and its collectors.
+/// Offsets are kept per topic, then per partition, so a delivery report
+/// (one per record sent) finds its slot without allocating.
 #[derive(Default)]
 pub(crate) struct DeliveryTracker {
-    offsets: Mutex<HashMap<(String, i32), i64>>,
+    offsets: Mutex<HashMap<String, HashMap<i32, i64>>>,
     error: Mutex<Option<String>>,
 }
 
@@ -44,8 +46,23 @@ impl DeliveryTracker {
         self.offsets
             .lock()
             .unwrap()
-            .get(&(topic.to_string(), partition))
+            .get(topic)
+            .and_then(|p| p.get(&partition))
             .copied()
+    }
+
+    fn acknowledged(&self, topic: &str, partition: i32, offset: i64) {
+        let mut offsets = self.offsets.lock().unwrap();
+        if !offsets.contains_key(topic) {
+            offsets.insert(topic.to_string(), HashMap::new());
+        }
+        let Some(partitions) = offsets.get_mut(topic) else {
+            return;
+        };
+        let last = partitions.entry(partition).or_insert(-1);
+        if offset > *last {
+            *last = offset;
+        }
     }
     pub fn take_error(&self) -> Option<String> {
         self.error.lock().unwrap().take()
@@ -68,14 +85,9 @@ impl ProducerContext for CollectorContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(m) => {
-                let mut offsets = self.tracker.offsets.lock().unwrap();
-                let key = (m.topic().to_string(), m.partition());
-                let e = offsets.entry(key).or_insert(-1);
-                if m.offset() > *e {
-                    *e = m.offset();
-                }
-            }
+            Ok(m) => self
+                .tracker
+                .acknowledged(m.topic(), m.partition(), m.offset()),
             Err((e, m)) => {
                 let mut err = self.tracker.error.lock().unwrap();
                 if err.is_none() {

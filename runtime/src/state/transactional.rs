@@ -17,7 +17,6 @@
 //! backend; if it fails, both layers are dropped and the task rewinds to its
 //! last committed offsets.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::error::Result;
@@ -64,7 +63,7 @@ pub(crate) struct TxnStore {
     pub name: String,
     pub changelog: Option<String>,
     pub backend: Backend,
-    write_set: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    write_set: WriteSet,
     write_bytes: usize,
     /// Uncommitted range deletions `[from, to)`, applied before the write
     /// set (so a key written after a range deletion survives it).
@@ -80,7 +79,7 @@ pub(crate) struct Layer {
     pub range_deletes: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-type WriteSet = HashMap<Vec<u8>, Option<Vec<u8>>>;
+type WriteSet = crate::FastHashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// What [`TxnStore::scan_chunk`] returns: the entries, and where the next
 /// chunk starts (`None`: done).
@@ -163,7 +162,7 @@ impl TxnStore {
             name,
             changelog,
             backend,
-            write_set: HashMap::new(),
+            write_set: WriteSet::default(),
             write_bytes: 0,
             range_deletes: Vec::new(),
             sealed: None,
@@ -175,7 +174,7 @@ impl TxnStore {
     pub fn seal(&mut self) {
         // The next transaction likely writes about as many keys: start the
         // new write set at that size instead of growing it from empty.
-        let next = HashMap::with_capacity(self.write_set.len());
+        let next = WriteSet::with_capacity_and_hasher(self.write_set.len(), Default::default());
         let write_set = std::mem::replace(&mut self.write_set, next);
         let range_deletes = std::mem::take(&mut self.range_deletes);
         self.write_bytes = 0;
@@ -385,7 +384,7 @@ impl TxnStore {
     }
 
     /// The uncommitted writes, one per key (the latest).
-    pub fn write_set(&self) -> &HashMap<Vec<u8>, Option<Vec<u8>>> {
+    pub fn write_set(&self) -> &WriteSet {
         &self.write_set
     }
 
