@@ -210,11 +210,11 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
         }
     }
 
-    /// Reads up to about `max_entries` more entries of the sweep, in key
-    /// order, and deletes those expired at the sweep's stream time. Returns
-    /// whether the sweep is done. Entries written after the sweep started
-    /// are seen or not depending on where their key falls; either way a
-    /// live entry is never deleted.
+    /// Reads the sweep's next `max_entries` committed entries in key order
+    /// (with the uncommitted writes among them) and deletes those expired
+    /// at the sweep's stream time. Returns whether the sweep is done.
+    /// Entries written after the sweep started are seen or not depending on
+    /// where their key falls; either way a live entry is never deleted.
     ///
     /// ```
     /// # let s = kstreams_runtime::TtlStore::<String, ()>::in_memory_for_tests("s", kstreams_runtime::Serdes::string(), kstreams_runtime::Serdes::unit(), 10);
@@ -223,9 +223,9 @@ impl<K: 'static, V: 'static> TtlStore<K, V> {
     /// }
     /// s.put(&"d".to_string(), &(), 50).unwrap();
     /// let mut sweep = s.start_sweep(20);
-    /// assert!(!s.sweep_step(&mut sweep, 2).unwrap()); // a, b
-    /// assert!(s.sweep_step(&mut sweep, 2).unwrap()); // c, d: done
+    /// while !s.sweep_step(&mut sweep, 2).unwrap() {}
     /// assert_eq!(sweep.purged(), 3);
+    /// assert!(s.get(&"a".to_string(), 20).unwrap().is_none());
     /// assert!(s.get(&"d".to_string(), 55).unwrap().is_some());
     /// ```
     pub fn sweep_step(&self, sweep: &mut Sweep, max_entries: usize) -> Result<bool> {
