@@ -53,16 +53,12 @@ impl DeliveryTracker {
 
     fn acknowledged(&self, topic: &str, partition: i32, offset: i64) {
         let mut offsets = self.offsets.lock().unwrap();
-        if !offsets.contains_key(topic) {
-            offsets.insert(topic.to_string(), HashMap::new());
-        }
-        let Some(partitions) = offsets.get_mut(topic) else {
+        if let Some(partitions) = offsets.get_mut(topic) {
+            let last = partitions.entry(partition).or_insert(offset);
+            *last = (*last).max(offset);
             return;
-        };
-        let last = partitions.entry(partition).or_insert(-1);
-        if offset > *last {
-            *last = offset;
         }
+        offsets.insert(topic.to_string(), HashMap::from([(partition, offset)]));
     }
     pub fn take_error(&self) -> Option<String> {
         self.error.lock().unwrap().take()

@@ -321,17 +321,9 @@ impl TxnStore {
         from: Option<&[u8]>,
         keep: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut entries = self.backend.scan(&self.name, from, keep)?;
-        if let Some(l) = &self.sealed {
-            entries = overlay(&l.write_set, &l.range_deletes, entries, from, keep);
-        }
-        Ok(overlay(
-            &self.write_set,
-            &self.range_deletes,
-            entries,
-            from,
-            keep,
-        ))
+        Ok(self
+            .scan_chunk(from.unwrap_or_default(), keep, usize::MAX)?
+            .0)
     }
 
     /// One chunk of a `scan` from `from`: at most `limit` committed
