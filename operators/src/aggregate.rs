@@ -148,27 +148,32 @@ where
                 None
             }
             // A clean entry (forwarded at the last flush) saves a store read.
-            Cached::Clean(old, key_size) => Some((old, key_size, value, headers)),
+            Cached::Clean(old, key_size, slot) => Some((old, key_size, value, headers, Some(slot))),
             Cached::Absent => Some((
                 store.get(&key)?,
                 measure(&self.key_serde, &mut self.scratch, &key),
                 value,
                 headers,
+                None,
             )),
         };
-        if let Some((old, key_size, value, headers)) = clean {
+        if let Some((old, key_size, value, headers, slot)) = clean {
             let new = (self.aggregator)(&key, value, old);
             store.put(&key, &new)?;
             let size =
                 key_size + measure(&self.value_serde, &mut self.scratch, &new) + ENTRY_OVERHEAD;
-            self.cache.insert(CacheEntry {
+            let entry = CacheEntry {
                 key,
                 value: Some(new),
                 timestamp,
                 headers,
                 size,
                 key_size,
-            });
+            };
+            match slot {
+                Some(slot) => self.cache.reinsert(slot, entry),
+                None => self.cache.insert(entry),
+            }
         }
         while self.cache.total_bytes() > self.max_bytes {
             if self.cache.clean_bytes() > 0 {

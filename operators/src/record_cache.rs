@@ -55,12 +55,12 @@ pub(crate) struct CacheEntry<K, V> {
     pub key_size: usize,
 }
 
-/// Latest value per key, in order of each key's first update (dirty
-/// entries), plus forwarded values kept for reads (clean entries).
-/// What the cache holds for a key.
-enum Slot<V> {
-    /// A dirty entry, at this position of the queue.
-    Dirty(u64),
+/// What the cache holds in one slot.
+enum Slot<K, V> {
+    /// Unused, on the free list.
+    Free,
+    /// A dirty entry; its slot id is in the queue.
+    Dirty(CacheEntry<K, V>),
     /// A clean entry: its value (what the store holds), size and key size.
     Clean(V, usize, usize),
     /// A clean entry whose value [`RecordCache::find`] handed out, about to
@@ -69,23 +69,35 @@ enum Slot<V> {
     Taken,
 }
 
+/// Where [`RecordCache::find`] found a clean entry: hand it back to
+/// [`RecordCache::reinsert`] to make the key dirty without a second lookup.
+pub(crate) struct SlotId(u32);
+
 /// What [`RecordCache::find`] found.
 pub(crate) enum Cached<'a, K, V> {
     /// A dirty entry, to update in place.
     Dirty(&'a mut CacheEntry<K, V>),
-    /// A clean entry's value and key size, moved out: re-insert the key.
-    Clean(V, usize),
+    /// A clean entry's value and key size, moved out, and its slot: give
+    /// the updated entry to [`RecordCache::reinsert`].
+    Clean(V, usize, SlotId),
     /// Nothing: read the store.
     Absent,
 }
 
-/// One map from key to its dirty position or clean value, so an update
-/// costs one lookup to find the key and one to re-insert it, and a flush
-/// one lookup per key to turn it clean, without cloning the key.
+/// Latest value per key, in order of each key's first update (dirty
+/// entries), plus forwarded values kept for reads (clean entries).
+///
+/// Entries live in slots; the index maps each key to its slot and the
+/// queue holds the dirty slots, oldest first. A key is looked up once per
+/// update: turning a clean entry dirty reuses the slot `find` returned, and
+/// a flush reaches each dirty entry through the queue and leaves its clean
+/// value in the same slot. Only dropping entries (evictions, entries that
+/// do not fit the budget, `clear_clean`) touches the index again.
 pub(crate) struct RecordCache<K, V> {
-    index: FastHashMap<K, Slot<V>>,
-    entries: VecDeque<CacheEntry<K, V>>,
-    base: u64,
+    index: FastHashMap<K, u32>,
+    slots: Vec<Slot<K, V>>,
+    free: Vec<u32>,
+    queue: VecDeque<u32>,
     bytes: usize,
     clean_bytes: usize,
 }
@@ -94,8 +106,9 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
     pub fn new() -> Self {
         RecordCache {
             index: FastHashMap::default(),
-            entries: VecDeque::new(),
-            base: 0,
+            slots: Vec::new(),
+            free: Vec::new(),
+            queue: VecDeque::new(),
             bytes: 0,
             clean_bytes: 0,
         }
@@ -103,22 +116,20 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
 
     /// The key's dirty entry, its clean value (moved out), or nothing.
     pub fn find(&mut self, key: &K) -> Cached<'_, K, V> {
-        let Some(slot) = self.index.get_mut(key) else {
+        let Some(&id) = self.index.get(key) else {
             return Cached::Absent;
         };
-        match std::mem::replace(slot, Slot::Taken) {
-            Slot::Dirty(pos) => {
-                *slot = Slot::Dirty(pos);
-                match self.entries.get_mut((pos - self.base) as usize) {
-                    Some(e) => Cached::Dirty(e),
-                    None => Cached::Absent,
-                }
-            }
-            Slot::Clean(value, size, key_size) => {
+        let slot = &mut self.slots[id as usize];
+        if let Slot::Clean(..) = slot {
+            if let Slot::Clean(value, size, key_size) = std::mem::replace(slot, Slot::Taken) {
                 self.clean_bytes -= size.min(self.clean_bytes);
-                Cached::Clean(value, key_size)
+                return Cached::Clean(value, key_size, SlotId(id));
             }
-            Slot::Taken => Cached::Absent,
+            return Cached::Absent;
+        }
+        match slot {
+            Slot::Dirty(e) => Cached::Dirty(e),
+            _ => Cached::Absent,
         }
     }
 
@@ -126,31 +137,76 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
         self.bytes = self.bytes + new - old.min(self.bytes);
     }
 
-    /// Adds a dirty entry for a key [`find`](Self::find) did not find dirty.
+    /// Makes the entry [`find`](Self::find) found clean (and handed out)
+    /// dirty again, with its updated value.
+    pub fn reinsert(&mut self, slot: SlotId, entry: CacheEntry<K, V>) {
+        debug_assert!(matches!(self.slots[slot.0 as usize], Slot::Taken));
+        self.make_dirty(slot.0, entry);
+    }
+
+    /// Adds a dirty entry for a key [`find`](Self::find) found absent.
     pub fn insert(&mut self, entry: CacheEntry<K, V>) {
-        let pos = self.base + self.entries.len() as u64;
-        match self.index.get_mut(&entry.key) {
-            Some(slot) => {
-                debug_assert!(!matches!(slot, Slot::Dirty(_)));
-                if let Slot::Clean(_, size, _) = slot {
-                    self.clean_bytes -= (*size).min(self.clean_bytes);
+        let id = match self.index.get(&entry.key) {
+            Some(&id) => {
+                // A clean entry (or one taken and never re-inserted) is
+                // replaced; a dirty key is never inserted again.
+                match &self.slots[id as usize] {
+                    Slot::Clean(_, size, _) => {
+                        self.clean_bytes -= (*size).min(self.clean_bytes);
+                    }
+                    Slot::Dirty(_) => {
+                        debug_assert!(false, "insert of a dirty key");
+                        return;
+                    }
+                    Slot::Free | Slot::Taken => {}
                 }
-                *slot = Slot::Dirty(pos);
+                id
             }
             None => {
-                self.index.insert(entry.key.clone(), Slot::Dirty(pos));
+                let id = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(Slot::Free);
+                    (self.slots.len() - 1) as u32
+                });
+                self.index.insert(entry.key.clone(), id);
+                id
+            }
+        };
+        self.make_dirty(id, entry);
+    }
+
+    fn make_dirty(&mut self, id: u32, entry: CacheEntry<K, V>) {
+        self.bytes += entry.size;
+        self.slots[id as usize] = Slot::Dirty(entry);
+        self.queue.push_back(id);
+    }
+
+    /// Takes the oldest dirty entry out of its slot (which is left taken).
+    fn take_oldest(&mut self) -> Option<(u32, CacheEntry<K, V>)> {
+        let id = self.queue.pop_front()?;
+        match std::mem::replace(&mut self.slots[id as usize], Slot::Taken) {
+            Slot::Dirty(e) => {
+                self.bytes -= e.size.min(self.bytes);
+                Some((id, e))
+            }
+            other => {
+                // Not reachable: a queued slot stays dirty until popped.
+                self.slots[id as usize] = other;
+                None
             }
         }
-        self.bytes += entry.size;
-        self.entries.push_back(entry);
+    }
+
+    /// Forgets a slot and its key.
+    fn release(&mut self, id: u32, key: &K) {
+        self.index.remove(key);
+        self.slots[id as usize] = Slot::Free;
+        self.free.push(id);
     }
 
     /// Removes the oldest dirty entry (an eviction: nothing is kept).
     pub fn pop_oldest(&mut self) -> Option<CacheEntry<K, V>> {
-        let e = self.entries.pop_front()?;
-        self.base += 1;
-        self.index.remove(&e.key);
-        self.bytes -= e.size.min(self.bytes);
+        let (id, e) = self.take_oldest()?;
+        self.release(id, &e.key);
         Some(e)
     }
 
@@ -161,37 +217,43 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
         budget: usize,
         clean: impl FnOnce(&CacheEntry<K, V>) -> Option<V>,
     ) -> Option<CacheEntry<K, V>> {
-        let e = self.entries.pop_front()?;
-        self.base += 1;
-        self.bytes -= e.size.min(self.bytes);
+        let (id, e) = self.take_oldest()?;
         let kept = if self.bytes + self.clean_bytes + e.size <= budget {
             clean(&e)
         } else {
             None
         };
-        match (kept, self.index.get_mut(&e.key)) {
-            (Some(value), Some(slot)) => {
-                *slot = Slot::Clean(value, e.size, e.key_size);
+        match kept {
+            Some(value) => {
+                self.slots[id as usize] = Slot::Clean(value, e.size, e.key_size);
                 self.clean_bytes += e.size;
             }
-            _ => {
-                self.index.remove(&e.key);
-            }
+            None => self.release(id, &e.key),
         }
         Some(e)
     }
 
     pub fn clear(&mut self) {
         self.index.clear();
-        self.base += self.entries.len() as u64;
+        self.slots.clear();
+        self.free.clear();
+        self.queue.clear();
         self.bytes = 0;
-        self.entries.clear();
         self.clean_bytes = 0;
     }
 
     /// Drops every clean entry (the dirty ones stay).
     pub fn clear_clean(&mut self) {
-        self.index.retain(|_, s| matches!(s, Slot::Dirty(_)));
+        let (slots, free) = (&mut self.slots, &mut self.free);
+        self.index.retain(|_, id| {
+            let slot = &mut slots[*id as usize];
+            if let Slot::Dirty(_) = slot {
+                return true;
+            }
+            *slot = Slot::Free;
+            free.push(*id);
+            false
+        });
         self.clean_bytes = 0;
     }
 
@@ -215,7 +277,7 @@ impl<K: Hash + Eq + Clone, V> RecordCache<K, V> {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries.len()
+        self.queue.len()
     }
 }
 
@@ -306,7 +368,7 @@ mod tests {
         assert!(matches!(c.find(&"c".to_string()), Cached::Absent));
         // A clean value is handed out once, with its key size; the key is
         // absent until re-inserted, and then dirty again.
-        assert!(matches!(c.find(&"b".to_string()), Cached::Clean(2, 1)));
+        assert!(matches!(c.find(&"b".to_string()), Cached::Clean(2, 1, _)));
         assert_eq!(c.clean_bytes(), 10);
         assert!(matches!(c.find(&"b".to_string()), Cached::Absent));
         c.insert(entry("b", 5));
@@ -330,5 +392,36 @@ mod tests {
         c.clear();
         assert_eq!((c.total_bytes(), c.len()), (0, 0));
         assert!(matches!(c.find(&"y".to_string()), Cached::Absent));
+    }
+
+    #[test]
+    fn a_clean_entry_found_goes_back_dirty_into_its_slot_and_slots_are_reused() {
+        let mut c: RecordCache<String, u64> = RecordCache::new();
+        c.insert(entry("a", 1));
+        c.insert(entry("b", 2));
+        assert_eq!(flush(&mut c, 100), [("a".into(), 1), ("b".into(), 2)]);
+        // "b" is found clean and re-inserted through its slot: dirty again,
+        // queued behind "c", and no second slot is used.
+        let Cached::Clean(old, key_size, slot) = c.find(&"b".to_string()) else {
+            panic!("b is not clean");
+        };
+        assert_eq!((old, key_size), (2, 1));
+        c.insert(entry("c", 3));
+        let mut updated = entry("b", old + 10);
+        updated.key_size = key_size;
+        c.reinsert(slot, updated);
+        assert_eq!(c.slots.len(), 3);
+        assert_eq!((c.bytes(), c.clean_bytes()), (20, 10));
+        assert_eq!(flush(&mut c, 100), [("c".into(), 3), ("b".into(), 12)]);
+        // Dropped entries free their slots, which new keys take over.
+        c.clear_clean();
+        assert_eq!((c.total_bytes(), c.index.len(), c.free.len()), (0, 0, 3));
+        c.insert(entry("d", 4));
+        c.insert(entry("e", 5));
+        assert_eq!((c.slots.len(), c.free.len()), (3, 1));
+        assert_eq!(c.pop_oldest().map(|e| e.key), Some("d".into()));
+        assert_eq!(c.free.len(), 2);
+        assert!(matches!(c.find(&"d".to_string()), Cached::Absent));
+        assert_eq!(dirty(&mut c, "e"), Some(5));
     }
 }

@@ -12,6 +12,12 @@
 //! has begun; if the commit fails they are dropped with the rest of the
 //! task's uncommitted work.
 //!
+//! A task's records go out through its `TaskSender`, which keeps one
+//! librdkafka topic handle per topic and produces by handle
+//! (`rd_kafka_produceva`): the by-name path of rdkafka's `send` copied the
+//! name into a C string and looked the topic up under the client's lock on
+//! every record.
+//!
 //! Sends are asynchronous. Delivery reports arrive on `poll`; the
 //! `DeliveryTracker` keeps, per partition, the highest acknowledged offset
 //! (the changelog checkpoint after a commit) and the first delivery error,
@@ -23,11 +29,14 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::ffi::{CString, c_int, c_void};
+
+use rdkafka::bindings as rdsys;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
 
+use crate::FastHashMap;
 use crate::error::{Result, StreamsError};
 use crate::record::Headers;
 use crate::task_context::RecordCollector;
@@ -101,20 +110,57 @@ impl ProducerContext for CollectorContext {
 pub(crate) type TaskProducer = BaseProducer<CollectorContext>;
 
 /// Records held back while the task's previous transaction commits.
+///
+/// Their keys and values are copied one after another into one buffer,
+/// which is kept (up to `KEEP_HELD_BYTES`) for the next commit: holding a
+/// record back costs a copy, not allocations.
 #[derive(Default)]
 pub(crate) struct Deferred {
     on: Cell<bool>,
-    records: RefCell<Vec<OwnedRecord>>,
+    held: RefCell<Held>,
     bytes: Cell<usize>,
 }
 
-struct OwnedRecord {
-    topic: String,
+#[derive(Default)]
+struct Held {
+    records: Vec<HeldRecord>,
+    data: Vec<u8>,
+}
+
+/// A held-back record; its key and value are ranges of `Held::data`.
+struct HeldRecord {
+    topic: usize,
     partition: Option<i32>,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
+    key: Option<(usize, usize)>,
+    value: Option<(usize, usize)>,
     timestamp: i64,
     headers: Headers,
+}
+
+/// Buffer capacity kept between commits.
+const KEEP_HELD_BYTES: usize = 4 << 20;
+
+impl Held {
+    fn push(&mut self, bytes: Option<&[u8]>) -> Option<(usize, usize)> {
+        bytes.map(|b| {
+            let start = self.data.len();
+            self.data.extend_from_slice(b);
+            (start, start + b.len())
+        })
+    }
+
+    fn get(&self, range: Option<(usize, usize)>) -> Option<&[u8]> {
+        range.map(|(from, to)| &self.data[from..to])
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.data.clear();
+        if self.data.capacity() > KEEP_HELD_BYTES {
+            self.data = Vec::new();
+            self.records = Vec::new();
+        }
+    }
 }
 
 impl Deferred {
@@ -130,22 +176,22 @@ impl Deferred {
 
     /// Sends the held-back records, in order, and stops holding back. On an
     /// error the records not yet sent are dropped (the caller aborts).
-    pub fn release(&self, producer: &TaskProducer) -> Result<()> {
+    pub fn release(&self, sender: &TaskSender) -> Result<()> {
         self.on.set(false);
         self.bytes.set(0);
-        let records = std::mem::take(&mut *self.records.borrow_mut());
-        for r in &records {
-            send_now(
-                producer,
-                &r.topic,
+        let mut held = self.held.borrow_mut();
+        let sent = held.records.iter().try_for_each(|r| {
+            sender.send_to(
+                r.topic,
                 r.partition,
-                r.key.as_deref(),
-                r.value.as_deref(),
+                held.get(r.key),
+                held.get(r.value),
                 r.timestamp,
                 &r.headers,
-            )?;
-        }
-        Ok(())
+            )
+        });
+        held.clear();
+        sent
     }
 
     /// Drops the held-back records (their transaction is aborted) and stops
@@ -153,13 +199,13 @@ impl Deferred {
     pub fn discard(&self) {
         self.on.set(false);
         self.bytes.set(0);
-        self.records.borrow_mut().clear();
+        self.held.borrow_mut().clear();
     }
 }
 
 /// Sends a task's records through a (shared or per-task) producer.
 pub(crate) struct KafkaRecordCollector {
-    pub producer: Arc<TaskProducer>,
+    pub sender: Rc<TaskSender>,
     pub tracker: Arc<DeliveryTracker>,
     pub deferred: Rc<Deferred>,
 }
@@ -184,26 +230,23 @@ impl RecordCollector for KafkaRecordCollector {
                     .map(|(k, v)| k.len() + v.len())
                     .sum::<usize>()
                 + 96;
+            let topic = self.sender.topic_id(topic)?;
             self.deferred.bytes.set(self.deferred.bytes.get() + size);
-            self.deferred.records.borrow_mut().push(OwnedRecord {
-                topic: topic.to_string(),
+            let mut held = self.deferred.held.borrow_mut();
+            let key = held.push(key);
+            let value = held.push(value);
+            held.records.push(HeldRecord {
+                topic,
                 partition,
-                key: key.map(<[u8]>::to_vec),
-                value: value.map(<[u8]>::to_vec),
+                key,
+                value,
                 timestamp,
                 headers: headers.clone(),
             });
             return Ok(());
         }
-        send_now(
-            &self.producer,
-            topic,
-            partition,
-            key,
-            value,
-            timestamp,
-            headers,
-        )
+        self.sender
+            .send(topic, partition, key, value, timestamp, headers)
     }
 
     fn last_offset(&self, topic: &str, partition: i32) -> Option<i64> {
@@ -211,56 +254,220 @@ impl RecordCollector for KafkaRecordCollector {
     }
 }
 
-fn send_now(
-    producer: &TaskProducer,
-    topic: &str,
-    partition: Option<i32>,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    timestamp: i64,
-    headers: &Headers,
-) -> Result<()> {
-    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(timestamp.max(0));
-    if let Some(p) = partition {
-        record = record.partition(p);
+/// librdkafka's "let the partitioner choose" partition.
+const PARTITION_UNASSIGNED: i32 = -1;
+
+/// A task's producer, with a native handle per topic it sends to.
+///
+/// Why: librdkafka's by-name produce call looks the topic up under the
+/// client's lock, and rdkafka's `send` copies the name into a C string
+/// first, on every record. A task sends to a handful of topics, so it keeps
+/// one handle per topic and produces by handle.
+pub(crate) struct TaskSender {
+    // Before `producer`: fields drop in order, and librdkafka wants every
+    // topic handle destroyed before its client.
+    topics: RefCell<Topics>,
+    producer: Arc<TaskProducer>,
+}
+
+/// The topics a task sends to: a small id per name, and per id its name
+/// and handle.
+#[derive(Default)]
+struct Topics {
+    ids: FastHashMap<Box<str>, usize>,
+    handles: Vec<(Box<str>, TopicHandle)>,
+}
+
+/// An application reference to a librdkafka topic of one producer.
+struct TopicHandle(*mut rdsys::rd_kafka_topic_t);
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from rd_kafka_topic_new and is destroyed
+        // once, here, while its producer still lives (see TaskSender).
+        unsafe { rdsys::rd_kafka_topic_destroy(self.0) }
     }
-    if let Some(k) = key {
-        record = record.key(k);
+}
+
+impl TaskSender {
+    pub fn new(producer: Arc<TaskProducer>) -> TaskSender {
+        TaskSender {
+            topics: RefCell::default(),
+            producer,
+        }
     }
-    if let Some(v) = value {
-        record = record.payload(v);
+
+    /// The topic's id, its handle made on first use.
+    pub fn topic_id(&self, topic: &str) -> Result<usize> {
+        if let Some(&id) = self.topics.borrow().ids.get(topic) {
+            return Ok(id);
+        }
+        let failed = |message: String| StreamsError::Production {
+            topic: topic.to_string(),
+            message,
+        };
+        let name = CString::new(topic)
+            .map_err(|_| failed("the topic name contains a NUL byte".to_string()))?;
+        // SAFETY: a live client and a NUL-terminated name; a null config
+        // means the producer's defaults.
+        let rkt = unsafe {
+            rdsys::rd_kafka_topic_new(
+                self.producer.client().native_ptr(),
+                name.as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rkt.is_null() {
+            // SAFETY: reads this thread's last librdkafka error.
+            let code = RDKafkaErrorCode::from(unsafe { rdsys::rd_kafka_last_error() });
+            return Err(failed(format!("librdkafka refused the topic: {code}")));
+        }
+        let mut topics = self.topics.borrow_mut();
+        let id = topics.handles.len();
+        topics.handles.push((topic.into(), TopicHandle(rkt)));
+        topics.ids.insert(topic.into(), id);
+        Ok(id)
     }
-    if !headers.is_empty() {
-        let mut h = OwnedHeaders::new_with_capacity(headers.0.len());
-        for (name, v) in &headers.0 {
-            h = h.insert(Header {
-                key: name,
-                value: Some(v.as_slice()),
+
+    /// Sends one record (waiting while the producer's queue is full).
+    pub fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()> {
+        let id = self.topic_id(topic)?;
+        self.send_to(id, partition, key, value, timestamp, headers)
+    }
+
+    /// Sends one record to the topic of `id` (from
+    /// [`topic_id`](Self::topic_id)), waiting while the producer's queue is
+    /// full.
+    pub fn send_to(
+        &self,
+        id: usize,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()> {
+        let rkt = self.topics.borrow().handles[id].1.0;
+        loop {
+            let code = match self.produce(rkt, partition, key, value, timestamp, headers) {
+                Ok(()) => return Ok(()),
+                Err(code) => code,
+            };
+            if code == RDKafkaErrorCode::QueueFull {
+                self.producer.poll(Duration::from_millis(10));
+                continue;
+            }
+            let hint = match code {
+                RDKafkaErrorCode::MessageSizeTooLarge => {
+                    "; the record is larger than the producer's message.max.bytes \
+                     (raise it together with the topic's max.message.bytes, or set \
+                     production.exception.handler=log_and_continue to skip such records)"
+                }
+                _ => "",
+            };
+            return Err(StreamsError::Production {
+                topic: self.topics.borrow().handles[id].0.to_string(),
+                message: format!("{}{hint}", KafkaError::MessageProduction(code)),
             });
         }
-        record = record.headers(h);
     }
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                producer.poll(Duration::from_millis(10));
+
+    /// One `rd_kafka_produceva` call: the record is copied into librdkafka.
+    fn produce(
+        &self,
+        rkt: *mut rdsys::rd_kafka_topic_t,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> std::result::Result<(), RDKafkaErrorCode> {
+        use rdsys::rd_kafka_vtype_t as T;
+        use rdsys::rd_kafka_vu_s__bindgen_ty_1 as U;
+        fn vu(vtype: T, u: U) -> rdsys::rd_kafka_vu_t {
+            rdsys::rd_kafka_vu_t { vtype, u }
+        }
+        fn mem(bytes: Option<&[u8]>) -> U {
+            let (ptr, size) = bytes.map_or((std::ptr::null_mut(), 0), |b| {
+                (b.as_ptr() as *mut c_void, b.len())
+            });
+            U {
+                mem: rdsys::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr, size },
             }
-            Err((e, _)) => {
-                let hint = match e.rdkafka_error_code() {
-                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
-                        "; the record is larger than the producer's message.max.bytes \
-                         (raise it together with the topic's max.message.bytes, or set \
-                         production.exception.handler=log_and_continue to skip such records)"
-                    }
-                    _ => "",
-                };
-                return Err(StreamsError::Production {
-                    topic: topic.to_string(),
-                    message: format!("{e}{hint}"),
-                });
+        }
+        let mut hdrs = std::ptr::null_mut();
+        if !headers.is_empty() {
+            // SAFETY: a new list; each name and value is copied by
+            // rd_kafka_header_add with its exact length.
+            unsafe {
+                hdrs = rdsys::rd_kafka_headers_new(headers.0.len());
+                for (name, v) in &headers.0 {
+                    rdsys::rd_kafka_header_add(
+                        hdrs,
+                        name.as_ptr().cast(),
+                        name.len() as isize,
+                        v.as_ptr().cast(),
+                        v.len() as isize,
+                    );
+                }
             }
+        }
+        let vus = [
+            vu(T::RD_KAFKA_VTYPE_RKT, U { rkt }),
+            vu(
+                T::RD_KAFKA_VTYPE_PARTITION,
+                U {
+                    i32_: partition.unwrap_or(PARTITION_UNASSIGNED),
+                },
+            ),
+            vu(
+                T::RD_KAFKA_VTYPE_MSGFLAGS,
+                U {
+                    i: rdsys::RD_KAFKA_MSG_F_COPY as c_int,
+                },
+            ),
+            vu(T::RD_KAFKA_VTYPE_VALUE, mem(value)),
+            vu(T::RD_KAFKA_VTYPE_KEY, mem(key)),
+            vu(
+                T::RD_KAFKA_VTYPE_TIMESTAMP,
+                U {
+                    i64_: timestamp.max(0),
+                },
+            ),
+            vu(T::RD_KAFKA_VTYPE_HEADERS, U { headers: hdrs }),
+        ];
+        let count = if hdrs.is_null() {
+            vus.len() - 1
+        } else {
+            vus.len()
+        };
+        // SAFETY: the producer lives, `rkt` is its topic handle, key and
+        // value are copied (MSG_F_COPY) before the call returns; on success
+        // librdkafka owns the headers, on failure they are still ours. No
+        // opaque: the delivery callback's opaque type is `()`.
+        let error = unsafe {
+            rdsys::rd_kafka_produceva(self.producer.client().native_ptr(), vus.as_ptr(), count)
+        };
+        if error.is_null() {
+            return Ok(());
+        }
+        // SAFETY: `error` is a live error we own, destroyed once; the
+        // headers were not taken.
+        unsafe {
+            let code = RDKafkaErrorCode::from(rdsys::rd_kafka_error_code(error));
+            rdsys::rd_kafka_error_destroy(error);
+            if !hdrs.is_null() {
+                rdsys::rd_kafka_headers_destroy(hdrs);
+            }
+            Err(code)
         }
     }
 }
@@ -300,5 +507,35 @@ pub(crate) fn classify(e: &KafkaError) -> TxnErrorKind {
             | RDKafkaErrorCode::InvalidProducerEpoch,
         ) => TxnErrorKind::Fenced,
         _ => TxnErrorKind::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_keys_and_values_share_one_buffer_kept_between_commits() {
+        let mut held = Held::default();
+        let k = held.push(Some(b"key-1"));
+        let v = held.push(Some(b"value-1"));
+        let none = held.push(None);
+        let empty = held.push(Some(b""));
+        assert_eq!(held.get(k), Some(&b"key-1"[..]));
+        assert_eq!(held.get(v), Some(&b"value-1"[..]));
+        assert_eq!(held.get(none), None);
+        assert_eq!(held.get(empty), Some(&b""[..]));
+        assert_eq!(held.data.len(), 12);
+        // Cleared after a commit: empty again, the buffer kept for the next.
+        let capacity = held.data.capacity();
+        held.clear();
+        assert!(held.data.is_empty());
+        assert_eq!(held.data.capacity(), capacity);
+        // A buffer that grew past KEEP_HELD_BYTES is given back.
+        let big = vec![7u8; KEEP_HELD_BYTES + 1];
+        let r = held.push(Some(&big));
+        assert_eq!(held.get(r).map(<[u8]>::len), Some(KEEP_HELD_BYTES + 1));
+        held.clear();
+        assert_eq!(held.data.capacity(), 0);
     }
 }

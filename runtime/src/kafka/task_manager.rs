@@ -28,8 +28,8 @@ use super::assignment::{TopicPlan, tasks_for};
 use super::changelog_reader::{ChangelogReader, RestoreTarget};
 use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::record_collector::{
-    CollectorContext, Deferred, DeliveryTracker, KafkaRecordCollector, TaskProducer, TxnErrorKind,
-    classify,
+    CollectorContext, Deferred, DeliveryTracker, KafkaRecordCollector, TaskProducer, TaskSender,
+    TxnErrorKind, classify,
 };
 use crate::TaskId;
 use crate::error::{Result, StreamsError};
@@ -69,6 +69,8 @@ struct ActiveTask {
     /// last successful commit: `None`). A run longer than
     /// `task.timeout.ms` means the error is not going away.
     aborting_since: Option<Instant>,
+    /// Sends through `producer` by topic handle.
+    sender: Rc<TaskSender>,
     /// Records the task emits while its transaction commits (EOS).
     deferred: Rc<Deferred>,
     /// The producer's delivery bookkeeping (changelog checkpoints).
@@ -197,6 +199,7 @@ impl TaskManager {
             (None, None) => transactional_producer(cfg, &self.shared.base_client, id)?,
         };
         let deferred = Rc::new(Deferred::default());
+        let sender = Rc::new(TaskSender::new(producer.clone()));
         let task = StreamTask::new(TaskConfig {
             application_id: cfg.application_id.clone(),
             task_id: id,
@@ -204,7 +207,7 @@ impl TaskManager {
             subtopology: sub,
             state_dir: Some(self.state_dir(id)),
             collector: Box::new(KafkaRecordCollector {
-                producer: producer.clone(),
+                sender: sender.clone(),
                 tracker: tracker.clone(),
                 deferred: deferred.clone(),
             }),
@@ -222,6 +225,7 @@ impl TaskManager {
             partitions,
             in_txn: false,
             aborting_since: None,
+            sender,
             deferred,
             tracker,
             in_flight: None,
@@ -429,7 +433,9 @@ impl TaskManager {
 
     /// Runs one input record through its task.
     pub fn process(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
-        let Some(id) = self.by_partition.get(m.topic(), m.partition()) else {
+        // Once: rdkafka measures and checks the name as UTF-8 on each call.
+        let topic = m.topic();
+        let Some(id) = self.by_partition.get(topic, m.partition()) else {
             // A partition whose task was fenced or closed: skip; the next
             // assignment re-reads from the committed offset.
             return Ok(());
@@ -455,7 +461,7 @@ impl TaskManager {
             ),
         };
         t.task.process(
-            m.topic(),
+            topic,
             m.partition(),
             m.offset(),
             ts,
@@ -1024,7 +1030,7 @@ fn finish_commit_eos(t: &mut ActiveTask, state_written: bool) -> CommitStep<()> 
         .begin_transaction()
         .map_err(|e| kafka_failure(id, "begin_transaction", e))?;
     t.in_txn = true;
-    if let Err(e) = t.deferred.release(&t.producer) {
+    if let Err(e) = t.deferred.release(&t.sender) {
         // Reprocessed without holding back, the failing record meets the
         // producer while it is processed, where production.exception.handler
         // decides about it.

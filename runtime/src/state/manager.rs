@@ -73,9 +73,15 @@ impl SealedState {
             for (from, to) in &s.layer.range_deletes {
                 writer.batch_delete_range(&mut batch, cf, from, to)?;
             }
-            for (k, v) in &s.layer.write_set {
-                writer.batch_write(&mut batch, cf, k, v.as_deref())?;
-            }
+            // In key order: see `DbWriter::batch_writes`.
+            let mut entries: Vec<(&[u8], Option<&[u8]>)> = s
+                .layer
+                .write_set
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                .collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            writer.batch_writes(&mut batch, cf, entries)?;
             if let Some(topic) = &s.changelog
                 && let Some(o) = last_offset(topic, self.partition)
             {
@@ -347,9 +353,14 @@ impl StateManager {
         match &mut store.backend {
             Backend::Rocks { db, cf } => {
                 let mut batch = WriteBatch::default();
-                for (k, v) in records {
-                    db.writer().batch_write(&mut batch, cf, k, v.as_deref())?;
-                }
+                // In key order (see `DbWriter::batch_writes`); the sort is
+                // stable, so of two records of one key the later still wins.
+                let mut entries: Vec<(&[u8], Option<&[u8]>)> = records
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                    .collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                db.writer().batch_writes(&mut batch, cf, entries)?;
                 TaskDb::batch_checkpoint(&mut batch, &s.def.name, next_offset);
                 db.write(batch)?;
             }

@@ -111,15 +111,24 @@ pub(crate) struct DbWriter {
 }
 
 impl DbWriter {
-    /// Adds a put or delete for `cf` to `batch`.
-    pub fn batch_write(
+    /// Adds a put or delete for each of `entries` to `batch`, looking `cf`
+    /// up once. Given in key order, the entries go into the memtable's skip
+    /// list each next to the one before, which is much cheaper than random
+    /// inserts (RocksDB keeps the previous insert's position per level).
+    pub fn batch_writes<'a>(
         &self,
         batch: &mut WriteBatch,
         cf: &str,
-        key: &[u8],
-        value: Option<&[u8]>,
+        entries: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     ) -> Result<()> {
-        batch_put_or_delete(&self.db, batch, cf, key, value)
+        let h = cf_handle(&self.db, cf)?;
+        for (key, value) in entries {
+            match value {
+                Some(v) => batch.put_cf(h, key, v),
+                None => batch.delete_cf(h, key),
+            }
+        }
+        Ok(())
     }
 
     /// Adds a range deletion `[from, to)` of `cf` to `batch`.
@@ -143,21 +152,6 @@ impl DbWriter {
 fn cf_handle<'a>(db: &'a DB, cf: &str) -> Result<&'a rocksdb::ColumnFamily> {
     db.cf_handle(cf)
         .ok_or_else(|| store_err(cf, "column family missing"))
-}
-
-fn batch_put_or_delete(
-    db: &DB,
-    batch: &mut WriteBatch,
-    cf: &str,
-    key: &[u8],
-    value: Option<&[u8]>,
-) -> Result<()> {
-    let h = cf_handle(db, cf)?;
-    match value {
-        Some(v) => batch.put_cf(h, key, v),
-        None => batch.delete_cf(h, key),
-    }
-    Ok(())
 }
 
 fn batch_range_delete(
