@@ -135,11 +135,13 @@ pub fn parse_order(bytes: &[u8]) -> std::result::Result<Order, String> {
             bytes.len()
         ));
     }
-    if std::str::from_utf8(bytes).is_err() {
+    let Ok(text) = std::str::from_utf8(bytes) else {
         return Err("the order is not UTF-8 text".into());
-    }
+    };
+    // From the checked text: serde_json then does not check its strings
+    // as UTF-8 a second time.
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| format!("invalid order JSON: {e}")),
+        Some(b'{') => serde_json::from_str(text).map_err(|e| format!("invalid order JSON: {e}")),
         _ => Err("an order must be a JSON object".into()),
     }
 }

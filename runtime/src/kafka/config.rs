@@ -79,6 +79,8 @@ pub struct StreamsConfig {
     pub(crate) application_server: Option<String>,
     pub(crate) replication_factor: Option<i32>,
     pub(crate) repartition_purge_interval: Duration,
+    /// `background.threads.nice`: see `priority.rs`.
+    pub(crate) background_nice: i32,
     pub(crate) passthrough: BTreeMap<String, String>,
 }
 
@@ -165,6 +167,23 @@ impl StreamsConfig {
     /// ```
     pub fn num_stream_threads(&self) -> usize {
         self.num_threads
+    }
+    /// `background.threads.nice` (default 10): the nice value of the
+    /// threads around the stream threads (librdkafka's, RocksDB's, the
+    /// commit threads), so that on a busy machine the stream threads get the
+    /// CPU first. 0 turns this off. Linux only.
+    ///
+    /// ```
+    /// # use kstreams_runtime::StreamsConfig;
+    /// let cfg = StreamsConfig::builder("app", "h:1").build().unwrap();
+    /// assert_eq!(cfg.background_threads_nice(), 10);
+    /// let off = StreamsConfig::builder("app", "h:1").set("background.threads.nice", "0").build().unwrap();
+    /// assert_eq!(off.background_threads_nice(), 0);
+    /// let err = StreamsConfig::builder("app", "h:1").set("background.threads.nice", "-5").build().unwrap_err();
+    /// assert!(err.to_string().contains("out of range"), "{err}");
+    /// ```
+    pub fn background_threads_nice(&self) -> i32 {
+        self.background_nice
     }
     /// `state.dir` (default `<tmp>/kstreams`).
     ///
@@ -386,6 +405,24 @@ impl StreamsConfigBuilder {
             )?),
             None => Duration::from_secs(30),
         };
+        let background_nice = match s.remove("background.threads.nice") {
+            Some(v) => {
+                let n: i32 = parse_num(
+                    "background.threads.nice",
+                    &v,
+                    "a nice value from 0 (off) to 19",
+                )?;
+                if !(0..=19).contains(&n) {
+                    return Err(StreamsError::Config(format!(
+                        "background.threads.nice: {n} is out of range; use 0 (background \
+                         threads run like the stream threads) to 19 (they run only when a \
+                         core is free)"
+                    )));
+                }
+                n
+            }
+            None => 10,
+        };
         let replication_factor = match s.remove("replication.factor") {
             Some(v) => Some(parse_num::<i32>(
                 "replication.factor",
@@ -445,6 +482,7 @@ impl StreamsConfigBuilder {
             application_server,
             replication_factor,
             repartition_purge_interval,
+            background_nice,
             passthrough: s,
         })
     }

@@ -8,6 +8,8 @@
 //! - `task_manager.rs`: the thread's tasks across rebalances, and commits.
 //! - `record_collector.rs`: a task's producer (transactional under EOS).
 //! - `changelog_reader.rs`: restores stores from their changelogs.
+//! - `priority.rs`: the threads around the stream threads yield the CPU
+//!   to them.
 //!
 //! The path of a record: consumer poll (thread) → task by partition (task
 //! manager) → the task's nodes (`task.rs`) → sink / store write set → the
@@ -21,6 +23,7 @@ mod config;
 mod http;
 pub mod interactive_queries;
 mod metrics;
+mod priority;
 mod record_collector;
 mod repartition_purger;
 mod task_manager;

@@ -659,9 +659,13 @@ impl TaskManager {
                 continue;
             }
             t.deferred.hold();
+            let nice = self.shared.config.background_nice;
             let handle = std::thread::Builder::new()
                 .name(format!("{}-commit-{id}", self.thread_name))
-                .spawn(move || job.run())
+                .spawn(move || {
+                    super::priority::lower_this_thread(nice);
+                    job.run()
+                })
                 .map_err(|e| {
                     StreamsError::IllegalState(format!("cannot start a commit thread: {e}"))
                 })?;

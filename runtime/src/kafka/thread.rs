@@ -306,6 +306,7 @@ impl StreamThread {
                 self.tasks.publish_metrics(&self.consumer);
                 last_publish = Instant::now();
             }
+            super::priority::lower_background_threads(self.shared.config.background_nice);
             self.tasks.poll_producers();
             self.tasks.reap_commits(&self.consumer, false)?;
             if last_commit.elapsed() >= commit_interval || self.tasks.commit_requested() {

@@ -259,11 +259,21 @@ impl TaskDb {
         cf_handle(&self.w.db, cf)
     }
 
-    pub fn get(&self, store: &str, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.w
+    /// Calls `f` with the value of `key` in `cf`, read in place (pinned in
+    /// the block cache or memtable, not copied).
+    pub fn get_with<R>(
+        &self,
+        store: &str,
+        cf: &str,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R> {
+        let v = self
+            .w
             .db
-            .get_cf(self.cf(cf)?, key)
-            .map_err(|e| store_err(store, e))
+            .get_pinned_cf(self.cf(cf)?, key)
+            .map_err(|e| store_err(store, e))?;
+        Ok(f(v.as_deref()))
     }
 
     pub fn scan(

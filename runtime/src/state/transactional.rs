@@ -31,10 +31,17 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// Calls `f` with the committed value of `key` (RocksDB's pinned
+    /// slice: not copied out).
+    fn get_with<R>(
+        &self,
+        store: &str,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R> {
         match self {
-            Backend::Rocks { db, cf } => db.get(store, cf, key),
-            Backend::Memory(m) => Ok(m.get(key).map(|v| v.to_vec())),
+            Backend::Rocks { db, cf } => db.get_with(store, cf, key, f),
+            Backend::Memory(m) => Ok(f(m.get(key))),
         }
     }
 
@@ -253,8 +260,7 @@ impl TxnStore {
         if let Some(v) = self.sealed.as_ref().and_then(|l| l.lookup(key)) {
             return Ok(f(v));
         }
-        let v = self.backend.get(&self.name, key)?;
-        Ok(f(v.as_deref()))
+        self.backend.get_with(&self.name, key, f)
     }
 
     /// Writes `key` → `value`, copying them (a key already in the write set
