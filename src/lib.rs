@@ -63,3 +63,9 @@ pub mod prelude {
         TopologyTestDriver,
     };
 }
+
+/// The README's Rust code blocks, compiled (and run, unless `no_run`) as
+/// doctests so that the README cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

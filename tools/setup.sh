@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing kstreams needs on a fresh Debian machine
 # with Rust (rustup), Java 17 and Maven: libclang (RocksDB's bindgen), clang,
-# cmake, the rustfmt/clippy components, and the pinned Apache Kafka jars from
-# Maven Central (tools/kafka/fetch.sh). Idempotent: fast when all is there.
+# cmake, pkg-config with the OpenSSL, Cyrus SASL and libcurl headers
+# (librdkafka's TLS, SASL/GSSAPI and OAUTHBEARER/OIDC), the openssl tool (the
+# tests' certificates), the rustfmt/clippy components, and the pinned Apache
+# Kafka jars from Maven Central (tools/kafka/fetch.sh). Idempotent: fast when
+# all is there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,7 +17,7 @@ for tool in cargo rustup java mvn; do
 done
 
 missing=()
-for pkg in libclang-dev clang cmake; do
+for pkg in libclang-dev clang cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]} > 0)); then

@@ -77,6 +77,17 @@ pub enum StreamsError {
     /// Kafka reported an error.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The cluster refused this client, or sent what it cannot read, and no
+    /// retry can change that: failed SASL authentication, a TLS handshake
+    /// that failed, a missing ACL, a compression codec the build lacks. The
+    /// message names the setting to fix.
+    ///
+    /// ```
+    /// let e = kstreams_runtime::StreamsError::ClusterAccess("consumer: ... Fix: set ssl.ca.location".into());
+    /// assert!(e.to_string().starts_with("cannot work with the Kafka cluster"));
+    /// ```
+    #[error("cannot work with the Kafka cluster: {0}")]
+    ClusterAccess(String),
     /// An output record could not be handed to the producer, e.g. it is
     /// larger than the producer's `message.max.bytes`. Goes through the
     /// `production.exception.handler`.

@@ -16,13 +16,13 @@ use crate::error::{Error, Result};
 use crate::process::{classpath, find_java, kafka_lib_dir, spawn_guarded};
 
 /// The main class of the broker.
-const KAFKA_MAIN: &str = "kafka.Kafka";
+pub(crate) const KAFKA_MAIN: &str = "kafka.Kafka";
 /// The main class that formats KRaft storage (`kafka-storage.sh format`) in Kafka 4.x.
-const STORAGE_TOOL_MAIN: &str = "kafka.tools.StorageTool";
+pub(crate) const STORAGE_TOOL_MAIN: &str = "kafka.tools.StorageTool";
 /// Prefix of temporary broker directories (followed by the owning pid).
-const TEMP_PREFIX: &str = "kstreams-broker-";
+pub(crate) const TEMP_PREFIX: &str = "kstreams-broker-";
 /// How long [`KafkaBroker::stop`] waits after SIGTERM before sending SIGKILL.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Heap and GC flags of the broker JVM.
 const JVM_FLAGS: &[&str] = &[
     "-Xmx1g",
@@ -33,7 +33,7 @@ const JVM_FLAGS: &[&str] = &[
     "-Djava.awt.headless=true",
 ];
 
-const LOG4J2_PROPERTIES: &str = "\
+pub(crate) const LOG4J2_PROPERTIES: &str = "\
 # Written by kstreams-testkit. stdout of the JVM goes to broker.log.
 status = warn
 appender.console.type = Console
@@ -72,6 +72,14 @@ pub struct BrokerOptions {
     pub startup_timeout: Duration,
     /// Extra `server.properties` entries, written after (and so overriding) the defaults.
     pub extra_properties: Vec<(String, String)>,
+    /// Extra client listeners on 127.0.0.1 besides PLAINTEXT, as `(name, security
+    /// protocol, port)`: added to `listeners`, `advertised.listeners` and
+    /// `listener.security.protocol.map`. Their TLS/SASL settings go in
+    /// [`extra_properties`](Self::extra_properties). Default: none.
+    pub extra_listeners: Vec<(String, String, u16)>,
+    /// Extra arguments of `kafka-storage format` (used only when the storage is
+    /// formatted), e.g. `--add-scram` credentials. Default: none.
+    pub storage_format_args: Vec<String>,
 }
 
 impl Default for BrokerOptions {
@@ -81,6 +89,8 @@ impl Default for BrokerOptions {
             data_dir: None,
             startup_timeout: Duration::from_secs(120),
             extra_properties: Vec::new(),
+            extra_listeners: Vec::new(),
+            storage_format_args: Vec::new(),
         }
     }
 }
@@ -128,14 +138,46 @@ impl BrokerOptions {
         self.extra_properties.push((key.into(), value.into()));
         self
     }
+
+    /// Adds a client listener `name` with `protocol` (e.g. `SSL`, `SASL_SSL`) on
+    /// `127.0.0.1:port`; configure it with [`with_property`](Self::with_property).
+    ///
+    /// ```no_run
+    /// let opts = kstreams_testkit::BrokerOptions::default()
+    ///     .with_listener("SSL", "SSL", 19093)
+    ///     .with_property("ssl.keystore.type", "PEM")
+    ///     .with_property("ssl.keystore.location", "/tmp/server.keystore.pem");
+    /// ```
+    pub fn with_listener(
+        mut self,
+        name: impl Into<String>,
+        protocol: impl Into<String>,
+        port: u16,
+    ) -> Self {
+        self.extra_listeners
+            .push((name.into(), protocol.into(), port));
+        self
+    }
+
+    /// Adds an argument to `kafka-storage format` (run only on unformatted storage).
+    ///
+    /// ```no_run
+    /// let opts = kstreams_testkit::BrokerOptions::default()
+    ///     .with_storage_format_arg("--add-scram")
+    ///     .with_storage_format_arg("SCRAM-SHA-512=[name=alice,password=alice-secret]");
+    /// ```
+    pub fn with_storage_format_arg(mut self, arg: impl Into<String>) -> Self {
+        self.storage_format_args.push(arg.into());
+        self
+    }
 }
 
-struct State {
-    child: Option<Child>,
-    port: u16,
-    controller_port: u16,
+pub(crate) struct State {
+    pub(crate) child: Option<Child>,
+    pub(crate) port: u16,
+    pub(crate) controller_port: u16,
     /// Keeps the temporary directory alive across restarts; removes it on drop.
-    temp: Option<TempDir>,
+    pub(crate) temp: Option<TempDir>,
 }
 
 /// A real Apache Kafka broker (KRaft combined broker+controller, single node) running as a
@@ -158,6 +200,8 @@ pub struct KafkaBroker {
     port_fixed: bool,
     startup_timeout: Duration,
     extra_properties: Vec<(String, String)>,
+    extra_listeners: Vec<(String, String, u16)>,
+    storage_format_args: Vec<String>,
     state: Mutex<State>,
 }
 
@@ -209,6 +253,8 @@ impl KafkaBroker {
             port_fixed: options.port.is_some(),
             startup_timeout: options.startup_timeout,
             extra_properties: options.extra_properties,
+            extra_listeners: options.extra_listeners,
+            storage_format_args: options.storage_format_args,
             state: Mutex::new(State {
                 child: None,
                 port,
@@ -455,6 +501,23 @@ impl KafkaBroker {
              group.initial.rebalance.delay.ms=0\n",
             log_dirs.display()
         );
+        if !self.extra_listeners.is_empty() {
+            // Later keys win in a .properties file: these replace the three above.
+            let list = |f: &dyn Fn(&(String, String, u16)) -> String| {
+                self.extra_listeners
+                    .iter()
+                    .map(f)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let addrs = list(&|(n, _, p)| format!("{n}://127.0.0.1:{p}"));
+            let map = list(&|(n, proto, _)| format!("{n}:{proto}"));
+            s.push_str(&format!(
+                "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport},{addrs}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port},{addrs}\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,{map}\n"
+            ));
+        }
         for (k, v) in &self.extra_properties {
             s.push_str(&format!("{k}={v}\n"));
         }
@@ -481,6 +544,7 @@ impl KafkaBroker {
             .arg(random_cluster_id())
             .arg("-c")
             .arg(props)
+            .args(&self.storage_format_args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -560,7 +624,7 @@ impl Drop for KafkaBroker {
 }
 
 /// Clears `st.child` if the process has exited.
-fn reap(st: &mut State) {
+pub(crate) fn reap(st: &mut State) {
     if let Some(child) = st.child.as_mut()
         && !matches!(child.try_wait(), Ok(None))
     {
@@ -569,7 +633,7 @@ fn reap(st: &mut State) {
 }
 
 /// Sends `signal`, waits up to `timeout`, then SIGKILLs and waits.
-fn terminate(st: &mut State, signal: libc::c_int, timeout: Duration) -> Result<()> {
+pub(crate) fn terminate(st: &mut State, signal: libc::c_int, timeout: Duration) -> Result<()> {
     let Some(mut child) = st.child.take() else {
         return Ok(());
     };
@@ -594,16 +658,16 @@ fn terminate(st: &mut State, signal: libc::c_int, timeout: Duration) -> Result<(
     Ok(())
 }
 
-fn write_file(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_file(path: &Path, contents: &str) -> Result<()> {
     fs::write(path, contents).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
-fn port_is_free(port: u16) -> bool {
+pub(crate) fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
 /// The client port (given or free) and a distinct free controller port.
-fn pick_ports(port: Option<u16>) -> Result<(u16, u16)> {
+pub(crate) fn pick_ports(port: Option<u16>) -> Result<(u16, u16)> {
     let bind = || {
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| Error::io("finding a free port on 127.0.0.1", e))
@@ -641,7 +705,7 @@ fn pick_ports(port: Option<u16>) -> Result<(u16, u16)> {
 }
 
 /// A random KRaft cluster id: 16 random bytes, base64url without padding (22 chars).
-fn random_cluster_id() -> String {
+pub(crate) fn random_cluster_id() -> String {
     let bytes: Vec<u8> = [crate::random_u64(), crate::random_u64()]
         .iter()
         .flat_map(|x| x.to_le_bytes())
@@ -667,7 +731,7 @@ fn random_cluster_id() -> String {
 }
 
 /// The last lines of the broker log (reads at most the last 64 KiB).
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let read = || -> std::io::Result<String> {
         let mut f = File::open(path)?;
         let len = f.metadata()?.len();
@@ -682,14 +746,14 @@ fn log_tail(path: &Path) -> String {
     }
 }
 
-fn tail_lines(text: &str, n: usize) -> String {
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Removes `kstreams-broker-<pid>-*` temp dirs whose owning process no longer exists
 /// (left behind by test binaries that were SIGKILLed; their JVMs died with them).
-fn sweep_stale_temp_dirs() {
+pub(crate) fn sweep_stale_temp_dirs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {

@@ -363,6 +363,68 @@ pub fn partition_count(bootstrap: &str, topic: &str) -> Result<Option<usize>> {
         .map(|t| t.partitions().len()))
 }
 
+/// The names of all topics in the cluster (internal ones like
+/// `__consumer_offsets` included), sorted.
+///
+/// ```no_run
+/// let topics = kstreams_testkit::topic_names("127.0.0.1:9092")?;
+/// let repartition: Vec<&String> = topics.iter().filter(|t| t.ends_with("-repartition")).collect();
+/// # Ok::<(), kstreams_testkit::Error>(())
+/// ```
+pub fn topic_names(bootstrap: &str) -> Result<Vec<String>> {
+    let consumer = metadata_consumer(bootstrap)?;
+    let md = consumer
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| Error::kafka("fetching the cluster's topics", e))?;
+    let mut names: Vec<String> = md.topics().iter().map(|t| t.name().to_string()).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The end offset of every partition of `topic`: the high watermark, which
+/// is where a consumer that has read everything (commit markers included)
+/// stands, so a group that has consumed the topic has committed exactly
+/// these offsets.
+///
+/// ```no_run
+/// let ends = kstreams_testkit::end_offsets("127.0.0.1:9092", "orders")?;
+/// let total: i64 = ends.values().sum();
+/// # Ok::<(), kstreams_testkit::Error>(())
+/// ```
+pub fn end_offsets(bootstrap: &str, topic: &str) -> Result<HashMap<i32, i64>> {
+    watermarks(bootstrap, topic, Isolation::ReadUncommitted)
+}
+
+/// The last stable offset of every partition of `topic`: the end as a
+/// `read_committed` reader sees it, below any transaction still open.
+///
+/// ```no_run
+/// let stable = kstreams_testkit::stable_offsets("127.0.0.1:9092", "orders")?;
+/// let ends = kstreams_testkit::end_offsets("127.0.0.1:9092", "orders")?;
+/// let open_transactions = ends.iter().filter(|(p, e)| stable.get(*p) != Some(*e)).count();
+/// # Ok::<(), kstreams_testkit::Error>(())
+/// ```
+pub fn stable_offsets(bootstrap: &str, topic: &str) -> Result<HashMap<i32, i64>> {
+    watermarks(bootstrap, topic, Isolation::ReadCommitted)
+}
+
+fn watermarks(bootstrap: &str, topic: &str, isolation: Isolation) -> Result<HashMap<i32, i64>> {
+    let partitions = partition_count(bootstrap, topic)?.unwrap_or(0) as i32;
+    let consumer: BaseConsumer = base_config(bootstrap)
+        .set("allow.auto.create.topics", "false")
+        .set("isolation.level", isolation.as_config())
+        .create()
+        .map_err(|e| Error::kafka("creating a metadata client", e))?;
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, TIMEOUT)
+                .map(|(_, high)| (p, high))
+                .map_err(|e| Error::kafka(format!("fetching end offsets of {topic:?}/{p}"), e))
+        })
+        .collect()
+}
+
 /// The topic-level configuration (every entry the broker reports, e.g.
 /// `cleanup.policy`), as a map.
 ///
@@ -421,13 +483,34 @@ impl ProducerContext for DeliveryCollector {
 /// # Ok::<(), kstreams_testkit::Error>(())
 /// ```
 pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) -> Result<()> {
-    let producer: BaseProducer<DeliveryCollector> = base_config(bootstrap)
-        // Keyed records land where a Java producer (and kstreams' own
-        // producers) would put them, so joined topics are co-partitioned.
+    produce_with(bootstrap, topic, records, &[])
+}
+
+/// [`produce`] with extra producer settings, e.g. `compression.type`.
+///
+/// ```no_run
+/// use kstreams_testkit::{produce_with, TestRecord};
+/// produce_with("127.0.0.1:9092", "words", &[TestRecord::value("a b")], &[("compression.type", "zstd")])?;
+/// # Ok::<(), kstreams_testkit::Error>(())
+/// ```
+pub fn produce_with(
+    bootstrap: &str,
+    topic: &str,
+    records: &[TestRecord],
+    settings: &[(&str, &str)],
+) -> Result<()> {
+    let mut config = base_config(bootstrap);
+    // Keyed records land where a Java producer (and kstreams' own
+    // producers) would put them, so joined topics are co-partitioned.
+    config
         .set("partitioner", "murmur2_random")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
+        .set("message.timeout.ms", "30000");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let producer: BaseProducer<DeliveryCollector> = config
         .create_with_context(DeliveryCollector {
             delivered: Mutex::new((0, Vec::new())),
         })

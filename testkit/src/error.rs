@@ -126,6 +126,15 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// A [`KafkaCluster`](crate::KafkaCluster) method was given a node id it does not have.
+    #[error("no node {id} in this Kafka cluster (its nodes: {nodes:?})")]
+    UnknownNode {
+        /// The id asked for.
+        id: i32,
+        /// The cluster's node ids.
+        nodes: Vec<i32>,
+    },
+
     /// Some produced records were not acknowledged by the broker.
     #[error("{failed} of {total} records to topic {topic:?} were not delivered: {first_error}")]
     Delivery {

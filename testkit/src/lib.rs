@@ -30,15 +30,22 @@
 
 mod broker;
 mod client;
+mod cluster;
 mod error;
 mod process;
+mod secure;
+mod segments;
 
 pub use broker::{BrokerOptions, KafkaBroker, shared_broker};
 pub use client::{
     ConsumedRecord, Isolation, TestRecord, committed_offsets, create_topic, delete_topic,
-    partition_count, produce, read_to_end, topic_config, unique_name,
+    end_offsets, partition_count, produce, produce_with, read_to_end, stable_offsets, topic_config,
+    topic_names, unique_name,
 };
+pub use cluster::{ClusterOptions, KafkaCluster, transaction_state_partition};
 pub use error::{Error, Result};
+pub use secure::{SCRAM_PASSWORD, SCRAM_USER, SecuredBroker, shared_secured_broker};
+pub use segments::stored_batch_codecs;
 
 /// A random u64 from std's randomly seeded hasher (no extra dependency needed).
 pub(crate) fn random_u64() -> u64 {

@@ -14,14 +14,15 @@
 //! changelogs compacted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::client_fault::{FaultSlot, ReportingContext};
 use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::topology::{Subtopology, Topology};
@@ -81,17 +82,32 @@ impl TopicPlan {
 }
 
 /// Reads the partition count of every topic in the cluster.
+///
+/// A client error no retry can fix (bad credentials, an untrusted
+/// certificate) ends the wait at once with that error.
 pub(crate) fn fetch_partition_counts(
     base: &ClientConfig,
     timeout: Duration,
+    faults: &Arc<FaultSlot>,
 ) -> Result<HashMap<String, usize>> {
-    let consumer: BaseConsumer = super::config::consumer_client(base)
-        .create()
+    let consumer: BaseConsumer<ReportingContext> = super::config::consumer_client(base)
+        .create_with_context(ReportingContext::new("metadata client", faults.clone()))
         .map_err(|e| StreamsError::Kafka(format!("cannot create a metadata client: {e}")))?;
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(200);
     loop {
-        match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+        // Serves the client's error events (they reach the context only
+        // when it is polled), so a failed handshake is seen.
+        let _ = consumer.poll(Duration::ZERO);
+        if let Some(fault) = faults.error() {
+            return Err(fault);
+        }
+        let attempt_timeout = Duration::from_secs(5).min(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(500)),
+        );
+        match consumer.fetch_metadata(None, attempt_timeout) {
             Ok(md) => {
                 return Ok(md
                     .topics()
@@ -110,7 +126,10 @@ pub(crate) fn fetch_partition_counts(
                     )));
                 }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Kafka not reachable yet; retrying");
-                std::thread::sleep(backoff);
+                let _ = consumer.poll(backoff);
+                if let Some(fault) = faults.error() {
+                    return Err(fault);
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
@@ -300,15 +319,44 @@ pub(crate) fn plan(
     Ok(plan)
 }
 
+/// The topic configs Kafka Streams gives its internal topics, before the
+/// user's `topic.*` overrides. `min.insync.replicas` is not set: it comes
+/// from the broker, as in Kafka Streams.
+pub(crate) fn internal_topic_configs(
+    topic: &InternalTopic,
+    overrides: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut c: BTreeMap<String, String> = BTreeMap::new();
+    c.insert("message.timestamp.type".into(), "CreateTime".into());
+    if topic.compacted {
+        c.insert("cleanup.policy".into(), "compact".into());
+    } else {
+        // Repartition topics: no time-based retention (old event
+        // timestamps would be deleted before they are read); the
+        // RepartitionPurger deletes what was consumed, and small segments
+        // let it free space soon.
+        c.insert("cleanup.policy".into(), "delete".into());
+        c.insert("retention.ms".into(), "-1".into());
+        c.insert("segment.bytes".into(), "52428800".into());
+    }
+    for (k, v) in overrides {
+        c.insert(k.clone(), v.clone());
+    }
+    c
+}
+
 /// Creates the internal topics that do not exist yet and waits until the
-/// cluster reports them.
+/// cluster reports them. A `replication.factor` above the number of
+/// brokers fails with an error that says so.
 pub(crate) fn create_internal_topics(
     base: &ClientConfig,
     plan: &TopicPlan,
     existing: &HashMap<String, usize>,
-    replication_factor: i32,
+    config: &super::StreamsConfig,
     timeout: Duration,
+    faults: &Arc<FaultSlot>,
 ) -> Result<()> {
+    let replication_factor = config.replication_factor.unwrap_or(-1);
     let to_create: Vec<&InternalTopic> = plan
         .internal_topics
         .iter()
@@ -317,25 +365,25 @@ pub(crate) fn create_internal_topics(
     if to_create.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = super::config::producer_client(base)
-        .create()
+    let admin: AdminClient<ReportingContext> = super::config::producer_client(base)
+        .create_with_context(ReportingContext::new("admin client", faults.clone()))
         .map_err(|e| StreamsError::Kafka(format!("cannot create an admin client: {e}")))?;
+    let configs: Vec<BTreeMap<String, String>> = to_create
+        .iter()
+        .map(|t| internal_topic_configs(t, &config.internal_topic_overrides))
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = to_create
         .iter()
-        .map(|t| {
-            let nt = NewTopic::new(
-                &t.name,
-                t.partitions as i32,
-                TopicReplication::Fixed(replication_factor),
-            );
-            if t.compacted {
-                nt.set("cleanup.policy", "compact")
-            } else {
-                // Repartition topics: no time-based retention (old event
-                // timestamps would be deleted before they are read); the
-                // RepartitionPurger deletes what was consumed.
-                nt.set("retention.ms", "-1")
-            }
+        .zip(&configs)
+        .map(|(t, configs)| {
+            configs.iter().fold(
+                NewTopic::new(
+                    &t.name,
+                    t.partitions as i32,
+                    TopicReplication::Fixed(replication_factor),
+                ),
+                |nt, (k, v)| nt.set(k, v),
+            )
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -352,7 +400,25 @@ pub(crate) fn create_internal_topics(
             Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
                 tracing::debug!(topic = %name, "internal topic exists")
             }
+            Err((name, RDKafkaErrorCode::InvalidReplicationFactor)) => {
+                let brokers = admin
+                    .inner()
+                    .fetch_metadata(None, Duration::from_secs(5))
+                    .map(|m| m.brokers().len().to_string())
+                    .unwrap_or_else(|_| "fewer".into());
+                return Err(StreamsError::Config(format!(
+                    "cannot create internal topic '{name}': replication.factor={} is larger than \
+                     the cluster, which has {brokers} broker(s). Set replication.factor to at most \
+                     the number of brokers (-1 uses the broker's default.replication.factor)",
+                    config
+                        .replication_factor
+                        .map_or("-1 (the broker default)".to_string(), |n| n.to_string())
+                )));
+            }
             Err((name, code)) => {
+                if let Some(fault) = faults.error() {
+                    return Err(fault);
+                }
                 return Err(StreamsError::Kafka(format!(
                     "cannot create internal topic '{name}': {code}"
                 )));
@@ -362,7 +428,7 @@ pub(crate) fn create_internal_topics(
     // Wait until metadata shows them with all partitions.
     let deadline = Instant::now() + timeout;
     loop {
-        let counts = fetch_partition_counts(base, timeout)?;
+        let counts = fetch_partition_counts(base, timeout, faults)?;
         if to_create
             .iter()
             .all(|t| counts.get(&t.name) == Some(&t.partitions))
@@ -395,4 +461,43 @@ pub(crate) fn tasks_for(
 #[allow(dead_code)]
 pub(crate) fn subtopology(subs: &[Subtopology], id: u32) -> Option<&Subtopology> {
     subs.iter().find(|s| s.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(compacted: bool) -> InternalTopic {
+        InternalTopic {
+            name: "app-x".into(),
+            partitions: 3,
+            compacted,
+        }
+    }
+
+    #[test]
+    fn internal_topics_get_kafka_streams_configs_and_user_overrides_win() {
+        let none = BTreeMap::new();
+        let changelog = internal_topic_configs(&topic(true), &none);
+        assert_eq!(changelog["cleanup.policy"], "compact");
+        assert_eq!(changelog["message.timestamp.type"], "CreateTime");
+        assert!(!changelog.contains_key("retention.ms"));
+        assert!(!changelog.contains_key("min.insync.replicas"));
+        let repartition = internal_topic_configs(&topic(false), &none);
+        assert_eq!(repartition["cleanup.policy"], "delete");
+        assert_eq!(repartition["retention.ms"], "-1");
+        assert_eq!(repartition["segment.bytes"], "52428800");
+        let overrides: BTreeMap<String, String> = [
+            ("segment.bytes".to_string(), "1048576".to_string()),
+            ("min.insync.replicas".to_string(), "2".to_string()),
+        ]
+        .into();
+        let r = internal_topic_configs(&topic(false), &overrides);
+        assert_eq!(r["segment.bytes"], "1048576");
+        assert_eq!(r["min.insync.replicas"], "2");
+        assert_eq!(
+            internal_topic_configs(&topic(true), &overrides)["cleanup.policy"],
+            "compact"
+        );
+    }
 }

@@ -30,7 +30,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -38,6 +38,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::client_fault::FaultSlot;
 use super::metrics::TaskStats;
 use crate::error::{Result, StreamsError};
 use crate::task::StreamTask;
@@ -65,6 +66,14 @@ pub struct RestoreStats {
 #[derive(Default)]
 pub(crate) struct RestoreContext {
     log: super::client_log::ClientErrorLog,
+}
+
+impl RestoreContext {
+    fn reporting_to(faults: Arc<FaultSlot>) -> Self {
+        RestoreContext {
+            log: super::client_log::ClientErrorLog::reporting_to(faults),
+        }
+    }
 }
 
 impl rdkafka::ClientContext for RestoreContext {
@@ -118,10 +127,15 @@ pub(crate) struct ChangelogReader {
     consumer: BaseConsumer<RestoreContext>,
     poll_timeout: Duration,
     stall_timeout: Duration,
+    faults: Arc<FaultSlot>,
 }
 
 impl ChangelogReader {
-    pub fn new(base: &ClientConfig, stall_timeout: Duration) -> Result<ChangelogReader> {
+    pub fn new(
+        base: &ClientConfig,
+        stall_timeout: Duration,
+        faults: Arc<FaultSlot>,
+    ) -> Result<ChangelogReader> {
         let mut cfg = super::config::consumer_client(base);
         cfg.set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
@@ -135,12 +149,13 @@ impl ChangelogReader {
             .set("fetch.wait.max.ms", "10")
             .set("group.id", "kstreams-restore-unused");
         let consumer: BaseConsumer<RestoreContext> = cfg
-            .create_with_context(RestoreContext::default())
+            .create_with_context(RestoreContext::reporting_to(faults.clone()))
             .map_err(|e| StreamsError::Kafka(format!("cannot create the restore consumer: {e}")))?;
         Ok(ChangelogReader {
             consumer,
             poll_timeout: Duration::from_millis(200),
             stall_timeout,
+            faults,
         })
     }
 
@@ -428,6 +443,11 @@ impl ChangelogReader {
         let mut last_progress = Instant::now();
         let errors = super::client_log::ErrorThrottle::default();
         while !stop.load(Ordering::Relaxed) && ended.len() < by_partition.len() {
+            // Bad credentials or an untrusted certificate: no retry helps.
+            if let Some(fault) = self.faults.error() {
+                let _ = tx.send(Event::Failed(fault));
+                return;
+            }
             match self.consumer.poll(self.poll_timeout) {
                 None => {
                     if last_progress.elapsed() > self.stall_timeout {
@@ -507,6 +527,7 @@ impl ChangelogReader {
                     let _ = tx.send(Event::OutOfRange);
                     return;
                 }
+                Some(Err(e)) if self.faults.check("restore consumer", &e, "") => {}
                 Some(Err(e)) => {
                     // The restore consumer idles between restores, and while
                     // the broker is away librdkafka queues an error for every

@@ -8,10 +8,12 @@
 //! repeats, with the number of repeats held back.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
+
+use super::client_fault::FaultSlot;
 
 const INTERVAL: Duration = Duration::from_secs(10);
 /// Kinds remembered before the ones not seen for an interval are dropped.
@@ -54,15 +56,29 @@ impl ErrorThrottle {
 
 /// One client's error log (see the module docs): the kind of an error is
 /// its code, so the varying reason texts of one failure count as repeats.
+/// Errors no retry can fix also go to the application's fault slot (see
+/// `client_fault.rs`), which stops it.
 #[derive(Default)]
 pub(crate) struct ClientErrorLog {
     throttle: ErrorThrottle,
+    faults: Option<Arc<FaultSlot>>,
 }
 
 impl ClientErrorLog {
+    /// A log that reports unrecoverable errors to `faults`.
+    pub fn reporting_to(faults: Arc<FaultSlot>) -> Self {
+        ClientErrorLog {
+            throttle: ErrorThrottle::default(),
+            faults: Some(faults),
+        }
+    }
+
     /// Logs `error` from `client` unless an error of the same kind was
     /// logged less than an interval ago.
     pub fn log(&self, client: &'static str, error: &KafkaError, reason: &str) {
+        if let Some(faults) = &self.faults {
+            faults.check(client, error, reason);
+        }
         if let Some(repeated) = self.throttle.admit(&error.to_string()) {
             tracing::warn!(client, %error, reason, repeated, "Kafka client error");
         }

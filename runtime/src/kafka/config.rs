@@ -78,6 +78,8 @@ pub struct StreamsConfig {
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     pub(crate) application_server: Option<String>,
     pub(crate) replication_factor: Option<i32>,
+    /// `topic.*` settings: configs of the internal topics kstreams creates.
+    pub(crate) internal_topic_overrides: BTreeMap<String, String>,
     pub(crate) repartition_purge_interval: Duration,
     /// `background.threads.nice`: see `priority.rs`.
     pub(crate) background_nice: i32,
@@ -432,6 +434,23 @@ impl StreamsConfigBuilder {
             .filter(|n| *n != -1),
             None => None,
         };
+        let topic_keys: Vec<String> = s
+            .keys()
+            .filter(|k| k.starts_with("topic."))
+            .cloned()
+            .collect();
+        let mut internal_topic_overrides = BTreeMap::new();
+        for key in topic_keys {
+            let value = s.remove(&key).unwrap_or_default();
+            let name = key["topic.".len()..].to_string();
+            if name.is_empty() || name == "replication.factor" {
+                return Err(StreamsError::Config(format!(
+                    "{key}: name a topic config after 'topic.', e.g. topic.segment.bytes; \
+                     the replication factor of internal topics is replication.factor"
+                )));
+            }
+            internal_topic_overrides.insert(name, value);
+        }
         if replication_factor.is_some_and(|n| n < 1) {
             return Err(StreamsError::Config(
                 "replication.factor must be at least 1 (or -1 for the broker's default)".into(),
@@ -481,6 +500,7 @@ impl StreamsConfigBuilder {
             metrics_listen,
             application_server,
             replication_factor,
+            internal_topic_overrides,
             repartition_purge_interval,
             background_nice,
             passthrough: s,
@@ -603,6 +623,20 @@ mod tests {
                 .contains("replication.factor must be at least 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn topic_prefixed_keys_configure_internal_topics_not_clients() {
+        let cfg = build(&[
+            ("topic.segment.bytes", "1048576"),
+            ("topic.min.insync.replicas", "2"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.internal_topic_overrides["segment.bytes"], "1048576");
+        assert_eq!(cfg.internal_topic_overrides["min.insync.replicas"], "2");
+        assert!(cfg.passthrough().keys().all(|k| !k.starts_with("topic.")));
+        let err = build(&[("topic.replication.factor", "3")]).unwrap_err();
+        assert!(err.to_string().contains("replication.factor"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 mod assignment;
 mod changelog_reader;
+mod client_fault;
 mod client_log;
 mod config;
 mod http;
@@ -204,7 +205,9 @@ impl KafkaStreams {
             &self.config.application_id,
         )?);
         let base = self.base_client();
-        let existing = assignment::fetch_partition_counts(&base, self.config.startup_timeout)?;
+        let faults = Arc::new(client_fault::FaultSlot::default());
+        let existing =
+            assignment::fetch_partition_counts(&base, self.config.startup_timeout, &faults)?;
         let plan = assignment::plan(&topology, &self.config.application_id, &existing)?;
         let mut missing_dlq: Vec<String> = self
             .config
@@ -220,8 +223,14 @@ impl KafkaStreams {
                 "dead-letter topic(s) {missing_dlq:?} do not exist; create them before starting the application"
             )));
         }
-        let rf: i32 = self.config.replication_factor.unwrap_or(-1);
-        assignment::create_internal_topics(&base, &plan, &existing, rf, Duration::from_secs(30))?;
+        assignment::create_internal_topics(
+            &base,
+            &plan,
+            &existing,
+            &self.config,
+            Duration::from_secs(30),
+            &faults,
+        )?;
         self.plan = Some(plan.clone());
         if self.config.metrics_listen.is_none() && !self.queryable.is_empty() {
             tracing::warn!(
@@ -251,6 +260,7 @@ impl KafkaStreams {
             topology: Arc::new(topology),
             plan,
             base_client: base,
+            faults,
         });
         *self.state.lock().unwrap() = StreamsState::Rebalancing;
         for i in 0..self.config.num_threads {

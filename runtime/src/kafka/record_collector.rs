@@ -54,14 +54,17 @@ impl DeliveryTracker {
     pub fn last_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.offsets
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(topic)
             .and_then(|p| p.get(&partition))
             .copied()
     }
 
     fn acknowledged(&self, topic: &str, partition: i32, offset: i64) {
-        let mut offsets = self.offsets.lock().unwrap();
+        let mut offsets = self
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(partitions) = offsets.get_mut(topic) {
             let last = partitions.entry(partition).or_insert(offset);
             *last = (*last).max(offset);
@@ -70,7 +73,10 @@ impl DeliveryTracker {
         offsets.insert(topic.to_string(), HashMap::from([(partition, offset)]));
     }
     pub fn take_error(&self) -> Option<String> {
-        self.error.lock().unwrap().take()
+        self.error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -94,7 +100,13 @@ impl ProducerContext for CollectorContext {
                 .tracker
                 .acknowledged(m.topic(), m.partition(), m.offset()),
             Err((e, m)) => {
-                let mut err = self.tracker.error.lock().unwrap();
+                // Runs inside librdkafka's callback: a panic here would unwind
+                // across the FFI boundary, so a poisoned lock is taken as is.
+                let mut err = self
+                    .tracker
+                    .error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if err.is_none() {
                     *err = Some(format!(
                         "delivery to {}-{} failed: {e}",

@@ -26,6 +26,8 @@ use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
 use super::ThreadMetrics;
 use super::assignment::{TopicPlan, tasks_for};
 use super::changelog_reader::{ChangelogReader, RestoreTarget};
+use super::client_fault::FaultSlot;
+use super::client_log::ClientErrorLog;
 use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::record_collector::{
     CollectorContext, Deferred, DeliveryTracker, KafkaRecordCollector, TaskProducer, TaskSender,
@@ -57,6 +59,8 @@ pub(crate) struct RuntimeShared {
     pub topology: Arc<Topology>,
     pub plan: TopicPlan,
     pub base_client: ClientConfig,
+    /// The first client error no retry can fix (see `client_fault.rs`).
+    pub faults: Arc<FaultSlot>,
 }
 
 struct ActiveTask {
@@ -122,7 +126,11 @@ impl TaskManager {
         thread_name: String,
         metrics: Arc<ThreadMetrics>,
     ) -> Result<TaskManager> {
-        let restore = ChangelogReader::new(&shared.base_client, shared.config.task_timeout)?;
+        let restore = ChangelogReader::new(
+            &shared.base_client,
+            shared.config.task_timeout,
+            shared.faults.clone(),
+        )?;
         let alos_producer = if shared.config.guarantee == ProcessingGuarantee::AtLeastOnce {
             let tracker = Arc::new(DeliveryTracker::default());
             let mut cfg = super::config::producer_client(&shared.base_client);
@@ -132,7 +140,7 @@ impl TaskManager {
             let p: TaskProducer = cfg
                 .create_with_context(CollectorContext {
                     tracker: tracker.clone(),
-                    log: Default::default(),
+                    log: ClientErrorLog::reporting_to(shared.faults.clone()),
                 })
                 .map_err(|e| StreamsError::Kafka(format!("cannot create the producer: {e}")))?;
             Some((Arc::new(p), tracker))
@@ -196,7 +204,7 @@ impl TaskManager {
         let (producer, tracker) = match (&self.alos_producer, made) {
             (Some((p, t)), _) => (p.clone(), t.clone()),
             (None, Some(made)) => made?,
-            (None, None) => transactional_producer(cfg, &self.shared.base_client, id)?,
+            (None, None) => transactional_producer(&self.shared, id)?,
         };
         let deferred = Rc::new(Deferred::default());
         let sender = Rc::new(TaskSender::new(producer.clone()));
@@ -276,11 +284,11 @@ impl TaskManager {
             .copied()
             .collect();
         if self.eos() && new_ids.len() > 1 {
-            let (cfg, base) = (&self.shared.config, &self.shared.base_client);
+            let shared = &*self.shared;
             made = std::thread::scope(|s| {
                 let running: Vec<_> = new_ids
                     .iter()
-                    .map(|&id| (id, s.spawn(move || transactional_producer(cfg, base, id))))
+                    .map(|&id| (id, s.spawn(move || transactional_producer(shared, id))))
                     .collect();
                 running
                     .into_iter()
@@ -876,11 +884,8 @@ type TaskProducerParts = (Arc<TaskProducer>, Arc<DeliveryTracker>);
 /// Creates task `id`'s transactional producer (`transactional.id =
 /// <application.id>-<task id>`) and calls `init_transactions`, which fences
 /// any older producer with that id and aborts its open transaction.
-fn transactional_producer(
-    cfg: &StreamsConfig,
-    base: &ClientConfig,
-    id: TaskId,
-) -> Result<TaskProducerParts> {
+fn transactional_producer(shared: &RuntimeShared, id: TaskId) -> Result<TaskProducerParts> {
+    let (cfg, base) = (&shared.config, &shared.base_client);
     let tracker = Arc::new(DeliveryTracker::default());
     let mut pc = super::config::producer_client(base);
     pc.set("transactional.id", format!("{}-{id}", cfg.application_id))
@@ -906,15 +911,23 @@ fn transactional_producer(
     let p: TaskProducer = pc
         .create_with_context(CollectorContext {
             tracker: tracker.clone(),
-            log: Default::default(),
+            log: ClientErrorLog::reporting_to(shared.faults.clone()),
         })
         .map_err(|e| {
             StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}"))
         })?;
-    retry_retriable("init_transactions", id, cfg.task_timeout, || {
-        p.init_transactions(TXN_TIMEOUT)
-    })
-    .map_err(|e| StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}")))?;
+    let retry_for = cfg.task_timeout;
+    retry_retriable_unless(
+        Some(&shared.faults),
+        "init_transactions",
+        id,
+        retry_for,
+        || p.init_transactions(TXN_TIMEOUT),
+    )
+    .map_err(|e| match shared.faults.error() {
+        Some(fault) => fault,
+        None => StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}")),
+    })?;
     Ok((Arc::new(p), tracker))
 }
 
@@ -1066,12 +1079,26 @@ fn retry_retriable(
     retry_for: Duration,
     f: impl Fn() -> rdkafka::error::KafkaResult<()>,
 ) -> rdkafka::error::KafkaResult<()> {
+    retry_retriable_unless(None, what, task, retry_for, f)
+}
+
+/// [`retry_retriable`] that also gives up once `faults` holds an error no
+/// retry can fix (a failed SASL handshake looks retriable to the call).
+fn retry_retriable_unless(
+    faults: Option<&FaultSlot>,
+    what: &str,
+    task: TaskId,
+    retry_for: Duration,
+    f: impl Fn() -> rdkafka::error::KafkaResult<()>,
+) -> rdkafka::error::KafkaResult<()> {
     let started = Instant::now();
     let mut last_log: Option<Instant> = None;
     loop {
         match f() {
             Err(rdkafka::error::KafkaError::Transaction(e))
-                if e.is_retriable() && started.elapsed() < retry_for =>
+                if e.is_retriable()
+                    && started.elapsed() < retry_for
+                    && faults.is_none_or(|f| f.error().is_none()) =>
             {
                 if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     tracing::warn!(

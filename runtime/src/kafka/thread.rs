@@ -146,7 +146,7 @@ impl StreamThread {
             .create_with_context(ThreadContext {
                 events: Mutex::new(Vec::new()),
                 closing: AtomicBool::new(false),
-                log: Default::default(),
+                log: super::client_log::ClientErrorLog::reporting_to(shared.faults.clone()),
             })
             .map_err(|e| StreamsError::Kafka(format!("cannot create the consumer: {e}")))?;
         let tasks = TaskManager::new(shared.clone(), name.clone(), metrics.clone())?;
@@ -275,6 +275,7 @@ impl StreamThread {
                         polled += 1;
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {}
+                    Some(Err(e)) if self.shared.faults.check("consumer", &e, "") => break,
                     Some(Err(e)) => {
                         // During a broker outage librdkafka reports the same
                         // few errors many times a second; log each kind once
@@ -290,6 +291,12 @@ impl StreamThread {
                 if !self.consumer.context().events.lock().unwrap().is_empty() {
                     break;
                 }
+            }
+            // A client error no retry can fix (bad credentials, an
+            // untrusted certificate, a missing ACL, a codec the build
+            // lacks): stop without committing, rather than warn for ever.
+            if let Some(fault) = self.shared.faults.error() {
+                return Err(fault);
             }
             if self.handle_events()? {
                 last_commit = Instant::now();

@@ -1,0 +1,229 @@
+//! Every compression codec a producer may use: input written with gzip,
+//! snappy, lz4 and zstd (one codec per input partition, as when several
+//! producers with different settings share a topic) is processed exactly
+//! once by the example jobs, which themselves write compressed outputs and
+//! changelogs. The broker's stored batches are read back to show that each
+//! partition really holds batches of its codec.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kstreams_testkit::{
+    Isolation, TestRecord, committed_offsets, create_topic, end_offsets, produce_with, read_to_end,
+    shared_broker, stored_batch_codecs, topic_names, unique_name,
+};
+use support::*;
+
+const CODECS: [&str; 4] = ["gzip", "snappy", "lz4", "zstd"];
+
+/// Produces `by_partition[p]` to partition `p` with codec `CODECS[p]` and
+/// checks that the broker stored only batches of that codec there.
+fn produce_one_codec_per_partition(bs: &str, topic: &str, by_partition: &[Vec<TestRecord>]) {
+    for (p, records) in by_partition.iter().enumerate() {
+        let records: Vec<TestRecord> = records
+            .iter()
+            .cloned()
+            .map(|r| r.with_partition(p as i32))
+            .collect();
+        // Several batches per partition: linger and batch size keep them small.
+        for chunk in records.chunks(200) {
+            produce_with(bs, topic, chunk, &[("compression.type", CODECS[p])])
+                .unwrap_or_else(|e| panic!("producing with {}: {e}", CODECS[p]));
+        }
+        let stored = stored_batch_codecs(shared_broker().data_dir(), topic, p as i32).unwrap();
+        assert!(
+            !stored.is_empty() && stored.iter().all(|c| *c == CODECS[p]),
+            "partition {p} should hold only {} batches, holds {stored:?}",
+            CODECS[p]
+        );
+    }
+}
+
+/// Waits until the group has committed every record of the input and of
+/// the application's repartition topics (so the downstream sub-topology
+/// is done too), then stops the job cleanly: outputs are read only after.
+fn consume_all_then_stop(bs: &str, app: &str, input: &str, want: &[usize], job: &mut Job) {
+    wait_until(
+        Duration::from_secs(180),
+        "the job to commit all input",
+        || {
+            assert!(job.is_running(), "job exited early:\n{}", job.log_tail(40));
+            // Right after start the group may have no coordinator yet: ask again.
+            let committed = committed_offsets(bs, app, input).unwrap_or_default();
+            let input_done = want
+                .iter()
+                .enumerate()
+                .all(|(p, n)| committed.get(&(p as i32)) == Some(&(*n as i64)));
+            input_done && repartition_topics_consumed(bs, app)
+        },
+    );
+    let status = job.terminate(Duration::from_secs(60)).expect("job exit");
+    assert!(status.success(), "{}", job.log_tail(40));
+    let log = std::fs::read_to_string(&job.log).unwrap();
+    assert!(
+        !log.contains("Decompression") && !log.contains("Not implemented"),
+        "a codec failed:\n{}",
+        job.log_tail(40)
+    );
+}
+
+/// Whether the group `app` has consumed each of its repartition topics
+/// (there is at least one in both jobs). Every transaction of the writing
+/// task ends with a commit marker, which no record follows, so a consumer
+/// that has processed the last record has committed the marker's offset,
+/// one below the end; a transaction still open holds the last stable
+/// offset below the end.
+fn repartition_topics_consumed(bs: &str, app: &str) -> bool {
+    let prefix = format!("{app}-");
+    let topics: Vec<String> = topic_names(bs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.starts_with(&prefix) && t.ends_with("-repartition"))
+        .collect();
+    !topics.is_empty()
+        && topics.iter().all(|t| {
+            let ends = end_offsets(bs, t).unwrap_or_default();
+            let stable = stable_offsets(bs, t).unwrap_or_default();
+            let committed = committed_offsets(bs, app, t).unwrap_or_default();
+            !ends.is_empty()
+                && ends.iter().all(|(p, end)| {
+                    *end == 0
+                        || (stable.get(p) == Some(end)
+                            && committed.get(p).is_some_and(|c| *c >= end - 1))
+                })
+        })
+}
+
+#[test]
+fn word_count_reads_every_codec_exactly_once() {
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, app) = (
+        unique_name("codec-lines"),
+        unique_name("codec-counts"),
+        unique_name("codec-wc"),
+    );
+    create_topic(&bs, &input, 4, false).unwrap();
+    create_topic(&bs, &output, 4, false).unwrap();
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    let mut rng = Rng(99);
+    let words = ["ash", "birch", "cedar", "douglas", "elm", "fir", "gum"];
+    let by_partition: Vec<Vec<TestRecord>> = CODECS
+        .iter()
+        .map(|codec| {
+            (0..1500)
+                .map(|_| {
+                    let mut line = vec![codec.to_string()];
+                    for _ in 0..1 + rng.below(5) {
+                        line.push(words[rng.below(words.len() as u64) as usize].to_string());
+                    }
+                    for w in &line {
+                        *expected.entry(w.clone()).or_default() += 1;
+                    }
+                    TestRecord::value(line.join(" "))
+                })
+                .collect()
+        })
+        .collect();
+    produce_one_codec_per_partition(&bs, &input, &by_partition);
+
+    let work = work_dir("codecs-wc");
+    // The job's own outputs and changelogs are compressed too.
+    let extra = ["--config", "compression.type=zstd"];
+    let mut job = Job::new(
+        "word_count",
+        "wc",
+        job_args(&bs, &app, &input, &output, &work.join("state"), &extra),
+        &work,
+    );
+    job.start();
+    let sizes: Vec<usize> = by_partition.iter().map(Vec::len).collect();
+    consume_all_then_stop(&bs, &app, &input, &sizes, &mut job);
+
+    let got = values_by_key(&bs, &output);
+    for (word, n) in &expected {
+        assert_eq!(
+            got.get(word).and_then(|v| v.last()),
+            Some(&n.to_string()),
+            "count of '{word}'"
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "unexpected words: {got:?}");
+}
+
+#[test]
+fn order_aggregation_reads_every_codec_exactly_once() {
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, app) = (
+        unique_name("codec-orders"),
+        unique_name("codec-totals"),
+        unique_name("codec-orders-app"),
+    );
+    create_topic(&bs, &input, 4, false).unwrap();
+    create_topic(&bs, &output, 4, false).unwrap();
+    let dlq = format!("{output}-dlq");
+    create_topic(&bs, &dlq, 1, false).unwrap();
+    create_topic(&bs, &format!("{output}-per-minute"), 4, false).unwrap();
+    let mut rng = Rng(5);
+    let mut expected: HashMap<String, (u64, i64)> = HashMap::new();
+    let mut poison: Vec<String> = Vec::new();
+    let mut by_partition: Vec<Vec<TestRecord>> = vec![Vec::new(); 4];
+    for i in 0..4000usize {
+        let p = i % 4;
+        let (customer, amount) = (format!("c{}", rng.below(20)), 100 + rng.below(900) as i64);
+        let id = format!("o{i}");
+        let json = format!(
+            r#"{{"order_id":"{id}","customer_id":"{customer}","amount_cents":{amount},"ts":{}}}"#,
+            1_700_000_000_000i64 + i as i64 * 10
+        );
+        let e = expected.entry(customer).or_default();
+        e.0 += 1;
+        e.1 += amount;
+        let rec = TestRecord::kv(&id, &json);
+        // A resent order (the same id again) must be dropped by dedupe.
+        if i % 50 == 0 {
+            by_partition[p].push(rec.clone());
+        }
+        by_partition[p].push(rec);
+        if i % 400 == 7 {
+            poison.push(format!("bad{i}"));
+            by_partition[p].push(TestRecord::kv(format!("bad{i}"), "{not json"));
+        }
+    }
+    produce_one_codec_per_partition(&bs, &input, &by_partition);
+
+    let work = work_dir("codecs-orders");
+    let extra = ["--config", "compression.type=lz4"];
+    let mut job = Job::new(
+        "order_aggregation",
+        "orders",
+        job_args(&bs, &app, &input, &output, &work.join("state"), &extra),
+        &work,
+    );
+    job.start();
+    let sizes: Vec<usize> = by_partition.iter().map(Vec::len).collect();
+    consume_all_then_stop(&bs, &app, &input, &sizes, &mut job);
+
+    let got = values_by_key(&bs, &output);
+    for (customer, want) in &expected {
+        let last: serde_json::Value =
+            serde_json::from_str(got[customer].last().expect("a total")).unwrap();
+        assert_eq!(
+            (
+                last["orders"].as_u64().unwrap(),
+                last["total_cents"].as_i64().unwrap()
+            ),
+            *want,
+            "totals of {customer}"
+        );
+    }
+    let mut dead: Vec<String> = read_to_end(&bs, &dlq, Isolation::ReadCommitted)
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.key_str())
+        .collect();
+    dead.sort();
+    poison.sort();
+    assert_eq!(dead, poison, "each poison order in the DLQ exactly once");
+}
