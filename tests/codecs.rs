@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kstreams_testkit::{
-    Isolation, TestRecord, committed_offsets, create_topic, end_offsets, produce_with, read_to_end,
-    shared_broker, stored_batch_codecs, topic_names, unique_name,
+    Isolation, TestRecord, committed_offsets, create_topic, produce_with, read_to_end,
+    shared_broker, stored_batch_codecs, unique_name,
 };
 use support::*;
 
@@ -41,24 +41,48 @@ fn produce_one_codec_per_partition(bs: &str, topic: &str, by_partition: &[Vec<Te
     }
 }
 
-/// Waits until the group has committed every record of the input and of
-/// the application's repartition topics (so the downstream sub-topology
-/// is done too), then stops the job cleanly: outputs are read only after.
-fn consume_all_then_stop(bs: &str, app: &str, input: &str, want: &[usize], job: &mut Job) {
-    wait_until(
-        Duration::from_secs(180),
-        "the job to commit all input",
-        || {
-            assert!(job.is_running(), "job exited early:\n{}", job.log_tail(40));
-            // Right after start the group may have no coordinator yet: ask again.
-            let committed = committed_offsets(bs, app, input).unwrap_or_default();
-            let input_done = want
-                .iter()
-                .enumerate()
-                .all(|(p, n)| committed.get(&(p as i32)) == Some(&(*n as i64)));
-            input_done && repartition_topics_consumed(bs, app)
-        },
-    );
+/// Waits until the group has committed every input record and the job
+/// reports no consumer lag on its repartition topics (so the downstream
+/// sub-topology is done too: the lag is measured from the consumer's
+/// position, which moves past commit markers, unlike a committed offset),
+/// then stops the job cleanly: outputs are read only after that.
+fn consume_all_then_stop(
+    bs: &str,
+    app: &str,
+    input: &str,
+    want: &[usize],
+    job: &mut Job,
+    metrics: &str,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let mut settled = 0;
+    while settled < 2 {
+        assert!(job.is_running(), "job exited early:\n{}", job.log_tail(40));
+        // Right after start the group may have no coordinator yet: ask again.
+        let committed = committed_offsets(bs, app, input).unwrap_or_default();
+        let input_done = want
+            .iter()
+            .enumerate()
+            .all(|(p, n)| committed.get(&(p as i32)) == Some(&(*n as i64)));
+        let text = http_get(metrics, "/metrics")
+            .map(|r| r.body)
+            .unwrap_or_default();
+        let lag = metric_sum(
+            &text,
+            "kstreams_consumer_lag",
+            &[("topic", &format!("{app}-*"))],
+        );
+        settled = if input_done && lag == Some(0.0) {
+            settled + 1
+        } else {
+            0
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not consumed: input committed {committed:?} of {want:?}; repartition lag {lag:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
     let status = job.terminate(Duration::from_secs(60)).expect("job exit");
     assert!(status.success(), "{}", job.log_tail(40));
     let log = std::fs::read_to_string(&job.log).unwrap();
@@ -67,33 +91,6 @@ fn consume_all_then_stop(bs: &str, app: &str, input: &str, want: &[usize], job: 
         "a codec failed:\n{}",
         job.log_tail(40)
     );
-}
-
-/// Whether the group `app` has consumed each of its repartition topics
-/// (there is at least one in both jobs). Every transaction of the writing
-/// task ends with a commit marker, which no record follows, so a consumer
-/// that has processed the last record has committed the marker's offset,
-/// one below the end; a transaction still open holds the last stable
-/// offset below the end.
-fn repartition_topics_consumed(bs: &str, app: &str) -> bool {
-    let prefix = format!("{app}-");
-    let topics: Vec<String> = topic_names(bs)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| t.starts_with(&prefix) && t.ends_with("-repartition"))
-        .collect();
-    !topics.is_empty()
-        && topics.iter().all(|t| {
-            let ends = end_offsets(bs, t).unwrap_or_default();
-            let stable = stable_offsets(bs, t).unwrap_or_default();
-            let committed = committed_offsets(bs, app, t).unwrap_or_default();
-            !ends.is_empty()
-                && ends.iter().all(|(p, end)| {
-                    *end == 0
-                        || (stable.get(p) == Some(end)
-                            && committed.get(p).is_some_and(|c| *c >= end - 1))
-                })
-        })
 }
 
 #[test]
@@ -130,7 +127,13 @@ fn word_count_reads_every_codec_exactly_once() {
 
     let work = work_dir("codecs-wc");
     // The job's own outputs and changelogs are compressed too.
-    let extra = ["--config", "compression.type=zstd"];
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let extra = [
+        "--config",
+        "compression.type=zstd",
+        "--metrics-listen",
+        &metrics,
+    ];
     let mut job = Job::new(
         "word_count",
         "wc",
@@ -139,7 +142,7 @@ fn word_count_reads_every_codec_exactly_once() {
     );
     job.start();
     let sizes: Vec<usize> = by_partition.iter().map(Vec::len).collect();
-    consume_all_then_stop(&bs, &app, &input, &sizes, &mut job);
+    consume_all_then_stop(&bs, &app, &input, &sizes, &mut job, &metrics);
 
     let got = values_by_key(&bs, &output);
     for (word, n) in &expected {
@@ -194,7 +197,13 @@ fn order_aggregation_reads_every_codec_exactly_once() {
     produce_one_codec_per_partition(&bs, &input, &by_partition);
 
     let work = work_dir("codecs-orders");
-    let extra = ["--config", "compression.type=lz4"];
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let extra = [
+        "--config",
+        "compression.type=lz4",
+        "--metrics-listen",
+        &metrics,
+    ];
     let mut job = Job::new(
         "order_aggregation",
         "orders",
@@ -203,7 +212,7 @@ fn order_aggregation_reads_every_codec_exactly_once() {
     );
     job.start();
     let sizes: Vec<usize> = by_partition.iter().map(Vec::len).collect();
-    consume_all_then_stop(&bs, &app, &input, &sizes, &mut job);
+    consume_all_then_stop(&bs, &app, &input, &sizes, &mut job, &metrics);
 
     let got = values_by_key(&bs, &output);
     for (customer, want) in &expected {

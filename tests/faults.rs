@@ -533,3 +533,80 @@ fn offsets_held_by_an_open_transaction_fail_the_job_with_the_fix_after_task_time
             .all(|w| got.get(*w).and_then(|v| v.last()).map(String::as_str) == Some("1"))
     });
 }
+
+#[test]
+fn a_replication_factor_above_the_cluster_fails_start_up_and_creates_nothing() {
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, app) = (
+        unique_name("rf-in"),
+        unique_name("rf-out"),
+        unique_name("rf-app"),
+    );
+    create_topic(&bs, &input, 2, false).unwrap();
+    create_topic(&bs, &output, 2, false).unwrap();
+    let work = work_dir("faults-rf");
+    let args = job_args(
+        &bs,
+        &app,
+        &input,
+        &output,
+        &work.join("state"),
+        &["--config", "replication.factor=3"],
+    );
+    let (status, stderr) = run_to_exit("word_count", &args, Duration::from_secs(90));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("replication.factor=3 is larger than the cluster, which has 1 broker(s)"),
+        "{stderr}"
+    );
+    let prefix = format!("{app}-");
+    let made: Vec<String> = kstreams_testkit::topic_names(&bs)
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.starts_with(&prefix))
+        .collect();
+    assert!(made.is_empty(), "internal topics were created: {made:?}");
+}
+
+#[test]
+fn internal_topics_get_kafka_streams_configs_and_topic_overrides() {
+    let bs = shared_broker().bootstrap_servers();
+    let (input, output, app) = (
+        unique_name("tcfg-in"),
+        unique_name("tcfg-out"),
+        unique_name("tcfg-app"),
+    );
+    create_topic(&bs, &input, 2, false).unwrap();
+    create_topic(&bs, &output, 2, false).unwrap();
+    produce(&bs, &input, &[TestRecord::value("a b a")]).unwrap();
+    let work = work_dir("faults-topic-configs");
+    let mut job = Job::new(
+        "word_count",
+        "wc",
+        job_args(
+            &bs,
+            &app,
+            &input,
+            &output,
+            &work.join("state"),
+            &["--config", "topic.max.message.bytes=2097152"],
+        ),
+        &work,
+    );
+    job.start();
+    wait_until(Duration::from_secs(120), "a count of 'a'", || {
+        values_by_key(&bs, &output).get("a").and_then(|v| v.last()) == Some(&"2".to_string())
+    });
+    assert!(job.terminate(Duration::from_secs(60)).unwrap().success());
+    let changelog =
+        kstreams_testkit::topic_config(&bs, &format!("{app}-counts-changelog")).unwrap();
+    assert_eq!(changelog["cleanup.policy"], "compact");
+    assert_eq!(changelog["message.timestamp.type"], "CreateTime");
+    assert_eq!(changelog["max.message.bytes"], "2097152");
+    let repartition =
+        kstreams_testkit::topic_config(&bs, &format!("{app}-counts-repartition")).unwrap();
+    assert_eq!(repartition["cleanup.policy"], "delete");
+    assert_eq!(repartition["retention.ms"], "-1");
+    assert_eq!(repartition["segment.bytes"], "52428800");
+    assert_eq!(repartition["max.message.bytes"], "2097152");
+}

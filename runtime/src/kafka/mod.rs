@@ -8,6 +8,8 @@
 //! - `task_manager.rs`: the thread's tasks across rebalances, and commits.
 //! - `record_collector.rs`: a task's producer (transactional under EOS).
 //! - `changelog_reader.rs`: restores stores from their changelogs.
+//! - `client_log.rs`, `client_fault.rs`: client errors logged without
+//!   floods; the ones no retry can fix stop the application with the fix.
 //! - `priority.rs`: the threads around the stream threads yield the CPU
 //!   to them.
 //!
