@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kstreams_testkit::{BrokerOptions, KafkaBroker, create_topic};
+use kstreams_testkit::{BrokerOptions, KafkaBroker, create_topic, end_offsets};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -128,8 +128,12 @@ fn scrape(addr: &str) -> String {
         .unwrap_or_default()
 }
 
+/// One broker at a time: each test starts and kills its own.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn word_count_survives_a_broker_outage_with_exact_counts() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let outage = Duration::from_secs(size("KSTREAMS_OUTAGE_SECS", 30) as u64);
     let work = work_dir("outage");
     let broker =
@@ -278,4 +282,99 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
     );
     let st = job.terminate(Duration::from_secs(60)).expect("exit");
     assert!(st.success(), "{}", job.log_tail(20));
+}
+
+/// At-least-once through the same outage: the job neither stops nor loses
+/// a line. Its commits fail while the broker is away (flush and offset
+/// commit are retried up to `task.timeout.ms`); the counts may only come
+/// out too high, never too low, and here (no crash) they are exact.
+#[test]
+fn word_count_at_least_once_loses_nothing_through_a_broker_outage() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let outage = Duration::from_secs(size("KSTREAMS_OUTAGE_SECS", 30) as u64);
+    let work = work_dir("outage-alos");
+    let broker =
+        KafkaBroker::start(BrokerOptions::default().with_data_dir(work.join("broker-data")))
+            .expect("broker");
+    let bs = broker.bootstrap_servers();
+    create_topic(&bs, "lines", 3, false).unwrap();
+    create_topic(&bs, "counts", 3, false).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let app = "outage-alos-app";
+    let mut job = Job::new(
+        "word_count",
+        "outage-alos-wc",
+        job_args(
+            &bs,
+            app,
+            "lines",
+            "counts",
+            &work.join("state"),
+            &[
+                "--metrics-listen",
+                &addr,
+                "--config",
+                "processing.guarantee=at_least_once",
+            ],
+        ),
+        &work,
+    );
+    job.start();
+    let restarted = Arc::new(AtomicBool::new(false));
+    let chunks_done = Arc::new(AtomicUsize::new(0));
+    let producer = produce_through_outage(bs.clone(), restarted.clone(), chunks_done.clone());
+    let mut before = String::new();
+    wait_until(Duration::from_secs(120), "the job to process input", || {
+        before = scrape(&addr);
+        metric_sum(&before, "kstreams_tasks", &[]) == Some(6.0)
+            && metric_sum(&before, "kstreams_commits_total", &[]).is_some_and(|n| n > 0.0)
+    });
+    // No transactions here: the broker crashes while the job is busy.
+    broker.kill().expect("kill broker");
+    let killed = Instant::now();
+    let commits_at_kill = metric_sum(&scrape(&addr), "kstreams_commits_total", &[]);
+    std::thread::sleep(outage);
+    assert!(
+        job.is_running(),
+        "the job died during the outage:\n{}",
+        job.log_tail(40)
+    );
+    // Nothing committed while the broker was down (the adversity was real).
+    assert_eq!(
+        metric_sum(&scrape(&addr), "kstreams_commits_total", &[]),
+        commits_at_kill,
+        "commits went on for {:?} of the outage",
+        killed.elapsed()
+    );
+    broker.restart().expect("restart broker");
+    restarted.store(true, Ordering::SeqCst);
+    let produced = producer.join().expect("producer thread");
+    let ends = end_offsets(&bs, "lines").unwrap();
+    let want: Vec<usize> = (0..3)
+        .map(|p| ends.get(&p).copied().unwrap_or(0) as usize)
+        .collect();
+    assert_eq!(want.iter().sum::<usize>(), produced.lines);
+    wait_drained(&bs, app, "lines", &want, &mut job, &addr);
+    let log = strip_ansi(&std::fs::read_to_string(&job.log).unwrap());
+    stop_cleanly(&mut job);
+    assert!(
+        log.contains("retrying up to task.timeout.ms")
+            || log.contains("waiting up to task.timeout.ms"),
+        "the job never retried a commit through the outage:\n{}",
+        job.log_tail(40)
+    );
+    let got = values_by_key(&bs, "counts");
+    for (w, n) in &produced.expected {
+        let last: u64 = got
+            .get(w)
+            .and_then(|v| v.last())
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0);
+        assert!(last >= *n, "'{w}' lost records: counted {last} of {n}");
+    }
+    eprintln!(
+        "{} lines, counts {:?}",
+        produced.lines,
+        got.iter().map(|(w, v)| (w, v.last())).collect::<Vec<_>>()
+    );
 }

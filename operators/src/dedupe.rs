@@ -237,6 +237,46 @@ mod tests {
     }
 
     #[test]
+    fn an_abort_rolls_stream_time_back_so_reprocessing_decides_the_same() {
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+            .dedupe(
+                |id, _| id.clone(),
+                Deduplicated::with("seen", Serdes::string(), Duration::from_secs(10)),
+            )
+            .to("out", Produced::with(Serdes::string(), Serdes::string()));
+        let mut d = TopologyTestDriver::builder(b.build().unwrap())
+            .commit_every(1000)
+            .build()
+            .unwrap();
+        d.pipe_str("in", Some("o1"), "first", 0).unwrap();
+        d.commit().unwrap();
+        // Within the TTL: a duplicate. Then stream time jumps past it.
+        let uncommitted = |d: &mut TopologyTestDriver| {
+            d.pipe_str("in", Some("o1"), "re-sent", 5_000).unwrap();
+            d.pipe_str("in", Some("o2"), "other", 20_000).unwrap();
+        };
+        uncommitted(&mut d);
+        let first_pass: Vec<_> = d
+            .read_output("out")
+            .iter()
+            .map(|r| r.key_str().map(String::from))
+            .collect();
+        d.abort();
+        // Processed again after the abort: stream time is back at 0, so
+        // the re-sent order is within its TTL again and dropped again.
+        uncommitted(&mut d);
+        d.commit().unwrap();
+        let keys: Vec<_> = d
+            .read_output("out")
+            .iter()
+            .map(|r| r.key_str().map(String::from))
+            .collect();
+        assert_eq!(first_pass, [Some("o1".to_string()), Some("o2".to_string())]);
+        assert_eq!(keys, [Some("o2".to_string())], "after the abort");
+    }
+
+    #[test]
     fn ttl_is_measured_in_stream_time_not_record_time() {
         let mut d = driver(topology(false));
         d.pipe_str("in", Some("a"), "first", 0).unwrap();

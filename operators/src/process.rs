@@ -186,4 +186,67 @@ mod tests {
         let err = b.build().unwrap_err().to_string();
         assert!(err.contains("store 'nope' does not exist"), "{err}");
     }
+
+    /// Panics in `punctuate` (stream time) or in `flush`, as chosen.
+    struct Panicky {
+        in_flush: bool,
+    }
+    impl Processor<String, i64, String, i64> for Panicky {
+        fn init(&mut self, ctx: &mut ProcessorContext<String, i64>) -> Result<()> {
+            ctx.schedule(
+                std::time::Duration::from_millis(10),
+                PunctuationType::StreamTime,
+            );
+            Ok(())
+        }
+        fn process(
+            &mut self,
+            r: Record<String, i64>,
+            ctx: &mut ProcessorContext<String, i64>,
+        ) -> Result<()> {
+            ctx.forward(r)
+        }
+        fn punctuate(
+            &mut self,
+            _: PunctuatorId,
+            ts: i64,
+            _: &mut ProcessorContext<String, i64>,
+        ) -> Result<()> {
+            if !self.in_flush && ts >= 20 {
+                panic!("punctuate exploded at {ts}");
+            }
+            Ok(())
+        }
+        fn flush(&mut self, _: &mut ProcessorContext<String, i64>) -> Result<()> {
+            if self.in_flush {
+                panic!("flush exploded");
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_in_punctuate_or_flush_is_an_error_naming_it() {
+        for in_flush in [false, true] {
+            let b = StreamsBuilder::new();
+            b.stream("in", Consumed::with(Serdes::string(), Serdes::i64_text()))
+                .process(move || Panicky { in_flush }, &[])
+                .to("out", Produced::with(Serdes::string(), Serdes::i64_text()));
+            let mut d = driver(b.build().unwrap());
+            let err = if in_flush {
+                // The driver commits (and so flushes) after every record.
+                d.pipe_str("in", Some("a"), "1", 0).unwrap_err()
+            } else {
+                d.pipe_str("in", Some("a"), "1", 0).unwrap();
+                d.pipe_str("in", Some("a"), "2", 25).unwrap_err()
+            }
+            .to_string();
+            let want = if in_flush {
+                "a processor's flush panicked: flush exploded"
+            } else {
+                "a punctuator panicked: punctuate exploded at 25"
+            };
+            assert!(err.contains(want), "{err}");
+        }
+    }
 }

@@ -59,6 +59,13 @@ pub(crate) struct StreamTask {
     /// `consumed` when the transaction being committed was sealed: what
     /// `committed` becomes once that commit succeeds.
     sealed: Option<BTreeMap<(String, i32), i64>>,
+    /// The largest timestamp read per input partition (partition time).
+    partition_time: BTreeMap<(String, i32), i64>,
+    /// Stream time, partition times and stream-time punctuation schedules
+    /// as of the last commit: an abort returns to them.
+    committed_clock: Clock,
+    /// The same when the transaction being committed was sealed.
+    sealed_clock: Option<Clock>,
     deserialization_policy: ErrorPolicy,
     /// Per-topic overrides of `deserialization_policy` (set per source).
     source_policies: HashMap<String, ErrorPolicy>,
@@ -200,6 +207,9 @@ impl StreamTask {
             consumed: BTreeMap::new(),
             committed: BTreeMap::new(),
             sealed: None,
+            partition_time: BTreeMap::new(),
+            committed_clock: Clock::default(),
+            sealed_clock: None,
             deserialization_policy,
             source_policies,
             processing_policy,
@@ -232,6 +242,47 @@ impl StreamTask {
         }
         self.initialized = true;
         Ok(())
+    }
+
+    /// Sets an input partition's time as of the last commit (read back from
+    /// the committed offset's metadata): stream time resumes from the
+    /// largest of them after a restart or a move, instead of from nothing.
+    pub fn set_committed_partition_time(&mut self, topic: &str, partition: i32, time: i64) {
+        let key = (topic.to_string(), partition);
+        let pt = self.partition_time.entry(key.clone()).or_insert(time);
+        *pt = (*pt).max(time);
+        let pt = *pt;
+        self.committed_clock.partition_time.insert(key, pt);
+        if pt > self.shared.stream_time.get() {
+            self.shared.stream_time.set(pt);
+        }
+        self.committed_clock.stream_time = self.committed_clock.stream_time.max(pt);
+    }
+
+    /// The partition times to commit with the offsets (as sealed, if a
+    /// commit is being prepared).
+    pub fn partition_times_to_commit(&self) -> Vec<(String, i32, i64)> {
+        self.sealed_clock
+            .as_ref()
+            .map_or(&self.partition_time, |c| &c.partition_time)
+            .iter()
+            .map(|((t, p), time)| (t.clone(), *p, *time))
+            .collect()
+    }
+
+    fn clock(&self) -> Clock {
+        Clock {
+            stream_time: self.shared.stream_time.get(),
+            partition_time: self.partition_time.clone(),
+            punctuations: self
+                .shared
+                .punctuations
+                .borrow()
+                .iter()
+                .filter(|p| p.kind == PunctuationType::StreamTime)
+                .map(|p| (p.id, p.next))
+                .collect(),
+        }
     }
 
     /// Sets where reading starts for an input partition (the committed offset).
@@ -287,6 +338,18 @@ impl StreamTask {
         if timestamp > self.shared.stream_time.get() {
             self.shared.stream_time.set(timestamp);
         }
+        // A task reads few partitions: a scan avoids a String per record.
+        match self
+            .partition_time
+            .iter_mut()
+            .find(|((t, p), _)| *p == partition && t == topic)
+        {
+            Some((_, pt)) => *pt = (*pt).max(timestamp),
+            None => {
+                self.partition_time
+                    .insert((topic.to_string(), partition), timestamp);
+            }
+        }
         // The original headers are kept for a dead-letter record; cloned
         // only when a dead-letter policy is configured.
         let dlq_headers = self.dead_letters.then(|| headers.clone());
@@ -298,14 +361,9 @@ impl StreamTask {
                 .process_raw(key, value, timestamp, headers)
         }))
         .unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
             Err(StreamsError::processing(
                 "<panic>",
-                format!("a processor panicked: {msg}"),
+                format!("a processor panicked: {}", panic_message(&*panic)),
             ))
         });
         if let Err(e) = result {
@@ -421,8 +479,12 @@ impl StreamTask {
         for (node, id) in due {
             if let Some(l) = self.lifecycles.get(&node) {
                 let saved = self.shared.metadata.borrow_mut().take();
-                l.borrow_mut().punctuate(id, now)?;
+                // A panicking punctuator stops the thread with an error
+                // naming it, as Kafka Streams fails on a punctuation
+                // exception, instead of unwinding through the stream thread.
+                let result = caught("a punctuator", || l.borrow_mut().punctuate(id, now));
                 *self.shared.metadata.borrow_mut() = saved;
+                result?;
             }
         }
         Ok(())
@@ -466,6 +528,7 @@ impl StreamTask {
     fn seal(&mut self) {
         self.state.seal();
         self.sealed = Some(self.consumed.clone());
+        self.sealed_clock = Some(self.clock());
         self.shared.commit_requested.set(false);
     }
 
@@ -476,7 +539,7 @@ impl StreamTask {
         let result = self
             .lifecycles
             .values()
-            .try_for_each(|l| l.borrow_mut().flush());
+            .try_for_each(|l| caught("a processor's flush", || l.borrow_mut().flush()));
         *self.shared.metadata.borrow_mut() = saved;
         result
     }
@@ -529,6 +592,9 @@ impl StreamTask {
         if let Some(sealed) = self.sealed.take() {
             self.committed.extend(sealed);
         }
+        if let Some(clock) = self.sealed_clock.take() {
+            self.committed_clock = clock;
+        }
         Ok(())
     }
 
@@ -540,6 +606,23 @@ impl StreamTask {
         }
         self.state.discard();
         self.sealed = None;
+        self.sealed_clock = None;
+        // Stream time is part of the transaction: decisions on it (a TTL,
+        // a window closing, a stream-time punctuation) come out the same
+        // when the aborted records are processed again.
+        let clock = self.committed_clock.clone();
+        self.shared.stream_time.set(clock.stream_time);
+        self.partition_time = clock.partition_time;
+        for p in self.shared.punctuations.borrow_mut().iter_mut() {
+            if p.kind == PunctuationType::StreamTime {
+                // Scheduled after the last commit: as if never run.
+                p.next = clock
+                    .punctuations
+                    .iter()
+                    .find(|(id, _)| *id == p.id)
+                    .map_or(i64::MIN, |(_, next)| *next);
+            }
+        }
         // Every partition read since the last commit has an entry in
         // `committed`: the committed offset, or the first offset read.
         let rewind: Vec<(String, i32, i64)> = self
@@ -582,5 +665,44 @@ impl StreamTask {
 
     pub fn dropped(&self) -> BTreeMap<(String, String), u64> {
         self.shared.metrics.dropped.borrow().clone()
+    }
+}
+
+/// The text of a caught panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs user code outside `process` (`what`: a punctuator, a flush); a
+/// panic becomes an error that names it.
+fn caught(what: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(StreamsError::processing(
+            "<panic>",
+            format!("{what} panicked: {}", panic_message(&*panic)),
+        ))
+    })
+}
+
+/// What stream time is made of at one point (see `StreamTask::abort`).
+#[derive(Clone, Debug)]
+struct Clock {
+    stream_time: i64,
+    partition_time: BTreeMap<(String, i32), i64>,
+    /// The next due time of each stream-time punctuation.
+    punctuations: Vec<(crate::PunctuatorId, i64)>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            stream_time: i64::MIN,
+            partition_time: BTreeMap::new(),
+            punctuations: Vec::new(),
+        }
     }
 }

@@ -319,6 +319,7 @@ impl TestDriverBuilder {
             since_commit: 0,
             temp_dir: temp,
             input_offsets: HashMap::new(),
+            committed: DriverCommit::default(),
         })
     }
 }
@@ -348,6 +349,16 @@ pub struct TopologyTestDriver {
     commit_every: usize,
     since_commit: usize,
     temp_dir: Option<PathBuf>,
+    input_offsets: HashMap<String, i64>,
+    /// As of the last commit: what `abort` returns to.
+    committed: DriverCommit,
+}
+
+/// The driver's positions as of a commit.
+#[derive(Default)]
+struct DriverCommit {
+    topic_lens: HashMap<String, usize>,
+    consumed: HashMap<String, usize>,
     input_offsets: HashMap<String, i64>,
 }
 
@@ -576,7 +587,55 @@ impl TopologyTestDriver {
             t.post_commit()?;
         }
         self.since_commit = 0;
+        self.committed = DriverCommit {
+            topic_lens: self
+                .topics
+                .borrow()
+                .iter()
+                .map(|(t, log)| (t.clone(), log.len()))
+                .collect(),
+            consumed: self.consumed.clone(),
+            input_offsets: self.input_offsets.clone(),
+        };
         Ok(())
+    }
+
+    /// Aborts everything since the last commit, as a failed transaction
+    /// does: every task drops its uncommitted state and returns to the
+    /// stream time (and stream-time punctuation schedule) of the last
+    /// commit, and the records written since disappear from every topic,
+    /// as they do for a `read_committed` reader. Pipe the same input again
+    /// to see how your topology reprocesses it: it must decide the same.
+    /// (With the default `commit_every(1)` every record commits at once;
+    /// set a larger one, or nothing is left to abort.)
+    ///
+    /// ```
+    /// # use kstreams_runtime::*;
+    /// # let mut t = Topology::new();
+    /// # t.add_source("src", &["in"], Serdes::string(), Serdes::string()).unwrap();
+    /// # t.add_sink("sink", "out", Serdes::string(), Serdes::string(), &["src"]).unwrap();
+    /// let mut d = TopologyTestDriver::builder(t).commit_every(100).build().unwrap();
+    /// d.pipe_str("in", Some("a"), "1", 0).unwrap();
+    /// d.commit().unwrap();
+    /// d.pipe_str("in", Some("b"), "2", 1).unwrap();
+    /// d.abort();
+    /// let out = d.read_output("out");
+    /// assert_eq!(out.len(), 1);
+    /// assert_eq!(out[0].key_str(), Some("a"));
+    /// ```
+    pub fn abort(&mut self) {
+        for t in &mut self.tasks {
+            t.abort();
+        }
+        for (topic, log) in self.topics.borrow_mut().iter_mut() {
+            log.truncate(self.committed.topic_lens.get(topic).copied().unwrap_or(0));
+            if let Some(pos) = self.read_positions.get_mut(topic) {
+                *pos = (*pos).min(log.len());
+            }
+        }
+        self.consumed = self.committed.consumed.clone();
+        self.input_offsets = self.committed.input_offsets.clone();
+        self.since_commit = 0;
     }
 
     fn pending_internal(&self) -> usize {

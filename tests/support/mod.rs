@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use kstreams_testkit::{ConsumedRecord, Isolation, read_to_end};
+use kstreams_testkit::{ConsumedRecord, Isolation, committed_offsets, read_to_end};
 
 /// Path of an example binary built by `cargo test` next to this test binary.
 pub fn example_bin(name: &str) -> PathBuf {
@@ -361,4 +361,67 @@ pub fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// Waits until group `app` has committed `want[p]` records of every
+/// partition `p` of `input` and the job (serving `/metrics` on `metrics`)
+/// reports no consumer lag on its internal topics, twice in a row: the
+/// downstream sub-topologies are done too (the lag is measured from the
+/// consumer's position, which moves past commit markers, unlike a committed
+/// offset). Fails if the job exits or nothing settles within 180 s.
+pub fn wait_drained(
+    bs: &str,
+    app: &str,
+    input: &str,
+    want: &[usize],
+    job: &mut Job,
+    metrics: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut settled = 0;
+    while settled < 2 {
+        assert!(job.is_running(), "job exited early:\n{}", job.log_tail(40));
+        // Right after start the group may have no coordinator yet: ask again.
+        let committed = committed_offsets(bs, app, input).unwrap_or_default();
+        let input_done = want
+            .iter()
+            .enumerate()
+            .all(|(p, n)| committed.get(&(p as i32)) == Some(&(*n as i64)));
+        let text = http_get(metrics, "/metrics")
+            .map(|r| r.body)
+            .unwrap_or_default();
+        let lag = metric_sum(
+            &text,
+            "kstreams_consumer_lag",
+            &[("topic", &format!("{app}-*"))],
+        );
+        settled = if input_done && lag == Some(0.0) {
+            settled + 1
+        } else {
+            0
+        };
+        assert!(
+            Instant::now() < deadline,
+            "not consumed: input committed {committed:?} of {want:?}; internal topics' lag {lag:?}\n{}",
+            job.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+}
+
+/// SIGTERMs `job`, waits for it and asserts a clean exit.
+pub fn stop_cleanly(job: &mut Job) {
+    let status = job.terminate(Duration::from_secs(60)).expect("job exit");
+    assert!(
+        status.success(),
+        "{} exited with {status}:\n{}",
+        job.name,
+        job.log_tail(40)
+    );
+}
+
+/// The samples of `name` summed over the job's `/metrics` at `addr`.
+pub fn scrape_sum(addr: &str, name: &str) -> Option<f64> {
+    let text = http_get(addr, "/metrics")?.body;
+    metric_sum(&text, name, &[])
 }

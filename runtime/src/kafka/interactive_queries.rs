@@ -602,7 +602,9 @@ fn parse_assignment(b: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
         let len = i16::from_be_bytes(take(2)?.try_into().ok()?);
         let topic = String::from_utf8(take(len.max(0) as usize)?.to_vec()).ok()?;
         let n = i32::from_be_bytes(take(4)?.try_into().ok()?);
-        let mut parts = Vec::with_capacity(n.max(0) as usize);
+        // The count comes from the broker: never reserve more than the
+        // bytes left could hold (4 per partition).
+        let mut parts = Vec::with_capacity((n.max(0) as usize).min(b.len() / 4));
         for _ in 0..n.max(0) {
             parts.push(i32::from_be_bytes(take(4)?.try_into().ok()?));
         }
@@ -651,6 +653,18 @@ pub(crate) fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assignment_claiming_more_partitions_than_it_holds_is_rejected() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.push(b't');
+        b.extend_from_slice(&i32::MAX.to_be_bytes());
+        b.extend_from_slice(&7i32.to_be_bytes());
+        assert_eq!(parse_assignment(&b), None);
+    }
 
     #[test]
     fn assignment_bytes_parse() {

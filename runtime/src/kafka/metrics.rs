@@ -17,7 +17,7 @@
 //! applies `topic`, `partition`, `store`, `reason`:
 //! - per thread: `records_processed_total`, `records_per_second`,
 //!   `commits_total`, `commit_seconds_total`, `commit_latency_seconds`
-//!   (last), `transaction_aborts_total`, `rebalances_total`,
+//!   (last), `transaction_aborts_total`, `producer_fences_total`, `rebalances_total`,
 //!   `rebalance_seconds_total`, `rebalancing`, `tasks`;
 //! - per task: `task_records_processed_total`, `task_records_per_second`,
 //!   `task_records_dropped_total{reason}`, `task_records_late_total`,
@@ -81,6 +81,7 @@ pub struct ThreadMetrics {
     commit_nanos: AtomicU64,
     last_commit_nanos: AtomicU64,
     aborts: AtomicU64,
+    fences: AtomicU64,
     rebalances: AtomicU64,
     rebalance_nanos: AtomicU64,
     rebalance_started_nanos: AtomicU64,
@@ -121,6 +122,9 @@ impl ThreadMetrics {
     }
     pub(crate) fn add_abort(&self) {
         self.aborts.fetch_add(1, R);
+    }
+    pub(crate) fn add_fence(&self) {
+        self.fences.fetch_add(1, R);
     }
     pub(crate) fn rebalance_started(&self) {
         if !self.in_rebalance.swap(true, R) {
@@ -171,6 +175,7 @@ impl ThreadMetrics {
         m.commits += self.commits.load(R);
         m.commit_time += Duration::from_nanos(self.commit_nanos.load(R));
         m.transaction_aborts += self.aborts.load(R);
+        m.producer_fences += self.fences.load(R);
         m.rebalances += self.rebalances.load(R);
         m.rebalance_time += Duration::from_nanos(self.rebalance_nanos.load(R));
         for (_, t) in self.tasks() {
@@ -207,6 +212,8 @@ pub struct MetricsSnapshot {
     pub commit_time: Duration,
     /// Aborted transactions.
     pub transaction_aborts: u64,
+    /// Task producers fenced (or failed for good) and re-created.
+    pub producer_fences: u64,
     /// Completed rebalances.
     pub rebalances: u64,
     /// Total time spent in rebalances (from revocation to the applied assignment).
@@ -525,6 +532,10 @@ impl Collector for StreamsCollector {
             "kstreams_transaction_aborts",
             "Aborted transactions (the tasks reprocessed from their last commit).",
         );
+        let mut fences = F::counter(
+            "kstreams_producer_fences",
+            "Task producers fenced or failed for good, their tasks re-created or handed back.",
+        );
         let mut rebalances = F::counter("kstreams_rebalances", "Completed rebalances.");
         let mut rebalance_secs = F::counter(
             "kstreams_rebalance_seconds",
@@ -599,6 +610,7 @@ impl Collector for StreamsCollector {
             commit_secs.add(th(), t.commit_nanos.load(R) as f64 / 1e9);
             commit_last.add(th(), t.last_commit_nanos.load(R) as f64 / 1e9);
             aborts.add(th(), t.aborts.load(R) as f64);
+            fences.add(th(), t.fences.load(R) as f64);
             rebalances.add(th(), t.rebalances.load(R) as f64);
             rebalance_secs.add(th(), t.rebalance_nanos.load(R) as f64 / 1e9);
             rebalancing.add(th(), if t.in_rebalance.load(R) { 1.0 } else { 0.0 });
@@ -642,6 +654,7 @@ impl Collector for StreamsCollector {
             commit_secs,
             commit_last,
             aborts,
+            fences,
             rebalances,
             rebalance_secs,
             rebalancing,

@@ -5,8 +5,11 @@
 //! - [`KafkaStreams`] (this file): the entry point; start-up, state, shutdown.
 //! - `assignment.rs`: start-up checks, internal topics, partitions → tasks.
 //! - `thread.rs`: `StreamThread`, one group member and its poll loop.
-//! - `task_manager.rs`: the thread's tasks across rebalances, and commits.
-//! - `record_collector.rs`: a task's producer (transactional under EOS).
+//! - `task_manager/`: the thread's tasks across rebalances (`mod.rs`), their
+//!   commits (`commit.rs`), and fenced or stuck tasks (`recovery.rs`).
+//! - `streams_producer.rs`: a task's transactional producer and the retry
+//!   rules of its transaction calls.
+//! - `record_collector.rs`: what a task sends goes through its producer.
 //! - `changelog_reader.rs`: restores stores from their changelogs.
 //! - `client_log.rs`, `client_fault.rs`: client errors logged without
 //!   floods; the ones no retry can fix stop the application with the fix.
@@ -26,9 +29,11 @@ mod config;
 mod http;
 pub mod interactive_queries;
 mod metrics;
+mod offset_metadata;
 mod priority;
 mod record_collector;
 mod repartition_purger;
+mod streams_producer;
 mod task_manager;
 mod thread;
 

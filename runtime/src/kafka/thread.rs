@@ -276,6 +276,21 @@ impl StreamThread {
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {}
                     Some(Err(e)) if self.shared.faults.check("consumer", &e, "") => break,
+                    Some(Err(e)) if self.consumer.client().fatal_error().is_some() => {
+                        // librdkafka will not recover this consumer (e.g. its
+                        // group.instance.id was taken over): stop the thread.
+                        let (code, reason) = self
+                            .consumer
+                            .client()
+                            .fatal_error()
+                            .map(|(c, r)| (format!("{c:?}"), r))
+                            .unwrap_or_default();
+                        return Err(StreamsError::Kafka(format!(
+                            "the consumer failed for good ({code}: {reason}; last error: {e}). \
+                             If another instance uses the same group.instance.id, give each \
+                             instance its own"
+                        )));
+                    }
                     Some(Err(e)) => {
                         // During a broker outage librdkafka reports the same
                         // few errors many times a second; log each kind once

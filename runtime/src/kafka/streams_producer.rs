@@ -1,0 +1,167 @@
+//! `StreamsProducer`: a task's transactional producer (`transactional.id =
+//! <application.id>-<task id>`), created and initialised, and the retry
+//! rules of its transaction calls.
+//!
+//! Why retries live here: librdkafka lets a transactional call that failed
+//! with a retriable error (the coordinator moved, the broker is down) be
+//! called again, and a broker outage makes every call fail that way for a
+//! while. Retrying up to `task.timeout.ms` rides the outage out; past it
+//! the caller aborts the transaction or fails the thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::Producer;
+
+use super::client_fault::FaultSlot;
+use super::client_log::ClientErrorLog;
+use super::config::StreamsConfig;
+use super::record_collector::{CollectorContext, DeliveryTracker, TaskProducer};
+use super::task_manager::RuntimeShared;
+use crate::TaskId;
+use crate::error::{Result, StreamsError};
+
+/// Timeout of one transactional call.
+pub(crate) const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// One `abort_transaction` attempt, and how long a failing abort is retried
+/// before the task is re-created with a new producer instead.
+pub(crate) const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ABORT_RETRY_FOR: Duration = Duration::from_secs(20);
+
+/// Kafka's Java default: murmur2 of the key, so keyed records land where a
+/// Java producer would put them (co-partitioning with Java-filled topics).
+pub(crate) const PARTITIONER: &str = "murmur2_random";
+
+/// The transactional producers' first retry backoff unless configured.
+const TXN_RETRY_BACKOFF_MS: &str = "20";
+
+/// A task's transactional producer and its delivery tracker.
+pub(crate) type TaskProducerParts = (Arc<TaskProducer>, Arc<DeliveryTracker>);
+
+/// Creates task `id`'s transactional producer (`transactional.id =
+/// <application.id>-<task id>`) and calls `init_transactions`, which fences
+/// any older producer with that id and aborts its open transaction.
+pub(crate) fn transactional_producer(
+    shared: &RuntimeShared,
+    id: TaskId,
+) -> Result<TaskProducerParts> {
+    let (cfg, base) = (&shared.config, &shared.base_client);
+    let tracker = Arc::new(DeliveryTracker::default());
+    let mut pc = super::config::producer_client(base);
+    pc.set("transactional.id", format!("{}-{id}", cfg.application_id))
+        .set("enable.idempotence", "true")
+        .set("partitioner", PARTITIONER)
+        .set(
+            "transaction.timeout.ms",
+            cfg.passthrough
+                .get("transaction.timeout.ms")
+                .cloned()
+                .unwrap_or_else(|| default_transaction_timeout_ms(cfg).to_string()),
+        )
+        .set("client.id", format!("{}-{id}-producer", cfg.application_id));
+    // Right after a commit the coordinator is still writing the markers,
+    // and the next transaction's first AddPartitionsToTxn is answered
+    // CONCURRENT_TRANSACTIONS. librdkafka retries it after
+    // `retry.backoff.ms` (default 100 ms), which put a 100 ms stall into
+    // every commit interval; the Java client uses 20 ms for this case, so
+    // do we unless configured.
+    if !cfg.passthrough.contains_key("retry.backoff.ms") {
+        pc.set("retry.backoff.ms", TXN_RETRY_BACKOFF_MS);
+    }
+    let p: TaskProducer = pc
+        .create_with_context(CollectorContext {
+            tracker: tracker.clone(),
+            log: ClientErrorLog::reporting_to(shared.faults.clone()),
+        })
+        .map_err(|e| {
+            StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}"))
+        })?;
+    let retry_for = cfg.task_timeout;
+    retry_retriable_unless(
+        Some(&shared.faults),
+        "init_transactions",
+        id,
+        retry_for,
+        || p.init_transactions(TXN_TIMEOUT),
+    )
+    .map_err(|e| match shared.faults.error() {
+        Some(fault) => fault,
+        None => StreamsError::Kafka(format!("init_transactions for task {id} failed: {e}")),
+    })?;
+    Ok((Arc::new(p), tracker))
+}
+
+/// Retries a transactional call while it keeps failing with a retriable
+/// error (e.g. the broker is down), for up to `retry_for`
+/// (`task.timeout.ms`). librdkafka allows retrying the same call; past
+/// this, the caller aborts the transaction or fails the thread.
+pub(crate) fn retry_retriable(
+    what: &str,
+    task: TaskId,
+    retry_for: Duration,
+    f: impl Fn() -> rdkafka::error::KafkaResult<()>,
+) -> rdkafka::error::KafkaResult<()> {
+    retry_retriable_unless(None, what, task, retry_for, f)
+}
+
+/// [`retry_retriable`] that also gives up once `faults` holds an error no
+/// retry can fix (a failed SASL handshake looks retriable to the call).
+pub(crate) fn retry_retriable_unless(
+    faults: Option<&FaultSlot>,
+    what: &str,
+    task: TaskId,
+    retry_for: Duration,
+    f: impl Fn() -> rdkafka::error::KafkaResult<()>,
+) -> rdkafka::error::KafkaResult<()> {
+    let started = Instant::now();
+    let mut last_log: Option<Instant> = None;
+    loop {
+        match f() {
+            Err(rdkafka::error::KafkaError::Transaction(e))
+                if e.is_retriable()
+                    && started.elapsed() < retry_for
+                    && faults.is_none_or(|f| f.error().is_none()) =>
+            {
+                if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        task = %task, error = %e, retrying_for_s = started.elapsed().as_secs(),
+                        "{what} failed with a retriable error; retrying up to task.timeout.ms"
+                    );
+                    last_log = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `abort_transaction` while a second thread serves the producer's delivery
+/// reports. An abort purges the transaction's unsent records and waits until
+/// their (failed) delivery reports have been served, which takes `poll`: after
+/// a broker outage, an abort without it timed out ("the event queue must be
+/// polled") on every retry, and each task took 20 s to be given up.
+pub(crate) fn abort_polling(
+    p: &TaskProducer,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                p.poll(Duration::from_millis(20));
+            }
+        });
+        let r = p.abort_transaction(timeout);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })
+}
+
+/// A transaction stays open for a commit interval, so its timeout must be
+/// well above it: 10 s, or three commit intervals when those are longer
+/// (at most the broker's default `transaction.max.timeout.ms`, 15 min).
+pub(crate) fn default_transaction_timeout_ms(cfg: &StreamsConfig) -> u64 {
+    let three_intervals = cfg.commit_interval.as_millis() as u64 * 3;
+    three_intervals.clamp(10_000, 900_000)
+}

@@ -1,0 +1,596 @@
+//! `TaskManager`: a thread's tasks, created, suspended, resumed and closed
+//! as the group's assignment changes, and committed. Under exactly-once each
+//! task's transaction commits on a short-lived commit thread while the
+//! stream thread goes on processing (`commit_eos` explains how a task's
+//! work is kept apart from the transaction still committing).
+//!
+//! Eager rebalancing revokes everything, so a plain implementation would
+//! close and re-open (and re-restore) every task on every rebalance. Instead
+//! revoked tasks are committed and *suspended*: their stores stay open. When
+//! the new assignment comes, suspended tasks that came back are resumed
+//! without restoring; the rest are closed, their state kept on disk for
+//! later.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::producer::Producer;
+use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
+
+mod commit;
+mod recovery;
+
+use commit::*;
+use recovery::*;
+
+use super::ThreadMetrics;
+use super::assignment::{TopicPlan, tasks_for};
+use super::changelog_reader::{ChangelogReader, RestoreTarget};
+use super::client_fault::FaultSlot;
+use super::client_log::ClientErrorLog;
+use super::config::{ProcessingGuarantee, StreamsConfig};
+use super::record_collector::{
+    CollectorContext, Deferred, DeliveryTracker, KafkaRecordCollector, TaskProducer, TaskSender,
+    TxnErrorKind, classify,
+};
+use super::streams_producer::{
+    ABORT_RETRY_FOR, ABORT_TIMEOUT, PARTITIONER, TXN_TIMEOUT, TaskProducerParts, abort_polling,
+    retry_retriable, transactional_producer,
+};
+use crate::TaskId;
+use crate::error::{Result, StreamsError};
+use crate::record::Headers;
+use crate::state::SealedState;
+use crate::task::{StreamTask, TaskConfig};
+use crate::topology::Topology;
+
+/// How much a task may hold back while its transaction commits before the
+/// stream thread waits for that commit.
+const MAX_DEFERRED_BYTES: usize = 32 << 20;
+
+/// Everything the tasks of all threads share.
+pub(crate) struct RuntimeShared {
+    pub config: StreamsConfig,
+    pub topology: Arc<Topology>,
+    pub plan: TopicPlan,
+    pub base_client: ClientConfig,
+    /// The first client error no retry can fix (see `client_fault.rs`).
+    pub faults: Arc<FaultSlot>,
+}
+
+struct ActiveTask {
+    task: StreamTask,
+    producer: Arc<TaskProducer>,
+    partitions: Vec<(String, i32)>,
+    /// Whether this task's transaction is open (EOS only).
+    in_txn: bool,
+    /// When the current run of aborted transactions began (none since the
+    /// last successful commit: `None`). A run longer than
+    /// `task.timeout.ms` means the error is not going away.
+    aborting_since: Option<Instant>,
+    /// Sends through `producer` by topic handle.
+    sender: Rc<TaskSender>,
+    /// Records the task emits while its transaction commits (EOS).
+    deferred: Rc<Deferred>,
+    /// The producer's delivery bookkeeping (changelog checkpoints).
+    tracker: Arc<DeliveryTracker>,
+    /// The transaction being committed on a commit thread (EOS).
+    in_flight: Option<InFlight>,
+    /// A held-back record could not be sent once: from then on this task's
+    /// commits are waited for on the stream thread and nothing is held back,
+    /// so its records meet the producer (and `production.exception.handler`)
+    /// while they are processed.
+    no_defer: bool,
+}
+
+/// A task's transaction, sealed and handed to a commit thread.
+struct InFlight {
+    handle: std::thread::JoinHandle<CommitStep<TxnTimings>>,
+    started: Instant,
+}
+
+impl ActiveTask {
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_txn {
+            self.producer.begin_transaction().map_err(|e| {
+                StreamsError::Kafka(format!("begin_transaction for task {}: {e}", self.task.id))
+            })?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct TaskManager {
+    shared: Arc<RuntimeShared>,
+    thread_name: String,
+    active: BTreeMap<TaskId, ActiveTask>,
+    suspended: BTreeMap<TaskId, ActiveTask>,
+    by_partition: PartitionIndex,
+    restore: ChangelogReader,
+    alos_producer: Option<(Arc<TaskProducer>, Arc<DeliveryTracker>)>,
+    pub metrics: Arc<ThreadMetrics>,
+    /// Set when a task was fenced or could not abort: the thread rejoins the group.
+    pub rejoin_requested: bool,
+    /// Set while revoked tasks commit: a task fenced then is only closed.
+    revoking: bool,
+    /// When each task was last re-created after a fence (`recovery.rs`).
+    recreated_at: HashMap<TaskId, Instant>,
+    purger: Option<super::repartition_purger::RepartitionPurger>,
+}
+
+impl TaskManager {
+    pub fn new(
+        shared: Arc<RuntimeShared>,
+        thread_name: String,
+        metrics: Arc<ThreadMetrics>,
+    ) -> Result<TaskManager> {
+        let restore = ChangelogReader::new(
+            &shared.base_client,
+            shared.config.task_timeout,
+            shared.faults.clone(),
+        )?;
+        let alos_producer = if shared.config.guarantee == ProcessingGuarantee::AtLeastOnce {
+            let tracker = Arc::new(DeliveryTracker::default());
+            let mut cfg = super::config::producer_client(&shared.base_client);
+            cfg.set("enable.idempotence", "true")
+                .set("partitioner", PARTITIONER)
+                .set("client.id", format!("{thread_name}-producer"));
+            let p: TaskProducer = cfg
+                .create_with_context(CollectorContext {
+                    tracker: tracker.clone(),
+                    log: ClientErrorLog::reporting_to(shared.faults.clone()),
+                })
+                .map_err(|e| StreamsError::Kafka(format!("cannot create the producer: {e}")))?;
+            Some((Arc::new(p), tracker))
+        } else {
+            None
+        };
+        let repartition_topics = shared
+            .plan
+            .internal_topics
+            .iter()
+            .filter(|t| !t.compacted)
+            .map(|t| t.name.clone())
+            .collect();
+        let purger = super::repartition_purger::RepartitionPurger::new(
+            &shared.base_client,
+            repartition_topics,
+            shared.config.repartition_purge_interval,
+        )?;
+        Ok(TaskManager {
+            purger,
+            shared,
+            thread_name,
+            active: BTreeMap::new(),
+            suspended: BTreeMap::new(),
+            by_partition: PartitionIndex::default(),
+            restore,
+            alos_producer,
+            metrics,
+            rejoin_requested: false,
+            revoking: false,
+            recreated_at: HashMap::new(),
+        })
+    }
+
+    fn eos(&self) -> bool {
+        self.shared.config.guarantee == ProcessingGuarantee::ExactlyOnce
+    }
+
+    fn state_dir(&self, id: TaskId) -> PathBuf {
+        self.shared
+            .config
+            .state_dir
+            .join(&self.shared.config.application_id)
+            .join(id.to_string())
+    }
+
+    fn create_task(
+        &self,
+        id: TaskId,
+        partitions: Vec<(String, i32)>,
+        made: Option<Result<TaskProducerParts>>,
+    ) -> Result<ActiveTask> {
+        let cfg = &self.shared.config;
+        let sub = self
+            .shared
+            .topology
+            .subtopologies()
+            .into_iter()
+            .find(|s| s.id == id.subtopology)
+            .ok_or_else(|| {
+                StreamsError::IllegalState(format!("no sub-topology {}", id.subtopology))
+            })?;
+        let (producer, tracker) = match (&self.alos_producer, made) {
+            (Some((p, t)), _) => (p.clone(), t.clone()),
+            (None, Some(made)) => made?,
+            (None, None) => transactional_producer(&self.shared, id)?,
+        };
+        let deferred = Rc::new(Deferred::default());
+        let sender = Rc::new(TaskSender::new(producer.clone()));
+        let task = StreamTask::new(TaskConfig {
+            application_id: cfg.application_id.clone(),
+            task_id: id,
+            topology: self.shared.topology.clone(),
+            subtopology: sub,
+            state_dir: Some(self.state_dir(id)),
+            collector: Box::new(KafkaRecordCollector {
+                sender: sender.clone(),
+                tracker: tracker.clone(),
+                deferred: deferred.clone(),
+            }),
+            wall_clock: now_ms(),
+            lock_wait: Duration::from_secs(60),
+            deserialization_policy: cfg.deserialization_policy.clone(),
+            processing_policy: cfg.processing_policy.clone(),
+            production_policy: cfg.production_policy.clone(),
+            max_write_set_bytes: 64 << 20,
+            cache_max_bytes: cfg.cache_max_bytes,
+        })?;
+        Ok(ActiveTask {
+            task,
+            producer,
+            partitions,
+            in_txn: false,
+            aborting_since: None,
+            sender,
+            deferred,
+            tracker,
+            in_flight: None,
+            no_defer: false,
+        })
+    }
+
+    /// A new assignment: resume, create and restore tasks, then assign the
+    /// partitions to the consumer at their committed offsets.
+    pub fn on_assign<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) -> Result<()> {
+        let started = Instant::now();
+        // Normally nothing is committing here (a revocation waited for it).
+        self.reap_commits(consumer, true)?;
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let wanted = tasks_for(&self.shared.plan, &parts);
+        // Close suspended tasks that did not come back; their state stays on disk.
+        let gone: Vec<TaskId> = self
+            .suspended
+            .keys()
+            .filter(|id| !wanted.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(mut t) = self.suspended.remove(&id) {
+                tracing::info!(thread = %self.thread_name, task = %id, "closing task that moved to another member");
+                t.task.close();
+                if self.eos() && t.in_txn {
+                    let _ = abort_polling(&t.producer, Duration::from_secs(5));
+                }
+            }
+        }
+        self.by_partition.clear();
+        // New tasks' transactional producers are created and initialized
+        // at once: each `init_transactions` is a broker round trip (and
+        // may wait for a predecessor's transaction to be aborted).
+        let mut made: HashMap<TaskId, Result<TaskProducerParts>> = HashMap::new();
+        let new_ids: Vec<TaskId> = wanted
+            .keys()
+            .filter(|id| !self.suspended.contains_key(id))
+            .copied()
+            .collect();
+        if self.eos() && new_ids.len() > 1 {
+            let shared = &*self.shared;
+            made = std::thread::scope(|s| {
+                let running: Vec<_> = new_ids
+                    .iter()
+                    .map(|&id| (id, s.spawn(move || transactional_producer(shared, id))))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|(id, h)| {
+                        let r = h.join().unwrap_or_else(|_| {
+                            Err(StreamsError::IllegalState(format!(
+                                "creating the producer of task {id} panicked"
+                            )))
+                        });
+                        (id, r)
+                    })
+                    .collect()
+            });
+        }
+        // Create (or resume) every task first, then restore all their
+        // stores together: one restore round for the whole assignment
+        // instead of one per store.
+        let mut ready: Vec<(TaskId, Partitions, ActiveTask)> = Vec::new();
+        for (id, partitions) in wanted {
+            let _task_span = tracing::info_span!("task", task = %id).entered();
+            let t = match self.suspended.remove(&id) {
+                Some(t) => {
+                    tracing::info!(thread = %self.thread_name, task = %id, "resuming suspended task");
+                    t
+                }
+                None => {
+                    tracing::info!(thread = %self.thread_name, task = %id, "creating task");
+                    // Fresh figures (and a fresh identity for the query layer's
+                    // read handle on the task's state).
+                    self.metrics.reset_task(id);
+                    self.create_task(id, partitions.clone(), made.remove(&id))?
+                }
+            };
+            ready.push((id, partitions, t));
+        }
+        // Always catch up with the changelogs: a no-op for a task that did
+        // not move, the tail for one that crashed, everything for a new
+        // machine.
+        let progress: Vec<_> = ready
+            .iter()
+            .map(|(id, _, _)| self.metrics.task(*id))
+            .collect();
+        let stats = {
+            let mut targets: Vec<RestoreTarget<'_>> = ready
+                .iter_mut()
+                .zip(&progress)
+                .map(|((_, _, t), p)| RestoreTarget {
+                    task: &mut t.task,
+                    progress: p,
+                })
+                .collect();
+            self.restore.restore_all(&mut targets)?
+        };
+        for ((id, partitions, mut t), stats) in ready.into_iter().zip(stats) {
+            let _task_span = tracing::info_span!("task", task = %id).entered();
+            self.metrics.add_restored(stats.records);
+            if stats.records > 0 && t.task.is_initialized() {
+                // A resumed task whose stores just changed under it: drop
+                // whatever its processors buffered or cached.
+                t.task.abort();
+            }
+            t.task.init()?;
+            t.partitions = partitions.clone();
+            if self.eos() {
+                t.begin()?;
+            }
+            for p in &partitions {
+                self.by_partition.insert(p.clone(), id);
+            }
+            self.active.insert(id, t);
+        }
+        // The partitions are assigned at explicit offsets (the committed
+        // ones, read here with retries) rather than left for librdkafka to
+        // look up: after a broker restart its own lookup can fail once at the
+        // request level (e.g. NOT_COORDINATOR) and then never retries, and
+        // the partition is never fetched -- the job runs but reads nothing.
+        let committed = fetch_committed_offsets(
+            consumer,
+            tpl,
+            self.shared.config.task_timeout,
+            &self.thread_name,
+        )?;
+        let reset = offset_reset(&self.shared.config);
+        let mut start = TopicPartitionList::new();
+        for (topic, p) in &parts {
+            let offset = match committed.get(&(topic.clone(), *p)) {
+                Some(c) => {
+                    // Where the partition starts, to rewind after an abort,
+                    // and its time as of that commit.
+                    if let Some(id) = self.by_partition.get(topic, *p)
+                        && let Some(t) = self.active.get_mut(id)
+                    {
+                        t.task.set_committed_offset(topic, *p, c.offset);
+                        if let Some(time) = c.time {
+                            t.task.set_committed_partition_time(topic, *p, time);
+                        }
+                    }
+                    Offset::Offset(c.offset)
+                }
+                None => reset,
+            };
+            start
+                .add_partition_offset(topic, *p, offset)
+                .map_err(|e| StreamsError::Kafka(format!("assign failed: {e}")))?;
+        }
+        consumer
+            .assign(&start)
+            .map_err(|e| StreamsError::Kafka(format!("assign failed: {e}")))?;
+        self.metrics.set_active(self.active.keys());
+        tracing::info!(thread = %self.thread_name, tasks = ?self.active.keys().map(|t| t.to_string()).collect::<Vec<_>>(),
+            elapsed_ms = started.elapsed().as_millis() as u64, "assignment applied");
+        Ok(())
+    }
+
+    /// Partitions revoked: commit (unless they were lost), suspend, unassign.
+    pub fn on_revoke<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        lost: bool,
+    ) -> Result<()> {
+        if lost {
+            tracing::warn!(thread = %self.thread_name, "partitions lost (this member was out of the group); closing tasks without commit");
+            self.close_all_dirty();
+        } else {
+            self.revoking = true;
+            let committed = self.commit_all(consumer, true);
+            self.revoking = false;
+            committed?;
+            // Every transaction was committed; nothing is open.
+            let active = std::mem::take(&mut self.active);
+            self.suspended.extend(active);
+        }
+        self.metrics.set_active(std::iter::empty());
+        self.by_partition.clear();
+        let _ = consumer.unassign();
+        Ok(())
+    }
+
+    fn close_all_dirty(&mut self) {
+        let eos = self.eos();
+        for (_, mut t) in std::mem::take(&mut self.active)
+            .into_iter()
+            .chain(std::mem::take(&mut self.suspended))
+        {
+            join_in_flight(&mut t);
+            t.task.close();
+            if eos && t.in_txn {
+                let _ = abort_polling(&t.producer, Duration::from_secs(5));
+            }
+        }
+        self.by_partition.clear();
+    }
+
+    /// Runs one input record through its task.
+    pub fn process(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
+        // Once: rdkafka measures and checks the name as UTF-8 on each call.
+        let topic = m.topic();
+        let Some(id) = self.by_partition.get(topic, m.partition()) else {
+            // A partition whose task was fenced or closed: skip; the next
+            // assignment re-reads from the committed offset.
+            return Ok(());
+        };
+        let Some(t) = self.active.get_mut(id) else {
+            return Ok(());
+        };
+        let ts = match m.timestamp() {
+            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
+            Timestamp::NotAvailable => now_ms(),
+        };
+        let headers = match m.headers() {
+            None => Headers::default(),
+            Some(h) => Headers(
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            h.value.map(|v| v.to_vec()).unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        t.task.process(
+            topic,
+            m.partition(),
+            m.offset(),
+            ts,
+            m.key(),
+            m.payload(),
+            headers,
+        )?;
+        self.metrics.add_processed(1);
+        Ok(())
+    }
+
+    /// Publishes the tasks' figures for metrics and interactive queries
+    /// (about once a second; never per record).
+    pub fn publish_metrics<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        fn view<'a>(id: &TaskId, t: &'a ActiveTask, active: bool) -> super::metrics::TaskView<'a> {
+            super::metrics::TaskView {
+                id: *id,
+                task: &t.task,
+                active,
+            }
+        }
+        super::metrics::publish(
+            &self.metrics,
+            consumer,
+            self.active
+                .iter()
+                .map(|(id, t)| view(id, t, true))
+                .chain(self.suspended.iter().map(|(id, t)| view(id, t, false))),
+        );
+    }
+
+    pub fn has_tasks(&self) -> bool {
+        !self.active.is_empty()
+    }
+
+    pub fn commit_requested(&self) -> bool {
+        self.active
+            .values()
+            .any(|t| t.in_flight.is_none() && t.task.commit_requested())
+    }
+
+    /// Whether any task's transaction is being committed right now.
+    pub fn commits_in_flight(&self) -> bool {
+        self.active.values().any(|t| t.in_flight.is_some())
+    }
+
+    pub fn punctuate(&mut self, now: i64) -> Result<()> {
+        for t in self.active.values_mut() {
+            t.task.punctuate_wall_clock(now)?;
+        }
+        Ok(())
+    }
+
+    /// Serves producer delivery reports.
+    pub fn poll_producers(&self) {
+        if let Some((p, _)) = &self.alos_producer {
+            p.poll(Duration::ZERO);
+        } else {
+            for t in self.active.values() {
+                t.producer.poll(Duration::ZERO);
+            }
+        }
+    }
+
+    /// Clean shutdown: commit and close everything.
+    pub fn shutdown<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let result = self.commit_all(consumer, true);
+        for (_, mut t) in std::mem::take(&mut self.active)
+            .into_iter()
+            .chain(std::mem::take(&mut self.suspended))
+        {
+            t.task.close();
+        }
+        if let Some((p, _)) = &self.alos_producer {
+            let _ = p.flush(Duration::from_secs(30));
+        }
+        result
+    }
+
+    pub fn close_dirty(&mut self) {
+        self.close_all_dirty();
+    }
+}
+
+/// Input partition → task, looked up per record without allocating.
+#[derive(Default)]
+struct PartitionIndex(HashMap<String, HashMap<i32, TaskId>>);
+
+impl PartitionIndex {
+    fn get(&self, topic: &str, partition: i32) -> Option<&TaskId> {
+        self.0.get(topic)?.get(&partition)
+    }
+    fn insert(&mut self, (topic, partition): (String, i32), id: TaskId) {
+        self.0.entry(topic).or_default().insert(partition, id);
+    }
+    fn remove(&mut self, (topic, partition): &(String, i32)) {
+        if let Some(m) = self.0.get_mut(topic) {
+            m.remove(partition);
+        }
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A task's input partitions.
+type Partitions = Vec<(String, i32)>;
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
