@@ -6,9 +6,9 @@
 //! jobs drain the input, are stopped, and only then is the output read
 //! `read_committed` and checked for exactness.
 //!
-//! Both tests are `#[ignore]`d until the runtime survives them (README
-//! Limits): `cargo test --test broker_cluster -- --ignored --nocapture`.
 //! The two tests each start their own cluster and run one after the other.
+//! Each prints what the failures cost the jobs (fenced and re-created tasks,
+//! transaction calls given up), from the jobs' logs.
 //! `KSTREAMS_CLUSTER_CYCLES` (default 5) sets the kill cycles of the orders test.
 
 mod support;
@@ -546,6 +546,27 @@ fn wait_consumed(bs: &str, app: &str, topics: &[String], jobs: &mut [Job], c: &K
     }
 }
 
+/// How often each kind of recovery shows in the jobs' logs.
+fn recoveries(jobs: &[Job]) -> String {
+    let logs: String = jobs
+        .iter()
+        .map(|j| strip_ansi(&j.log_tail(usize::MAX)))
+        .collect();
+    [
+        (
+            "tasks re-created after a fence",
+            "re-creating it with a new producer",
+        ),
+        ("transaction calls given up", "never returned"),
+        ("aborted transactions", "transaction aborted; rewinding"),
+        ("lost assignments", "partitions lost"),
+    ]
+    .iter()
+    .map(|(what, needle)| format!("{what}: {}", logs.matches(needle).count()))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 fn stop_jobs(jobs: &mut [Job]) {
     for j in jobs.iter_mut() {
         let st = j
@@ -633,9 +654,6 @@ fn coordinators(cluster: &KafkaCluster, ids: &[String]) -> Option<BTreeMap<Strin
 // ---------------------------------------------------------------- tests
 
 #[test]
-#[ignore = "fails today: after a transaction coordinator is killed, commits end in PRODUCER_FENCED, \
-            the task is closed as fenced and the instance stalls until max.poll.interval.ms \
-            (README Limits, issue 16); run with --ignored"]
 fn order_aggregation_is_exact_when_leaders_and_transaction_coordinators_are_killed() {
     let _serial = serial();
     let cycles = size("KSTREAMS_CLUSTER_CYCLES", 5);
@@ -787,6 +805,7 @@ fn order_aggregation_is_exact_when_leaders_and_transaction_coordinators_are_kill
         &cluster,
     );
     stop_jobs(&mut jobs);
+    eprintln!("recoveries: {}", recoveries(&jobs));
     eprintln!(
         "{sent} input records ({} orders, {} malformed) drained in {:?}",
         orders.next,
@@ -798,8 +817,6 @@ fn order_aggregation_is_exact_when_leaders_and_transaction_coordinators_are_kill
 }
 
 #[test]
-#[ignore = "fails today: after a rolling bounce one input partition stopped being consumed \
-            (README Limits, issue 16); run with --ignored"]
 fn word_count_is_exact_through_a_rolling_bounce_of_all_brokers() {
     let _serial = serial();
     let started = Instant::now();
@@ -867,7 +884,7 @@ fn word_count_is_exact_through_a_rolling_bounce_of_all_brokers() {
         &cluster,
     );
     stop_jobs(&mut jobs);
-    eprintln!("{sent} lines");
+    eprintln!("{sent} lines; recoveries: {}", recoveries(&jobs));
     assert_counts_exact(&bs, output, &lines.counts);
     eprintln!("word count test took {:?}", started.elapsed());
 }

@@ -78,12 +78,14 @@ fn make_lines(n: usize, seed: u64) -> (Vec<String>, HashMap<String, u64>) {
 }
 
 struct Cluster {
-    jobs: Vec<Job>,
+    crew: Crew,
     dirs: Vec<std::path::PathBuf>,
     /// Last, so it is dropped after the jobs that write into it.
     _work: WorkDir,
 }
 
+/// `instances` word_count jobs, each serving /metrics; `extra(i)` are
+/// instance `i`'s further arguments.
 fn word_count_cluster(
     name: &str,
     instances: usize,
@@ -91,23 +93,28 @@ fn word_count_cluster(
     app: &str,
     input: &str,
     output: &str,
-    extra: &[&str],
+    extra: impl Fn(usize) -> Vec<&'static str>,
 ) -> Cluster {
     let work = work_dir(name);
     let mut jobs = Vec::new();
+    let mut metrics = Vec::new();
     let mut dirs = Vec::new();
     for i in 0..instances {
         let state = work.join(format!("state-{i}"));
+        let addr = metrics_addr();
+        let mut args: Vec<&str> = vec!["--metrics-listen", &addr];
+        args.extend(extra(i));
         jobs.push(Job::new(
             "word_count",
             &format!("{name}-{i}"),
-            job_args(bs, app, input, output, &state, extra),
+            job_args(bs, app, input, output, &state, &args),
             &work,
         ));
+        metrics.push(addr);
         dirs.push(state);
     }
     Cluster {
-        jobs,
+        crew: Crew::new(jobs, metrics),
         dirs,
         _work: work,
     }
@@ -139,65 +146,48 @@ fn produce_in_background(
     (h, done)
 }
 
-fn assert_word_counts(
+/// Waits until the live jobs consumed all of `input`, stops them all, and
+/// only then reads `output` once (read_committed) and checks the counts.
+fn drain_stop_and_assert_counts(
+    c: &mut Cluster,
     bs: &str,
+    app: &str,
+    input: &str,
     output: &str,
     expected: &HashMap<String, u64>,
     exactly_once: bool,
-    jobs: &[Job],
 ) {
-    let check = || {
-        let got = values_by_key(bs, output);
-        expected.iter().all(|(w, n)| {
-            got.get(w)
-                .and_then(|v| v.last())
-                .map(|v| v == &n.to_string())
-                .unwrap_or(false)
-        }) || (!exactly_once
-            && expected.iter().all(|(w, n)| {
-                got.get(w)
-                    .and_then(|v| v.last())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map(|v| v >= *n)
-                    .unwrap_or(false)
-            }))
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    while !check() {
-        if std::time::Instant::now() > deadline {
-            let got = values_by_key(bs, output);
-            let wrong: Vec<String> = expected
-                .iter()
-                .filter(|(w, n)| got.get(*w).and_then(|v| v.last()) != Some(&n.to_string()))
-                .map(|(w, n)| format!("{w}: want {n}, got {:?}", got.get(w).and_then(|v| v.last())))
-                .collect();
-            for j in jobs {
-                eprintln!("--- {} log tail ---\n{}", j.name, j.log_tail(40));
-            }
-            panic!("final counts not reached: {wrong:?}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    c.crew.wait_drained(bs, app, &[input]);
+    c.crew.stop_all();
+    wait_no_open_transactions(bs, output);
     let got = values_by_key(bs, output);
+    let mut wrong: Vec<String> = Vec::new();
     for (w, n) in expected {
-        let values: Vec<u64> = got[w].iter().map(|v| v.parse().unwrap()).collect();
-        if exactly_once {
-            assert_eq!(*values.last().unwrap(), *n, "{w}");
-            assert!(
-                values.windows(2).all(|p| p[0] < p[1]),
-                "{w}: committed counts not strictly increasing: {values:?}"
-            );
-            assert!(
-                values.iter().all(|v| v <= n),
-                "{w}: a committed count beyond the true count: {values:?}"
-            );
+        let values: Vec<u64> = got
+            .get(w)
+            .map(|v| v.iter().map(|v| v.parse().unwrap()).collect())
+            .unwrap_or_default();
+        let last = values.last().copied();
+        let ok = if exactly_once {
+            // Exact, and no count twice: every committed update is a new count.
+            last == Some(*n) && values.windows(2).all(|p| p[0] < p[1])
         } else {
-            assert!(
-                *values.last().unwrap() >= *n,
-                "{w}: lost updates under at-least-once: {values:?} < {n}"
-            );
+            last.is_some_and(|l| l >= *n)
+        };
+        if !ok {
+            wrong.push(format!("{w}: want {n}, committed {values:?}"));
         }
     }
+    let unexpected: Vec<&String> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(
+        wrong.is_empty() && unexpected.is_empty(),
+        "counts after every job stopped ({}): {wrong:?}; unexpected words {unexpected:?}",
+        if exactly_once {
+            "exact and strictly increasing"
+        } else {
+            "at least the true count"
+        }
+    );
 }
 
 fn setup_topics(partitions: i32) -> (String, String, String, String) {
@@ -209,16 +199,25 @@ fn setup_topics(partitions: i32) -> (String, String, String, String) {
     (bs, input, output, unique_name("wc"))
 }
 
+/// Kills instance `i` with SIGKILL once it owns tasks, and reports it.
+fn kill_owner(crew: &mut Crew, i: usize) {
+    let kill = crew.kill9_owner(i);
+    eprintln!(
+        "kill {}: {} owned {:?}",
+        crew.kills.len(),
+        crew.jobs[i].name,
+        kill.tasks
+    );
+}
+
 #[test]
 fn word_count_survives_repeated_sigkill_with_exact_counts() {
     let lines_n = size("KSTREAMS_CRASH_LINES", 20_000);
     let kills = size("KSTREAMS_CRASH_KILLS", 10);
     let (bs, input, output, app) = setup_topics(6);
     let (lines, expected) = make_lines(lines_n, 7);
-    let mut c = word_count_cluster("wc-kill", 3, &bs, &app, &input, &output, &[]);
-    for j in &mut c.jobs {
-        j.start();
-    }
+    let mut c = word_count_cluster("wc-kill", 3, &bs, &app, &input, &output, |_| vec![]);
+    c.crew.start_all();
     let batches = 40usize;
     let (producer, done) = produce_in_background(
         bs.clone(),
@@ -228,29 +227,18 @@ fn word_count_survives_repeated_sigkill_with_exact_counts() {
         Duration::from_millis(500),
     );
     let mut rng = Rng(99);
-    let mut killed = 0;
-    while killed < kills {
+    for _ in 0..kills {
+        // Pacing only: each kill waits for its victim to own tasks.
         std::thread::sleep(Duration::from_millis(1500 + rng.below(1500)));
         let i = rng.below(3) as usize;
-        c.jobs[i].kill9();
-        killed += 1;
+        kill_owner(&mut c.crew, i);
         std::thread::sleep(Duration::from_millis(300 + rng.below(1000)));
-        c.jobs[i].start();
+        c.crew.start(i);
     }
     producer.join().unwrap();
     assert!(done.load(Ordering::SeqCst));
-    assert_word_counts(&bs, &output, &expected, true, &c.jobs);
-    for j in &mut c.jobs {
-        let st = j
-            .terminate(Duration::from_secs(60))
-            .expect("clean exit after SIGTERM");
-        assert!(
-            st.success(),
-            "{} exited with {st}: {}",
-            j.name,
-            j.log_tail(20)
-        );
-    }
+    drain_stop_and_assert_counts(&mut c, &bs, &app, &input, &output, &expected, true);
+    c.crew.assert_kills_hit();
 }
 
 #[test]
@@ -258,8 +246,8 @@ fn word_count_scales_out_and_in_and_rebuilds_lost_state() {
     let lines_n = size("KSTREAMS_SCALE_LINES", 12_000);
     let (bs, input, output, app) = setup_topics(6);
     let (lines, expected) = make_lines(lines_n, 11);
-    let mut c = word_count_cluster("wc-scale", 3, &bs, &app, &input, &output, &[]);
-    c.jobs[0].start();
+    let mut c = word_count_cluster("wc-scale", 3, &bs, &app, &input, &output, |_| vec![]);
+    c.crew.start(0);
     let (producer, _) = produce_in_background(
         bs.clone(),
         input.clone(),
@@ -268,41 +256,27 @@ fn word_count_scales_out_and_in_and_rebuilds_lost_state() {
         Duration::from_millis(400),
     );
     std::thread::sleep(Duration::from_secs(3));
-    c.jobs[1].start();
+    c.crew.start(1);
     std::thread::sleep(Duration::from_secs(3));
-    c.jobs[2].start();
+    c.crew.start(2);
     std::thread::sleep(Duration::from_secs(4));
-    // Lost state: stop instance 1, delete its state directory, restart it.
-    assert!(
-        c.jobs[1]
-            .terminate(Duration::from_secs(60))
-            .expect("exit")
-            .success()
-    );
+    // Lost state: once instance 1 owns tasks, stop it, delete its state
+    // directory, restart it.
+    wait_until(Duration::from_secs(120), "instance 1 to own tasks", || {
+        c.crew.owned_tasks(1).is_some()
+    });
+    c.crew.stop(1);
     std::fs::remove_dir_all(&c.dirs[1]).unwrap();
-    c.jobs[1].start();
+    c.crew.start(1);
     std::thread::sleep(Duration::from_secs(4));
     // Scale in to one instance.
-    assert!(
-        c.jobs[0]
-            .terminate(Duration::from_secs(60))
-            .expect("exit")
-            .success()
-    );
-    assert!(
-        c.jobs[2]
-            .terminate(Duration::from_secs(60))
-            .expect("exit")
-            .success()
-    );
+    c.crew.stop(0);
+    c.crew.stop(2);
     producer.join().unwrap();
-    assert_word_counts(&bs, &output, &expected, true, &c.jobs);
-    assert!(
-        c.jobs[1]
-            .terminate(Duration::from_secs(60))
-            .expect("exit")
-            .success()
-    );
+    drain_stop_and_assert_counts(&mut c, &bs, &app, &input, &output, &expected, true);
+    // The last instance took over every task: 6 per sub-topology.
+    let owned = last_applied_tasks(&c.crew.run_log(1)).unwrap_or_default();
+    assert_eq!(owned.len(), 12, "instance 1 after the scale-in: {owned:?}");
 }
 
 #[test]
@@ -310,19 +284,24 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
     let lines_n = size("KSTREAMS_ZOMBIE_LINES", 6_000);
     let (bs, input, output, app) = setup_topics(4);
     let (lines, expected) = make_lines(lines_n, 23);
-    let mut c = word_count_cluster("wc-zombie", 2, &bs, &app, &input, &output, &[]);
-    c.jobs[0].start();
-    c.jobs[1].start();
+    // The zombie-to-be commits only every 30 s: once it has processed a
+    // record, its tasks' transactions stay open with data, so a freeze
+    // always leaves a transaction for the new owner to abort and for the
+    // zombie to be fenced on.
+    let mut c = word_count_cluster("wc-zombie", 2, &bs, &app, &input, &output, |i| {
+        if i == 0 {
+            vec!["--commit-interval-ms", "30000", "--config", "debug=eos"]
+        } else {
+            vec![]
+        }
+    });
+    c.crew.start_all();
     // Joining and the first rebalances can take several seconds: freeze
-    // instance 0 only once it owns tasks, and while it is busy with input.
+    // instance 0 only once both own tasks and it has processed input.
     wait_until(
         Duration::from_secs(120),
         "both instances to own tasks",
-        || {
-            c.jobs
-                .iter()
-                .all(|j| last_assigned_tasks(j).is_some_and(|t| t.contains('_')))
-        },
+        || (0..2).all(|i| c.crew.owned_tasks(i).is_some()),
     );
     let (producer, _) = produce_in_background(
         bs.clone(),
@@ -331,63 +310,67 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
         lines_n / 20,
         Duration::from_millis(300),
     );
-    std::thread::sleep(Duration::from_secs(4));
-    let zombie_tasks = last_assigned_tasks(&c.jobs[0]).unwrap_or_default();
-    let log_lines_before_freeze = c.jobs[0].log_tail(usize::MAX).lines().count();
-    // Freeze instance 0 well past its session timeout (6 s): its tasks move to instance 1.
-    c.jobs[0].sigstop();
-    std::thread::sleep(Duration::from_secs(12));
-    c.jobs[0].sigcont();
-    producer.join().unwrap();
-    assert_word_counts(&bs, &output, &expected, true, &c.jobs);
-    // The zombie either rejoined and keeps running, or exited cleanly.
-    if c.jobs[0].is_running() {
-        let st = c.jobs[0].terminate(Duration::from_secs(60)).expect("exit");
-        assert!(st.success(), "{}", c.jobs[0].log_tail(30));
-    } else {
-        let st = c.jobs[0].wait(Duration::from_secs(1)).expect("status");
-        assert!(
-            st.success(),
-            "zombie exited with {st}: {}",
-            c.jobs[0].log_tail(30)
-        );
-    }
-    assert!(
-        c.jobs[1]
-            .terminate(Duration::from_secs(60))
-            .expect("exit")
-            .success()
+    // Freeze it once it has been processing for a while (its processed
+    // count rose between two of its metrics publications, a second apart):
+    // its producers have sent records and registered their partitions in
+    // the open transactions.
+    let mut zombie_tasks = Vec::new();
+    let mut processed_before: Option<f64> = None;
+    wait_until(
+        Duration::from_secs(120),
+        "the zombie to process input",
+        || {
+            let processed = http_get(&c.crew.metrics[0], "/metrics")
+                .and_then(|r| metric_sum(&r.body, "kstreams_task_records_processed_total", &[]))
+                .unwrap_or(0.0);
+            let Some(tasks) = c.crew.owned_tasks(0) else {
+                return false;
+            };
+            match processed_before {
+                Some(before) if processed > before => {
+                    zombie_tasks = tasks;
+                    true
+                }
+                None if processed > 0.0 => {
+                    processed_before = Some(processed);
+                    false
+                }
+                _ => false,
+            }
+        },
     );
-    // The zombie really lost its tasks: its log says it was fenced (the
-    // runtime's "task was fenced: ..."), that its partitions were lost, or
-    // that it rejoined the group (runtime/src/kafka/{task_manager,thread}.rs).
-    let zombie_log = strip_ansi(&c.jobs[0].log_tail(usize::MAX));
-    let lost_tasks: Vec<&str> = zombie_log
-        .lines()
-        .skip(log_lines_before_freeze)
+    let marks = c.crew.marks();
+    // Frozen past its session timeout (6 s): its tasks move to instance 1,
+    // whose new producers fence the zombie's.
+    c.crew.jobs[0].sigstop();
+    wait_until(
+        Duration::from_secs(120),
+        "instance 1 to take over the frozen zombie's tasks",
+        || {
+            let created = created_tasks(&log_lines(&c.crew.jobs[1])[marks[1]..]);
+            zombie_tasks.iter().all(|t| created.contains(t))
+        },
+    );
+    c.crew.jobs[0].sigcont();
+    producer.join().unwrap();
+    // The zombie keeps running: it rejoins after it was fenced.
+    drain_stop_and_assert_counts(&mut c, &bs, &app, &input, &output, &expected, true);
+    let after_freeze = log_lines(&c.crew.jobs[0]).split_off(marks[0]);
+    let fenced: Vec<&String> = after_freeze
+        .iter()
         .filter(|l| {
-            let l = l.to_lowercase();
-            l.contains("fenced") || l.contains("partitions lost") || l.contains("rejoining")
+            l.contains("fenced by a newer instance")
+                || l.contains("task fenced or its producer failed")
+                || l.to_lowercase().contains("old epoch")
         })
         .collect();
     assert!(
-        !lost_tasks.is_empty(),
-        "the zombie (tasks {zombie_tasks} when frozen) logged no lost tasks \
-         (fenced / partitions lost / rejoining) after it was frozen:\n{}",
-        c.jobs[0].log_tail(60)
+        !fenced.is_empty(),
+        "the zombie (tasks {zombie_tasks:?} when frozen, taken over by instance 1) \
+         logged no fencing error after it was thawed:\n{}",
+        after_freeze.join("\n")
     );
-}
-
-/// The tasks of the last "assignment applied" line of `job`'s log, e.g.
-/// `["0_0", "1_0"]`; `None` before its first assignment.
-fn last_assigned_tasks(job: &Job) -> Option<String> {
-    let log = strip_ansi(&job.log_tail(usize::MAX));
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("assignment applied"))?;
-    let tasks = line.split("tasks=").nth(1)?;
-    Some(tasks.split(']').next()?.to_string() + "]")
+    eprintln!("zombie fenced: {}", fenced[0]);
 }
 
 #[test]
@@ -395,23 +378,15 @@ fn at_least_once_loses_nothing_under_sigkill() {
     let lines_n = size("KSTREAMS_ALOS_LINES", 8_000);
     let (bs, input, output, app) = setup_topics(4);
     let (lines, expected) = make_lines(lines_n, 31);
-    let mut c = word_count_cluster(
-        "wc-alos",
-        2,
-        &bs,
-        &app,
-        &input,
-        &output,
-        &[
+    let mut c = word_count_cluster("wc-alos", 2, &bs, &app, &input, &output, |_| {
+        vec![
             "--processing-guarantee",
             "at_least_once",
             "--commit-interval-ms",
             "500",
-        ],
-    );
-    for j in &mut c.jobs {
-        j.start();
-    }
+        ]
+    });
+    c.crew.start_all();
     let (producer, _) = produce_in_background(
         bs.clone(),
         input.clone(),
@@ -423,18 +398,12 @@ fn at_least_once_loses_nothing_under_sigkill() {
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(1500 + rng.below(1000)));
         let i = rng.below(2) as usize;
-        c.jobs[i].kill9();
-        c.jobs[i].start();
+        kill_owner(&mut c.crew, i);
+        c.crew.start(i);
     }
     producer.join().unwrap();
-    assert_word_counts(&bs, &output, &expected, false, &c.jobs);
-    for j in &mut c.jobs {
-        assert!(
-            j.terminate(Duration::from_secs(60))
-                .expect("exit")
-                .success()
-        );
-    }
+    drain_stop_and_assert_counts(&mut c, &bs, &app, &input, &output, &expected, false);
+    c.crew.assert_kills_hit();
 }
 
 #[test]
@@ -485,20 +454,27 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
     }
     records.append(&mut resend);
     let work = work_dir("orders-kill");
-    let mut jobs: Vec<Job> = (0..3)
+    let metrics: Vec<String> = (0..3).map(|_| metrics_addr()).collect();
+    let jobs: Vec<Job> = (0..3)
         .map(|i| {
             let state = work.join(format!("state-{i}"));
             Job::new(
                 "order_aggregation",
                 &format!("orders-{i}"),
-                job_args(&bs, &app, &input, &output, &state, &[]),
+                job_args(
+                    &bs,
+                    &app,
+                    &input,
+                    &output,
+                    &state,
+                    &["--metrics-listen", &metrics[i]],
+                ),
                 &work,
             )
         })
         .collect();
-    for j in &mut jobs {
-        j.start();
-    }
+    let mut crew = Crew::new(jobs, metrics);
+    crew.start_all();
     let producer = {
         let (bs, input) = (bs.clone(), input.clone());
         std::thread::spawn(move || {
@@ -512,11 +488,15 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(1500 + krng.below(1500)));
         let i = krng.below(3) as usize;
-        jobs[i].kill9();
+        kill_owner(&mut crew, i);
         std::thread::sleep(Duration::from_millis(200 + krng.below(800)));
-        jobs[i].start();
+        crew.start(i);
     }
     producer.join().unwrap();
+    crew.wait_drained(&bs, &app, &[&input]);
+    crew.stop_all();
+    wait_no_open_transactions(&bs, &output);
+    wait_no_open_transactions(&bs, &dlq);
     let parse = |v: &str| -> (u64, i64) {
         let j: serde_json::Value = serde_json::from_str(v).expect("output JSON");
         (
@@ -524,39 +504,19 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
             j["total_cents"].as_i64().unwrap(),
         )
     };
-    let exact = || {
-        let got = values_by_key(&bs, &output);
-        expected.iter().all(|(c, want)| {
-            got.get(c)
-                .and_then(|v| v.last())
-                .map(|v| parse(v) == *want)
-                .unwrap_or(false)
-        })
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    while !exact() {
-        if std::time::Instant::now() > deadline {
-            let got = values_by_key(&bs, &output);
-            for j in &jobs {
-                eprintln!("--- {} ---\n{}", j.name, j.log_tail(30));
-            }
-            let wrong: Vec<String> = expected
-                .iter()
-                .filter(|(c, want)| {
-                    got.get(*c).and_then(|v| v.last()).map(|v| parse(v)) != Some(**want)
-                })
-                .map(|(c, want)| {
-                    format!(
-                        "{c}: want {want:?} got {:?}",
-                        got.get(c).and_then(|v| v.last())
-                    )
-                })
-                .collect();
-            panic!("totals not exact: {wrong:?}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
     let got = values_by_key(&bs, &output);
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter(|(c, want)| got.get(*c).and_then(|v| v.last()).map(|v| parse(v)) != Some(**want))
+        .map(|(c, want)| {
+            format!(
+                "{c}: want {want:?} got {:?}",
+                got.get(c).and_then(|v| v.last())
+            )
+        })
+        .collect();
+    assert!(wrong.is_empty(), "totals not exact: {wrong:?}");
+    assert_eq!(got.len(), expected.len(), "customers with totals");
     for (c, (orders, _)) in &expected {
         let seq: Vec<u64> = got[c].iter().map(|v| parse(v).0).collect();
         assert!(
@@ -580,13 +540,5 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
     dead.sort();
     bad_keys.sort();
     assert_eq!(dead, bad_keys);
-    for j in &mut jobs {
-        assert!(
-            j.terminate(Duration::from_secs(60))
-                .expect("exit")
-                .success(),
-            "{}",
-            j.log_tail(20)
-        );
-    }
+    crew.assert_kills_hit();
 }

@@ -191,16 +191,20 @@ impl TaskManager {
             let Some(t) = self.active.get_mut(&id) else {
                 continue;
             };
+            let shared = Arc::new(CommitShared::default());
             let job = match prepare_commit_eos(t) {
-                Ok((tpl, sealed)) => CommitJob {
-                    producer: t.producer.clone(),
-                    tracker: t.tracker.clone(),
-                    id,
-                    tpl,
-                    group_metadata: group_metadata.clone(),
-                    sealed,
-                    retry_for,
-                },
+                Ok((tpl, sealed)) => {
+                    *lock(&shared.sealed) = Some(sealed);
+                    CommitJob {
+                        producer: t.producer.clone(),
+                        tracker: t.tracker.clone(),
+                        id,
+                        tpl,
+                        group_metadata: group_metadata.clone(),
+                        shared: shared.clone(),
+                        retry_for,
+                    }
+                }
                 Err(f) => {
                     self.complete_commit(consumer, id, Err(f))?;
                     continue;
@@ -225,6 +229,7 @@ impl TaskManager {
             t.in_flight = Some(InFlight {
                 handle,
                 started: Instant::now(),
+                shared,
             });
         }
         tracing::debug!(
@@ -255,28 +260,47 @@ impl TaskManager {
             .iter()
             .filter(|(_, t)| {
                 t.in_flight.as_ref().is_some_and(|f| {
-                    block || f.handle.is_finished() || t.deferred.bytes() > MAX_DEFERRED_BYTES
+                    block
+                        || f.handle.is_finished()
+                        || f.hung()
+                        || t.deferred.bytes() > MAX_DEFERRED_BYTES
                 })
             })
             .map(|(id, _)| *id)
             .collect();
         let mut reaped = false;
         for id in done {
-            let Some(f) = self.active.get_mut(&id).and_then(|t| t.in_flight.take()) else {
+            let Some(t) = self.active.get_mut(&id) else {
                 continue;
             };
-            let result = f.handle.join().unwrap_or_else(|_| {
-                Err(CommitFailure::Fatal(StreamsError::IllegalState(format!(
-                    "the commit of task {id} panicked"
-                ))))
-            });
+            // Waiting (a rebalance, a shutdown) for a commit that hangs in
+            // librdkafka would wait for ever: it is given up (`abandon`).
+            while let Some(f) = t.in_flight.as_mut()
+                && !f.handle.is_finished()
+                && !f.hung()
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let Some(f) = t.in_flight.take() else {
+                continue;
+            };
+            let started = f.started;
+            let result = if f.handle.is_finished() {
+                f.handle.join().unwrap_or_else(|_| {
+                    Err(CommitFailure::Fatal(StreamsError::IllegalState(format!(
+                        "the commit of task {id} panicked"
+                    ))))
+                })
+            } else {
+                abandon(id, f)
+            };
             if let Ok(timings) = &result {
-                self.metrics.add_commit(f.started.elapsed());
+                self.metrics.add_commit(started.elapsed());
                 tracing::debug!(
                     task = %id,
                     send_offsets_ms = timings.send_offsets.as_millis() as u64,
                     commit_ms = timings.commit.as_millis() as u64,
-                    reaped_after_ms = f.started.elapsed().as_millis() as u64,
+                    reaped_after_ms = started.elapsed().as_millis() as u64,
                     "transaction committed"
                 );
             }
@@ -411,9 +435,63 @@ pub(super) struct CommitJob {
     id: TaskId,
     tpl: TopicPartitionList,
     group_metadata: Option<Arc<rdkafka::consumer::ConsumerGroupMetadata>>,
-    /// The task's sealed write sets.
-    sealed: SealedState,
+    /// The task's sealed write sets, and the call in progress.
+    shared: Arc<CommitShared>,
     retry_for: Duration,
+}
+
+/// What a commit thread and the stream thread share while a commit runs.
+#[derive(Default)]
+pub(super) struct CommitShared {
+    /// The task's sealed write sets: taken by the commit thread once the
+    /// transaction committed, or by the stream thread if it gives up a
+    /// commit that hangs (`abandon`), so the task's stores can close.
+    sealed: std::sync::Mutex<Option<SealedState>>,
+    /// When the transaction call now running started (ms since the epoch);
+    /// 0 between calls.
+    in_call_since: std::sync::atomic::AtomicI64,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A transaction call that has not returned after this (its own timeout is
+/// `TXN_TIMEOUT`) hangs in librdkafka: the commit is given up.
+const HUNG_AFTER: Duration = Duration::from_secs(45);
+
+impl InFlight {
+    /// Whether the commit is stuck inside one transaction call for longer
+    /// than `HUNG_AFTER` (retries between calls do not count).
+    pub(super) fn hung(&self) -> bool {
+        let since = self
+            .shared
+            .in_call_since
+            .load(std::sync::atomic::Ordering::Relaxed);
+        since != 0 && now_ms().saturating_sub(since) > HUNG_AFTER.as_millis() as i64
+    }
+}
+
+/// Gives up a commit whose transaction call hangs in librdkafka (issues
+/// 5456 and 5511: `send_offsets_to_transaction` can wait for ever for a
+/// group coordinator that left): its sealed write sets are taken back and
+/// dropped, and its thread is left behind with the old producer, which the
+/// task's next producer fences (`init_transactions`). The task is then
+/// re-created like a fenced one. What the hung transaction did is aborted,
+/// or, if it did commit after all, restored from the changelog.
+pub(super) fn abandon(id: TaskId, f: InFlight) -> CommitStep<TxnTimings> {
+    drop(lock(&f.shared.sealed).take());
+    let since = f
+        .shared
+        .in_call_since
+        .load(std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(task = %id, hung_s = now_ms().saturating_sub(since) / 1000,
+        "a transaction call of this task never returned (librdkafka); giving the commit up, the thread is left behind");
+    drop(f.handle);
+    Err(CommitFailure::Fenced(format!(
+        "a transaction call of task {id} did not return for {}s",
+        now_ms().saturating_sub(since) / 1000
+    )))
 }
 
 impl CommitJob {
@@ -428,11 +506,23 @@ impl CommitJob {
             id,
             tpl,
             group_metadata,
-            sealed,
+            shared,
             retry_for,
         } = self;
-        let mut timings =
-            commit_txn_eos(&producer, id, &tpl, group_metadata.as_deref(), retry_for)?;
+        let mut timings = commit_txn_eos(
+            &producer,
+            id,
+            &tpl,
+            group_metadata.as_deref(),
+            retry_for,
+            &shared.in_call_since,
+        )?;
+        let Some(sealed) = lock(&shared.sealed).take() else {
+            // Given up by the stream thread meanwhile (`abandon`).
+            return Err(CommitFailure::Fenced(format!(
+                "the commit of task {id} was given up"
+            )));
+        };
         timings.state_written = sealed
             .write(&|topic, p| tracker.last_offset(topic, p))
             .map_err(CommitFailure::Fatal)?;
@@ -447,20 +537,28 @@ pub(super) fn commit_txn_eos(
     tpl: &TopicPartitionList,
     group_metadata: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
     retry_for: Duration,
+    in_call_since: &std::sync::atomic::AtomicI64,
 ) -> CommitStep<TxnTimings> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let timed = |call: &dyn Fn() -> rdkafka::error::KafkaResult<()>| {
+        in_call_since.store(now_ms(), Relaxed);
+        let r = call();
+        in_call_since.store(0, Relaxed);
+        r
+    };
     let started = Instant::now();
     if tpl.count() > 0 {
         let gm = group_metadata.ok_or_else(|| {
             CommitFailure::Abortable("no consumer group metadata (not in the group)".into())
         })?;
         retry_retriable("send_offsets_to_transaction", id, retry_for, || {
-            producer.send_offsets_to_transaction(tpl, gm, TXN_TIMEOUT)
+            timed(&|| producer.send_offsets_to_transaction(tpl, gm, TXN_TIMEOUT))
         })
         .map_err(|e| kafka_failure(id, "send_offsets_to_transaction", e))?;
     }
     let offsets = started.elapsed();
     retry_retriable("commit_transaction", id, retry_for, || {
-        producer.commit_transaction(TXN_TIMEOUT)
+        timed(&|| producer.commit_transaction(TXN_TIMEOUT))
     })
     .map_err(|e| kafka_failure(id, "commit_transaction", e))?;
     Ok(TxnTimings {
@@ -510,8 +608,18 @@ pub(super) fn finish_commit_eos(t: &mut ActiveTask, state_written: bool) -> Comm
 /// Waits for a task's commit thread, if any, ignoring its result (the task
 /// is being closed without commit).
 pub(super) fn join_in_flight(t: &mut ActiveTask) {
+    while let Some(f) = t.in_flight.as_mut()
+        && !f.handle.is_finished()
+        && !f.hung()
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     if let Some(f) = t.in_flight.take() {
-        let _ = f.handle.join();
+        if f.handle.is_finished() {
+            let _ = f.handle.join();
+        } else {
+            let _ = abandon(t.task.id, f);
+        }
     }
     t.deferred.discard();
 }

@@ -93,6 +93,8 @@ struct ActiveTask {
 struct InFlight {
     handle: std::thread::JoinHandle<CommitStep<TxnTimings>>,
     started: Instant,
+    /// Shared with the commit thread (`commit.rs`).
+    shared: Arc<CommitShared>,
 }
 
 impl ActiveTask {

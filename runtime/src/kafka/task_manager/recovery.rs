@@ -57,7 +57,11 @@ impl TaskManager {
                     .collect()
             })
             .unwrap_or_default();
-        let still_ours = partitions.iter().all(|p| assigned.contains(p));
+        // A member that was out of the group (frozen past its session, say)
+        // still holds its old assignment until librdkafka revokes it as
+        // lost: then the fence was a new owner's, and this task is not ours.
+        let still_ours =
+            !consumer.assignment_lost() && partitions.iter().all(|p| assigned.contains(p));
         let recent = self
             .recreated_at
             .get(&id)
