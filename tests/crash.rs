@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kstreams_testkit::{
-    Isolation, TestRecord, create_topic, produce, read_to_end, shared_broker, unique_name,
+    Isolation, TestRecord, create_topic, end_offsets, produce, read_to_end, shared_broker,
+    stable_offsets, unique_name,
 };
 use support::*;
 
@@ -267,6 +268,7 @@ fn word_count_scales_out_and_in_and_rebuilds_lost_state() {
     });
     c.crew.stop(1);
     std::fs::remove_dir_all(&c.dirs[1]).unwrap();
+    let wiped_at = log_lines(&c.crew.jobs[1]).len();
     c.crew.start(1);
     std::thread::sleep(Duration::from_secs(4));
     // Scale in to one instance.
@@ -277,6 +279,12 @@ fn word_count_scales_out_and_in_and_rebuilds_lost_state() {
     // The last instance took over every task: 6 per sub-topology.
     let owned = last_applied_tasks(&c.crew.run_log(1)).unwrap_or_default();
     assert_eq!(owned.len(), 12, "instance 1 after the scale-in: {owned:?}");
+    // It rebuilt the state it lost from the changelogs.
+    let rebuilt = restored_records(&log_lines(&c.crew.jobs[1])[wiped_at..]);
+    assert!(
+        rebuilt > 0,
+        "instance 1 restored nothing after its state was deleted"
+    );
 }
 
 #[test]
@@ -284,20 +292,27 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
     let lines_n = size("KSTREAMS_ZOMBIE_LINES", 6_000);
     let (bs, input, output, app) = setup_topics(4);
     let (lines, expected) = make_lines(lines_n, 23);
-    // The zombie-to-be commits only every 30 s: once it has processed a
-    // record, its tasks' transactions stay open with data, so a freeze
-    // always leaves a transaction for the new owner to abort and for the
-    // zombie to be fenced on.
+    // The zombie-to-be commits only every 30 s and has no record cache, so
+    // each count update goes to its producer at once: from its first update
+    // on, each of its counting tasks (1_<p>, the only writer of output
+    // partition p: a word's partition is the same in the repartition and
+    // output topics) holds an open transaction with records, and a freeze
+    // leaves it for the new owner to abort and for the zombie to be fenced
+    // on. (With the cache, word_count produces only while it commits.)
     let mut c = word_count_cluster("wc-zombie", 2, &bs, &app, &input, &output, |i| {
         if i == 0 {
-            vec!["--commit-interval-ms", "30000", "--config", "debug=eos"]
+            vec![
+                "--commit-interval-ms",
+                "30000",
+                "--config",
+                "cache.max.bytes.buffering=0",
+            ]
         } else {
             vec![]
         }
     });
     c.crew.start_all();
-    // Joining and the first rebalances can take several seconds: freeze
-    // instance 0 only once both own tasks and it has processed input.
+    // Joining and the first rebalances can take several seconds.
     wait_until(
         Duration::from_secs(120),
         "both instances to own tasks",
@@ -310,33 +325,21 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
         lines_n / 20,
         Duration::from_millis(300),
     );
-    // Freeze it once it has been processing for a while (its processed
-    // count rose between two of its metrics publications, a second apart):
-    // its producers have sent records and registered their partitions in
-    // the open transactions.
+    // Freeze it, mid-stream, once one of its counting tasks wrote into an
+    // open transaction: the output partition's end is above its last
+    // stable offset.
     let mut zombie_tasks = Vec::new();
-    let mut processed_before: Option<f64> = None;
     wait_until(
         Duration::from_secs(120),
-        "the zombie to process input",
+        "the zombie to write into an open transaction",
         || {
-            let processed = http_get(&c.crew.metrics[0], "/metrics")
-                .and_then(|r| metric_sum(&r.body, "kstreams_task_records_processed_total", &[]))
-                .unwrap_or(0.0);
             let Some(tasks) = c.crew.owned_tasks(0) else {
                 return false;
             };
-            match processed_before {
-                Some(before) if processed > before => {
-                    zombie_tasks = tasks;
-                    true
-                }
-                None if processed > 0.0 => {
-                    processed_before = Some(processed);
-                    false
-                }
-                _ => false,
-            }
+            zombie_tasks = tasks;
+            open_transaction_partitions(&bs, &output)
+                .iter()
+                .any(|p| zombie_tasks.contains(&format!("1_{p}")))
         },
     );
     let marks = c.crew.marks();
@@ -371,6 +374,18 @@ fn a_frozen_zombie_is_fenced_and_produces_no_duplicates() {
         after_freeze.join("\n")
     );
     eprintln!("zombie fenced: {}", fenced[0]);
+}
+
+/// The partitions of `topic` where an open transaction holds records
+/// (the end is above the last stable offset).
+fn open_transaction_partitions(bs: &str, topic: &str) -> Vec<i32> {
+    let (Ok(stable), Ok(end)) = (stable_offsets(bs, topic), end_offsets(bs, topic)) else {
+        return Vec::new();
+    };
+    end.iter()
+        .filter(|(p, e)| stable.get(*p).is_some_and(|s| s < *e))
+        .map(|(p, _)| *p)
+        .collect()
 }
 
 #[test]

@@ -31,9 +31,8 @@ fn latest_by_key(acc: &BTreeMap<(i32, i64), ConsumedRecord>) -> HashMap<String, 
 }
 
 /// Reads `topic` `read_committed` into `acc`, keyed by (partition,
-/// offset): callers poll until everything expected is there; a record at a
-/// given offset is always the same record, and a second emission of the
-/// same result would show up at another offset.
+/// offset), for progress checks while the jobs run (the results are read
+/// once, after every job stopped).
 fn accumulate(bs: &str, topic: &str, acc: &mut BTreeMap<(i32, i64), ConsumedRecord>) {
     if let Ok(records) = read_to_end(bs, topic, Isolation::ReadCommitted) {
         for r in records {
@@ -96,7 +95,8 @@ fn order_enrichment_survives_sigkill_with_exact_output() {
     table.remove("c39");
 
     let work = work_dir("enrich-kill");
-    let mut jobs: Vec<Job> = (0..2)
+    let metrics: Vec<String> = (0..2).map(|_| metrics_addr()).collect();
+    let jobs: Vec<Job> = (0..2)
         .map(|i| {
             let state = work.join(format!("state-{i}"));
             Job::new(
@@ -108,15 +108,19 @@ fn order_enrichment_survives_sigkill_with_exact_output() {
                     &orders,
                     &output,
                     &state,
-                    &["--customers-topic", &customers],
+                    &[
+                        "--customers-topic",
+                        &customers,
+                        "--metrics-listen",
+                        &metrics[i],
+                    ],
                 ),
                 &work,
             )
         })
         .collect();
-    for j in &mut jobs {
-        j.start();
-    }
+    let mut crew = Crew::new(jobs, metrics);
+    crew.start_all();
     produce(&bs, &customers, &records).unwrap();
     // The join reads the table as of now: wait until the whole table is
     // committed (its changelog holds the final customers) before orders flow.
@@ -166,57 +170,50 @@ fn order_enrichment_survives_sigkill_with_exact_output() {
     };
     let mut krng = Rng(99);
     for _ in 0..kills {
+        // Pacing only: each kill waits for its victim to own tasks.
         std::thread::sleep(Duration::from_millis(1500 + krng.below(1500)));
         let i = krng.below(2) as usize;
-        jobs[i].kill9();
+        kill_owner(&mut crew, i);
         std::thread::sleep(Duration::from_millis(200 + krng.below(800)));
-        jobs[i].start();
+        crew.start(i);
     }
     producer.join().unwrap();
 
-    let mut acc = BTreeMap::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    loop {
-        accumulate(&bs, &output, &mut acc);
-        if acc.len() >= expected.len() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            for j in &jobs {
-                eprintln!("--- {} ---\n{}", j.name, j.log_tail(30));
-            }
-            panic!("{} of {} enriched orders", acc.len(), expected.len());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    // A duplicate, if there were one, would show up as a record at another offset.
-    std::thread::sleep(Duration::from_secs(3));
-    accumulate(&bs, &output, &mut acc);
+    // Everything consumed, every job stopped: only then read the output, once.
+    crew.wait_drained(&bs, &app, &[&orders, &customers]);
+    crew.stop_all();
+    wait_no_open_transactions(&bs, &output);
     let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in acc.values() {
+    for r in read_to_end(&bs, &output, Isolation::ReadCommitted).expect("read output") {
         got.entry(r.key_str().unwrap_or_default())
             .or_default()
             .push(r.value_str().unwrap_or_default());
     }
-    assert_eq!(got.len(), expected.len());
-    for (order_id, want) in &expected {
-        assert_eq!(
-            got.get(order_id),
-            Some(&vec![want.clone()]),
-            "{order_id}: exactly one enriched record, with the final customer"
-        );
-    }
-    for j in &mut jobs {
-        let st = j
-            .terminate(Duration::from_secs(60))
-            .expect("clean exit after SIGTERM");
-        assert!(
-            st.success(),
-            "{} exited with {st}: {}",
-            j.name,
-            j.log_tail(20)
-        );
-    }
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|(id, want)| got.get(*id) != Some(&vec![(*want).clone()]))
+        .take(3)
+        .map(|(id, want)| format!("{id}: want [{want}], got {:?}", got.get(id)))
+        .collect();
+    assert!(
+        wrong.is_empty() && got.len() == expected.len(),
+        "exactly one enriched record per order, with the final customer; {} keys \
+         for {} orders; e.g. {wrong:?}",
+        got.len(),
+        expected.len()
+    );
+    crew.assert_kills_hit();
+}
+
+/// Kills job `i` with SIGKILL once it owns tasks, and reports it.
+fn kill_owner(crew: &mut Crew, i: usize) {
+    let kill = crew.kill9_owner(i);
+    eprintln!(
+        "kill {}: {} owned {:?}",
+        crew.kills.len(),
+        crew.jobs[i].name,
+        kill.tasks
+    );
 }
 
 #[test]
@@ -299,7 +296,8 @@ fn per_minute_revenue_is_exact_and_each_window_emitted_once_despite_sigkill() {
     }
 
     let work = work_dir("minute-kill");
-    let mut jobs: Vec<Job> = (0..2)
+    let metrics: Vec<String> = (0..2).map(|_| metrics_addr()).collect();
+    let jobs: Vec<Job> = (0..2)
         .map(|i| {
             let state = work.join(format!("state-{i}"));
             Job::new(
@@ -311,15 +309,14 @@ fn per_minute_revenue_is_exact_and_each_window_emitted_once_despite_sigkill() {
                     &input,
                     &output,
                     &state,
-                    &["--per-minute", "true"],
+                    &["--per-minute", "true", "--metrics-listen", &metrics[i]],
                 ),
                 &work,
             )
         })
         .collect();
-    for j in &mut jobs {
-        j.start();
-    }
+    let mut crew = Crew::new(jobs, metrics);
+    crew.start_all();
     let producer = {
         let (bs, input) = (bs.clone(), input.clone());
         std::thread::spawn(move || {
@@ -333,47 +330,35 @@ fn per_minute_revenue_is_exact_and_each_window_emitted_once_despite_sigkill() {
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(1500 + krng.below(1500)));
         let i = krng.below(2) as usize;
-        jobs[i].kill9();
+        kill_owner(&mut crew, i);
         std::thread::sleep(Duration::from_millis(200 + krng.below(800)));
-        jobs[i].start();
+        crew.start(i);
     }
     producer.join().unwrap();
-    let mut acc = BTreeMap::new();
-    // Once windows are being emitted, lose one instance's state entirely:
-    // its window and suppress stores come back from their changelogs (open
-    // windows, buffered results, the operators' stream time), then the
-    // closing orders make every remaining window final.
+    // Once windows are being emitted (a progress check, not a result),
+    // lose one instance's state entirely: its window and suppress stores
+    // come back from their changelogs (open windows, buffered results, the
+    // operators' stream time), then the closing orders make every
+    // remaining window final.
+    let mut progress = BTreeMap::new();
     wait_until(Duration::from_secs(240), "the first final windows", || {
-        accumulate(&bs, &per_minute, &mut acc);
-        acc.len() >= 20
+        accumulate(&bs, &per_minute, &mut progress);
+        progress.len() >= 20
     });
-    jobs[0].kill9();
+    let wipe = crew.kill9_owner(0);
     std::fs::remove_dir_all(work.join("state-0")).unwrap();
-    jobs[0].start();
+    crew.start(0);
     produce(&bs, &input, &closers).expect("produce");
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    loop {
-        accumulate(&bs, &per_minute, &mut acc);
-        if acc.len() >= expected.len() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            for j in &jobs {
-                eprintln!("--- {} ---\n{}", j.name, j.log_tail(30));
-            }
-            panic!("{} of {} windows emitted", acc.len(), expected.len());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    // A second emission of a window, if there were one, would show up as a
-    // record at another offset.
-    std::thread::sleep(Duration::from_secs(3));
-    accumulate(&bs, &per_minute, &mut acc);
+    // Everything consumed, every job stopped: only then read the output, once.
+    crew.wait_drained(&bs, &app, &[&input]);
+    crew.stop_all();
+    wait_no_open_transactions(&bs, &per_minute);
+    let emitted = read_to_end(&bs, &per_minute, Isolation::ReadCommitted).expect("read output");
     // (customer, window start) -> every emission: (orders, revenue, window end)
     type Emitted = BTreeMap<(String, i64), Vec<(u64, i64, i64)>>;
     let mut got = Emitted::new();
-    for r in acc.values() {
+    for r in &emitted {
         let m: CustomerMinute =
             serde_json::from_str(&r.value_str().unwrap_or_default()).expect("per-minute JSON");
         assert_eq!(r.key_str().as_deref(), Some(m.customer_id.as_str()));
@@ -404,15 +389,13 @@ fn per_minute_revenue_is_exact_and_each_window_emitted_once_despite_sigkill() {
             "{key:?}: exactly one final result, exact"
         );
     }
-    for j in &mut jobs {
-        let st = j
-            .terminate(Duration::from_secs(60))
-            .expect("clean exit after SIGTERM");
-        assert!(
-            st.success(),
-            "{} exited with {st}: {}",
-            j.name,
-            j.log_tail(20)
-        );
-    }
+    crew.assert_kills_hit();
+    // The wiped instance's next run rebuilt its stores from the changelogs.
+    let rebuilt = restored_records(&log_lines(&crew.jobs[0])[wipe.marks[0]..]);
+    assert!(
+        rebuilt > 0,
+        "minute-0 restored nothing after its state was deleted (it owned {:?})",
+        wipe.tasks
+    );
+    eprintln!("minute-0 restored {rebuilt} changelog records after its state was deleted");
 }

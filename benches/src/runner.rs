@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// Systems of the recovery phase.
     #[arg(long, value_delimiter = ',', default_value = "kstreams,kafka-streams")]
     pub recovery_systems: Vec<String>,
-    /// Directory of the kstreams example binaries (default: <dir of this binary>/examples).
+    /// Directory of the kstreams example binaries (default: `<dir of this binary>/examples`).
     #[arg(long)]
     pub examples_dir: Option<PathBuf>,
     /// Compare kstreams builds: LABEL=DIR of example binaries (word_count,

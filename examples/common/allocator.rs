@@ -18,7 +18,7 @@
 //! (1M orders): peak RSS 392 MiB untuned against glibc's 202 MiB; with
 //! pages returned at once and THP off, 156 MiB at 1.35× glibc's
 //! throughput. `MIMALLOC_PURGE_DELAY` / `MIMALLOC_ALLOW_THP` in the
-//! environment still win over [`tune`].
+//! environment still win over `tune()`.
 //!
 //! A library cannot choose its users' allocator; these are binaries, and
 //! the README recommends the same few lines for production jobs. The

@@ -727,6 +727,7 @@ impl Crew {
         let logs: Vec<Vec<String>> = self.jobs.iter().map(log_lines).collect();
         for (k, kill) in self.kills.iter().enumerate() {
             assert!(!kill.tasks.is_empty(), "kill {k} hit no task: {kill:?}");
+            let mut report = Vec::new();
             for task in &kill.tasks {
                 let by: Vec<&str> = logs
                     .iter()
@@ -742,7 +743,14 @@ impl Crew {
                     self.jobs[kill.victim].name,
                     kill.tasks
                 );
+                report.push(format!("{task} by {}", by.join("+")));
             }
+            eprintln!(
+                "kill {} of {}: created again: {}",
+                k + 1,
+                self.jobs[kill.victim].name,
+                report.join(", ")
+            );
         }
     }
 }
@@ -763,4 +771,21 @@ pub fn wait_no_open_transactions(bs: &str, topic: &str) {
             _ => false,
         },
     );
+}
+
+/// The changelog records restored according to the "restore done ...
+/// records=N" lines of `lines` (runtime/src/kafka/changelog_reader.rs).
+pub fn restored_records(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .filter(|l| l.contains("restore done"))
+        .filter_map(|l| {
+            l.split(" records=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
