@@ -201,6 +201,9 @@ fn setup_topics(partitions: i32) -> (String, String, String, String) {
 }
 
 /// Kills instance `i` with SIGKILL once it owns tasks, and reports it.
+/// Every third kill waits until the survivors took over the victim's
+/// tasks before it restarts; otherwise it is back before its session
+/// expires and usually gets its own tasks again.
 fn kill_owner(crew: &mut Crew, i: usize) {
     let kill = crew.kill9_owner(i);
     eprintln!(
@@ -209,6 +212,9 @@ fn kill_owner(crew: &mut Crew, i: usize) {
         crew.jobs[i].name,
         kill.tasks
     );
+    if crew.kills.len().is_multiple_of(3) {
+        crew.wait_taken_over(&kill);
+    }
 }
 
 #[test]

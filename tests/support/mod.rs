@@ -789,3 +789,28 @@ pub fn restored_records(lines: &[String]) -> u64 {
         })
         .sum()
 }
+
+impl Crew {
+    /// Waits until the live jobs other than the victim of `kill` have
+    /// created every task it owned (its session expired and the group gave
+    /// its tasks to the survivors); fails after 120 s.
+    pub fn wait_taken_over(&self, kill: &Kill) {
+        wait_until(
+            Duration::from_secs(120),
+            &format!(
+                "the survivors to take over {:?} of {}",
+                kill.tasks, self.jobs[kill.victim].name
+            ),
+            || {
+                let created: Vec<String> = (0..self.jobs.len())
+                    .filter(|j| *j != kill.victim && self.live[*j])
+                    .flat_map(|j| {
+                        let lines = log_lines(&self.jobs[j]);
+                        created_tasks(&lines[kill.marks[j].min(lines.len())..])
+                    })
+                    .collect();
+                kill.tasks.iter().all(|t| created.contains(t))
+            },
+        );
+    }
+}
