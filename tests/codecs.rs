@@ -31,10 +31,14 @@ fn produce_one_codec_per_partition(bs: &str, topic: &str, by_partition: &[Vec<Te
             produce_with(bs, topic, chunk, &[("compression.type", CODECS[p])])
                 .unwrap_or_else(|e| panic!("producing with {}: {e}", CODECS[p]));
         }
+        // librdkafka sends a batch uncompressed when compressing it would
+        // not make it smaller (a batch of one short record, say): "none"
+        // batches may appear beside the codec's, no other codec may.
         let stored = stored_batch_codecs(shared_broker().data_dir(), topic, p as i32).unwrap();
+        let of_codec = stored.iter().filter(|c| **c == CODECS[p]).count();
         assert!(
-            !stored.is_empty() && stored.iter().all(|c| *c == CODECS[p]),
-            "partition {p} should hold only {} batches, holds {stored:?}",
+            of_codec * 2 > stored.len() && stored.iter().all(|c| *c == CODECS[p] || *c == "none"),
+            "partition {p} should hold {} batches (and perhaps a few uncompressed), holds {stored:?}",
             CODECS[p]
         );
     }
