@@ -121,7 +121,7 @@ fn a_fenced_task_is_re_created_in_place_without_a_rebalance_and_stays_exact() {
     for task in ["0_0", "1_1"] {
         assert!(
             log.lines()
-                .any(|l| l.contains("re-creating it with a new producer") && l.contains(task)),
+                .any(|l| l.contains("task re-created; reprocessing") && l.contains(task)),
             "task {task} was not re-created after its fence:\n{}",
             job.log_tail(60)
         );

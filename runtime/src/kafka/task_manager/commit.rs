@@ -286,11 +286,17 @@ impl TaskManager {
             };
             let started = f.started;
             let result = if f.handle.is_finished() {
-                f.handle.join().unwrap_or_else(|_| {
+                let InFlight { handle, shared, .. } = f;
+                let result = handle.join().unwrap_or_else(|_| {
                     Err(CommitFailure::Fatal(StreamsError::IllegalState(format!(
                         "the commit of task {id} panicked"
                     ))))
-                })
+                });
+                // A failed commit leaves its sealed write sets here; they
+                // hold the task's RocksDB open, and a task re-created
+                // after the failure must be able to open it again.
+                drop(lock(&shared.sealed).take());
+                result
             } else {
                 abandon(id, f)
             };
