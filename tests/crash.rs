@@ -200,23 +200,6 @@ fn setup_topics(partitions: i32) -> (String, String, String, String) {
     (bs, input, output, unique_name("wc"))
 }
 
-/// Kills instance `i` with SIGKILL once it owns tasks, and reports it.
-/// Every third kill waits until the survivors took over the victim's
-/// tasks before it restarts; otherwise it is back before its session
-/// expires and usually gets its own tasks again.
-fn kill_owner(crew: &mut Crew, i: usize) {
-    let kill = crew.kill9_owner(i);
-    eprintln!(
-        "kill {}: {} owned {:?}",
-        crew.kills.len(),
-        crew.jobs[i].name,
-        kill.tasks
-    );
-    if crew.kills.len().is_multiple_of(3) {
-        crew.wait_taken_over(&kill);
-    }
-}
-
 #[test]
 fn word_count_survives_repeated_sigkill_with_exact_counts() {
     let lines_n = size("KSTREAMS_CRASH_LINES", 20_000);
@@ -233,15 +216,15 @@ fn word_count_survives_repeated_sigkill_with_exact_counts() {
         lines_n.div_ceil(batches),
         Duration::from_millis(500),
     );
-    let mut rng = Rng(99);
-    for _ in 0..kills {
-        // Pacing only: each kill waits for its victim to own tasks.
-        std::thread::sleep(Duration::from_millis(1500 + rng.below(1500)));
-        let i = rng.below(3) as usize;
-        kill_owner(&mut c.crew, i);
-        std::thread::sleep(Duration::from_millis(300 + rng.below(1000)));
-        c.crew.start(i);
-    }
+    c.crew.kill_rounds(
+        kills,
+        99,
+        KillPacing {
+            down_ms: 300,
+            down_jitter_ms: 1000,
+            ..KillPacing::default()
+        },
+    );
     producer.join().unwrap();
     assert!(done.load(Ordering::SeqCst));
     drain_stop_and_assert_counts(&mut c, &bs, &app, &input, &output, &expected, true);
@@ -419,7 +402,7 @@ fn at_least_once_loses_nothing_under_sigkill() {
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(1500 + rng.below(1000)));
         let i = rng.below(2) as usize;
-        kill_owner(&mut c.crew, i);
+        c.crew.kill_owner(i);
         c.crew.start(i);
     }
     producer.join().unwrap();
@@ -496,23 +479,8 @@ fn order_aggregation_survives_sigkill_with_exact_totals_despite_resends() {
         .collect();
     let mut crew = Crew::new(jobs, metrics);
     crew.start_all();
-    let producer = {
-        let (bs, input) = (bs.clone(), input.clone());
-        std::thread::spawn(move || {
-            for chunk in records.chunks(records.len().div_ceil(30)) {
-                produce(&bs, &input, chunk).expect("produce");
-                std::thread::sleep(Duration::from_millis(400));
-            }
-        })
-    };
-    let mut krng = Rng(77);
-    for _ in 0..kills {
-        std::thread::sleep(Duration::from_millis(1500 + krng.below(1500)));
-        let i = krng.below(3) as usize;
-        kill_owner(&mut crew, i);
-        std::thread::sleep(Duration::from_millis(200 + krng.below(800)));
-        crew.start(i);
-    }
+    let producer = produce_paced(&bs, &input, records, 30);
+    crew.kill_rounds(kills, 77, KillPacing::default());
     producer.join().unwrap();
     crew.wait_drained(&bs, &app, &[&input]);
     crew.stop_all();

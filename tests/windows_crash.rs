@@ -159,24 +159,8 @@ fn order_enrichment_survives_sigkill_with_exact_output() {
             serde_json::to_string(&o).unwrap(),
         ));
     }
-    let producer = {
-        let (bs, orders) = (bs.clone(), orders.clone());
-        std::thread::spawn(move || {
-            for chunk in order_records.chunks(order_records.len().div_ceil(25)) {
-                produce(&bs, &orders, chunk).expect("produce");
-                std::thread::sleep(Duration::from_millis(400));
-            }
-        })
-    };
-    let mut krng = Rng(99);
-    for _ in 0..kills {
-        // Pacing only: each kill waits for its victim to own tasks.
-        std::thread::sleep(Duration::from_millis(1500 + krng.below(1500)));
-        let i = krng.below(2) as usize;
-        kill_owner(&mut crew, i);
-        std::thread::sleep(Duration::from_millis(200 + krng.below(800)));
-        crew.start(i);
-    }
+    let producer = produce_paced(&bs, &orders, order_records, 25);
+    crew.kill_rounds(kills, 99, KillPacing::default());
     producer.join().unwrap();
 
     // Everything consumed, every job stopped: only then read the output, once.
@@ -203,23 +187,6 @@ fn order_enrichment_survives_sigkill_with_exact_output() {
         expected.len()
     );
     crew.assert_kills_hit();
-}
-
-/// Kills job `i` with SIGKILL once it owns tasks, and reports it. Every
-/// third kill waits until the other job took over the victim's tasks
-/// before it restarts; otherwise it is back before its session expires and
-/// usually gets its own tasks again.
-fn kill_owner(crew: &mut Crew, i: usize) {
-    let kill = crew.kill9_owner(i);
-    eprintln!(
-        "kill {}: {} owned {:?}",
-        crew.kills.len(),
-        crew.jobs[i].name,
-        kill.tasks
-    );
-    if crew.kills.len().is_multiple_of(3) {
-        crew.wait_taken_over(&kill);
-    }
 }
 
 #[test]
@@ -323,23 +290,8 @@ fn per_minute_revenue_is_exact_and_each_window_emitted_once_despite_sigkill() {
         .collect();
     let mut crew = Crew::new(jobs, metrics);
     crew.start_all();
-    let producer = {
-        let (bs, input) = (bs.clone(), input.clone());
-        std::thread::spawn(move || {
-            for chunk in records.chunks(records.len().div_ceil(25)) {
-                produce(&bs, &input, chunk).expect("produce");
-                std::thread::sleep(Duration::from_millis(400));
-            }
-        })
-    };
-    let mut krng = Rng(7);
-    for _ in 0..kills {
-        std::thread::sleep(Duration::from_millis(1500 + krng.below(1500)));
-        let i = krng.below(2) as usize;
-        kill_owner(&mut crew, i);
-        std::thread::sleep(Duration::from_millis(200 + krng.below(800)));
-        crew.start(i);
-    }
+    let producer = produce_paced(&bs, &input, records, 25);
+    crew.kill_rounds(kills, 7, KillPacing::default());
     producer.join().unwrap();
     // Once windows are being emitted (a progress check, not a result),
     // lose one instance's state entirely: its window and suppress stores

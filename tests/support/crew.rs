@@ -264,3 +264,79 @@ impl Crew {
         );
     }
 }
+
+/// How [`Crew::kill_rounds`] paces its kills: before each kill a pause of
+/// `pause_ms` plus up to `pause_jitter_ms`; before the victim's restart a
+/// pause of `down_ms` plus up to `down_jitter_ms`.
+pub struct KillPacing {
+    pub pause_ms: u64,
+    pub pause_jitter_ms: u64,
+    pub down_ms: u64,
+    pub down_jitter_ms: u64,
+}
+
+impl Default for KillPacing {
+    fn default() -> Self {
+        KillPacing {
+            pause_ms: 1500,
+            pause_jitter_ms: 1500,
+            down_ms: 200,
+            down_jitter_ms: 800,
+        }
+    }
+}
+
+impl Crew {
+    /// Kills job `i` with SIGKILL once it owns tasks, and reports it. Every
+    /// third kill waits until the other jobs took over the victim's tasks
+    /// before it restarts; otherwise it is back before its session expires
+    /// and usually gets its own tasks again.
+    pub fn kill_owner(&mut self, i: usize) {
+        let kill = self.kill9_owner(i);
+        eprintln!(
+            "kill {}: {} owned {:?}",
+            self.kills.len(),
+            self.jobs[i].name,
+            kill.tasks
+        );
+        if self.kills.len().is_multiple_of(3) {
+            self.wait_taken_over(&kill);
+        }
+    }
+
+    /// `kills` rounds of: pause, [`Crew::kill_owner`] of a job picked by
+    /// `seed`'s random sequence, pause, restart it. The pauses are pacing
+    /// only: each kill waits for its victim to own tasks.
+    pub fn kill_rounds(&mut self, kills: usize, seed: u64, pacing: KillPacing) {
+        let mut rng = Rng(seed);
+        let n = self.jobs.len() as u64;
+        for _ in 0..kills {
+            std::thread::sleep(Duration::from_millis(
+                pacing.pause_ms + rng.below(pacing.pause_jitter_ms.max(1)),
+            ));
+            let i = rng.below(n) as usize;
+            self.kill_owner(i);
+            std::thread::sleep(Duration::from_millis(
+                pacing.down_ms + rng.below(pacing.down_jitter_ms.max(1)),
+            ));
+            self.start(i);
+        }
+    }
+}
+
+/// Produces `records` to `topic` from a background thread in `chunks`
+/// batches, 400 ms apart, so kills land while input still arrives.
+pub fn produce_paced(
+    bs: &str,
+    topic: &str,
+    records: Vec<kstreams_testkit::TestRecord>,
+    chunks: usize,
+) -> std::thread::JoinHandle<()> {
+    let (bs, topic) = (bs.to_string(), topic.to_string());
+    std::thread::spawn(move || {
+        for chunk in records.chunks(records.len().div_ceil(chunks).max(1)) {
+            kstreams_testkit::produce(&bs, &topic, chunk).expect("produce");
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    })
+}
