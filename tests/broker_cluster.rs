@@ -474,7 +474,14 @@ fn assert_running(jobs: &mut [Job], cluster: &KafkaCluster) {
         .collect();
     if !dead.is_empty() {
         dump(jobs, cluster);
-        panic!("jobs exited: {dead:?}");
+        // The reasons go in the panic message, the last thing printed: CI
+        // shows only the head and the tail of a long failure output.
+        let reasons: Vec<String> = jobs
+            .iter()
+            .filter(|j| dead.contains(&j.name))
+            .map(|j| format!("{}: {}", j.name, j.error_lines(6).join("\n    ")))
+            .collect();
+        panic!("jobs exited: {dead:?}\n{}", reasons.join("\n"));
     }
 }
 

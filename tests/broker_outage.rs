@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kstreams_testkit::{BrokerOptions, KafkaBroker, create_topic, end_offsets};
+use kstreams_testkit::{
+    BrokerOptions, KafkaBroker, TransactionListing, create_topic, end_offsets, list_transactions,
+};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -172,19 +174,39 @@ fn word_count_survives_a_broker_outage_with_exact_counts() {
     });
     let processed_before = metric_sum(&before, "kstreams_records_processed_total", &[]).unwrap();
     let chunks_before_stop = chunks_done.load(Ordering::SeqCst);
-    // The broker must not go down while one of the job's transactions is
-    // half-way through: a single Kafka broker that stops (SIGTERM, and in
-    // CI also SIGKILL) in the middle of a transaction can lose its markers
-    // and leave it hanging, with the job's input offsets pending for good
-    // -- a broker-side failure no client can end (the job then stops after
-    // task.timeout.ms naming the fix; see "hanging transactions" in the
-    // README, and tests/faults.rs for that error). So the job is frozen
-    // first, until the broker has aborted its open transactions
-    // (transaction.timeout.ms = 10 s); then the broker crashes and the job
-    // runs on through the whole outage: failing commits, a lost session,
-    // fenced tasks, reconnects.
+    // What this test measures is the job riding out an outage, not the
+    // single broker's recovery of a transaction it was completing when it
+    // crashed (the 3-broker tests of tests/broker_cluster.rs kill
+    // coordinators mid-transaction). So the job is frozen first, and the
+    // broker is killed only once its transaction coordinator lists none of
+    // the job's transactions as open: it aborted them itself
+    // (transaction.timeout.ms = 10 s). Then the job runs on through the
+    // whole outage: failing commits, a lost session, fenced tasks,
+    // reconnects.
     job.sigstop();
-    std::thread::sleep(Duration::from_secs(18));
+    let frozen = Instant::now();
+    let ours = |t: &TransactionListing| t.transactional_id.starts_with("outage-app-");
+    let at_freeze = list_transactions(&bs).expect("ListTransactions");
+    assert!(
+        at_freeze.iter().filter(|t| ours(t)).count() == 6,
+        "the broker should list the transactions of all 6 tasks: {at_freeze:?}"
+    );
+    let mut open = at_freeze.clone();
+    wait_until(
+        Duration::from_secs(90),
+        "the broker to end the frozen job's open transactions",
+        || {
+            open = list_transactions(&bs)
+                .map(|l| l.into_iter().filter(|t| ours(t) && t.is_open()).collect())
+                .unwrap_or(open.clone());
+            open.is_empty()
+        },
+    );
+    eprintln!(
+        "job frozen with {} of its transactions open; none open after {:?}",
+        at_freeze.iter().filter(|t| ours(t) && t.is_open()).count(),
+        frozen.elapsed()
+    );
     broker.kill().expect("kill broker");
     job.sigcont();
     std::thread::sleep(outage);

@@ -135,6 +135,17 @@ pub enum Error {
         nodes: Vec<i32>,
     },
 
+    /// A broker's answer to a request the testkit speaks itself (see
+    /// [`list_transactions`](crate::list_transactions)) could not be read, or
+    /// carried an error code.
+    #[error("{context}: {detail}")]
+    Protocol {
+        /// The request and the broker.
+        context: String,
+        /// What was wrong.
+        detail: String,
+    },
+
     /// Some produced records were not acknowledged by the broker.
     #[error("{failed} of {total} records to topic {topic:?} were not delivered: {first_error}")]
     Delivery {

@@ -35,6 +35,7 @@ mod error;
 mod process;
 mod secure;
 mod segments;
+mod transactions;
 
 pub use broker::{BrokerOptions, KafkaBroker, shared_broker};
 pub use client::{
@@ -46,6 +47,7 @@ pub use cluster::{ClusterOptions, KafkaCluster, transaction_state_partition};
 pub use error::{Error, Result};
 pub use secure::{SCRAM_PASSWORD, SCRAM_USER, SecuredBroker, shared_secured_broker};
 pub use segments::stored_batch_codecs;
+pub use transactions::{TransactionListing, list_transactions};
 
 /// A random u64 from std's randomly seeded hasher (no extra dependency needed).
 pub(crate) fn random_u64() -> u64 {

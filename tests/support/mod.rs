@@ -134,6 +134,16 @@ impl Job {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+
+    /// The last `n` lines of the log at ERROR level or from the binary's
+    /// own exit message (`Error: ...`): why a job that stopped stopped.
+    pub fn error_lines(&self, n: usize) -> Vec<String> {
+        let errors: Vec<String> = log_lines(self)
+            .into_iter()
+            .filter(|l| l.contains(" ERROR ") || l.starts_with("Error") || l.contains("panicked"))
+            .collect();
+        errors[errors.len().saturating_sub(n)..].to_vec()
+    }
 }
 
 impl Drop for Job {
