@@ -293,9 +293,10 @@ impl TaskManager {
                         "the commit of task {id} panicked"
                     ))))
                 });
-                // A failed commit leaves its sealed write sets here; they
-                // hold the task's RocksDB open, and a task re-created
-                // after the failure must be able to open it again.
+                // A commit thread that panicked leaves its sealed write
+                // sets here (a failed commit drops them itself); they hold
+                // the task's RocksDB open, and a task re-created after the
+                // failure must be able to open it again.
                 drop(lock(&shared.sealed).take());
                 result
             } else {

@@ -774,3 +774,46 @@ fn the_hold_back_cap_makes_reap_commits_wait() {
     }
     assert!(f.due(false, 0));
 }
+
+#[test]
+fn a_failed_commit_run_on_the_stream_thread_lets_go_of_the_task_s_store() {
+    // A task that no longer holds records back (`no_defer`) runs its
+    // commit job on the stream thread; `commit_eos` keeps the job's shared
+    // part while the failure is settled, and a fenced task is re-created
+    // then, which must reopen its RocksDB.
+    let mut h = Harness::new();
+    h.no_defer = true;
+    h.fail(
+        Call::Commit,
+        TxnError::new(TxnErrorKind::Fenced, "producer fenced"),
+    );
+    h.process(START, 102);
+    let job = h.prepare();
+    let shared = job.shared.clone();
+    let result = job.run();
+    let settled = h.settle(result).unwrap();
+    assert!(matches!(settled, Settled::Recreate(_)));
+    // As `recreate_task`: close and drop the old task (the harness gets a
+    // stand-in in another directory), open a new one on its state.
+    let stand_in = open_task(
+        &h.dir.join("stand-in"),
+        h.sink.clone(),
+        Rc::new(Deferred::default()),
+        Arc::new(DeliveryTracker::default()),
+    )
+    .unwrap();
+    let mut old = std::mem::replace(&mut h.task, stand_in);
+    old.close();
+    drop(old);
+    let reopened = open_task(
+        &h.dir,
+        h.sink.clone(),
+        Rc::new(Deferred::default()),
+        Arc::new(DeliveryTracker::default()),
+    );
+    drop(shared);
+    let mut reopened = reopened.unwrap_or_else(|e| {
+        panic!("the re-created task could not open its store while the failed commit's job was kept: {e}")
+    });
+    reopened.close();
+}

@@ -159,14 +159,26 @@ impl CommitJob {
             shared,
             retry_for,
         } = self;
-        let mut timings = commit_txn_eos(
+        let mut timings = match commit_txn_eos(
             &*producer,
             id,
             &tpl,
             group.as_deref(),
             retry_for,
             &shared.in_call_since,
-        )?;
+        ) {
+            Ok(timings) => timings,
+            Err(f) => {
+                // Not committed: the sealed write sets go now, not when
+                // the last holder of `shared` lets go. They hold the task's
+                // RocksDB open, and a task re-created after the failure
+                // must open it again -- right away when this ran on the
+                // stream thread (`no_defer`), where `commit_eos` still
+                // holds `shared` while the failure is settled.
+                drop(lock(&shared.sealed).take());
+                return Err(f);
+            }
+        };
         let Some(sealed) = lock(&shared.sealed).take() else {
             // Given up by the stream thread meanwhile (`abandon`).
             return Err(CommitFailure::Fenced(format!(
