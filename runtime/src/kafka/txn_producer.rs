@@ -7,7 +7,7 @@
 //! end-to-end test only by chance. Behind this trait the commit state
 //! machine (`task_manager/txn_steps.rs`) runs against a fake producer in
 //! unit tests that inject each error kind at each step
-//! (`task_manager/commit_tests.rs`).
+//! (`task_manager/commit_tests/`).
 //!
 //! Why its own error type: rdkafka's transaction errors (`RDKafkaError`,
 //! with their fatal / retriable / abortable flags) cannot be made outside

@@ -223,7 +223,7 @@ pub(super) fn offset_reset(cfg: &StreamsConfig) -> Offset {
 }
 
 /// Where an aborted task's input partitions are rewound to its last
-/// commit: the consumer, or a fake in unit tests (`commit_tests.rs`).
+/// commit: the consumer, or a fake in unit tests (`commit_tests/`).
 pub(super) trait InputSeek {
     /// Seeks `topic`/`partition` to `offset`, retrying for up to `retry_for`.
     fn seek_back(

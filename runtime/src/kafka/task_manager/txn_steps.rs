@@ -5,7 +5,7 @@
 //! Why apart: these functions reach the producer only through
 //! `TxnProducer`, the held-back records' producer only through
 //! `RecordSink` and the consumer only through `InputSeek`, so unit tests
-//! (`commit_tests.rs`) run them over a real `StreamTask` with fakes that
+//! (`commit_tests/`) run them over a real `StreamTask` with fakes that
 //! fail any call, and assert what was committed, dropped and rewound.
 //! `settle_commit` decides; `TaskManager::complete_commit` carries out
 //! what needs the whole thread (re-create a task, hand it back to the

@@ -15,404 +15,10 @@
 //! (re-creating a task, handing it back to the group) are not run here:
 //! the tests assert the `Settled` outcome that asks for them.
 
-use std::cell::RefCell;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod fakes;
 
 use super::*;
-use crate::processor::{Processor, ProcessorContext};
-use crate::record::Record;
-use crate::{ErrorPolicy, Serdes, StoreBuilder};
-
-/// What the fakes saw, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Event {
-    Begin,
-    /// The offsets sent into the transaction.
-    SendOffsets(Vec<(String, i32, i64)>),
-    Commit,
-    Abort,
-    /// A record the sink accepted: topic and value.
-    Send(String, String),
-}
-
-/// A transaction call, to say which one fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Call {
-    Begin,
-    SendOffsets,
-    Commit,
-    Abort,
-}
-
-type Log = Arc<Mutex<Vec<Event>>>;
-
-/// A producer that records its calls and fails them as told.
-struct FakeProducer {
-    log: Log,
-    /// Failures, taken in order by the next call of their kind.
-    failures: Mutex<Vec<(Call, TxnError)>>,
-    /// A call that always fails this way.
-    always: Mutex<Option<(Call, TxnError)>>,
-}
-
-impl FakeProducer {
-    fn answer(&self, call: Call, event: Event) -> TxnResult {
-        if let Some((c, e)) = &*lock(&self.always)
-            && *c == call
-        {
-            return Err(e.clone());
-        }
-        let mut failures = lock(&self.failures);
-        if let Some(i) = failures.iter().position(|(c, _)| *c == call) {
-            return Err(failures.remove(i).1);
-        }
-        lock(&self.log).push(event);
-        Ok(())
-    }
-}
-
-impl TxnProducer for FakeProducer {
-    fn begin(&self) -> TxnResult {
-        self.answer(Call::Begin, Event::Begin)
-    }
-
-    fn send_offsets(&self, offsets: &TopicPartitionList, _: &GroupHandle) -> TxnResult {
-        let offsets = offsets
-            .elements()
-            .iter()
-            .map(|e| {
-                let Offset::Offset(o) = e.offset() else {
-                    panic!("not an offset: {:?}", e.offset())
-                };
-                (e.topic().to_string(), e.partition(), o)
-            })
-            .collect();
-        self.answer(Call::SendOffsets, Event::SendOffsets(offsets))
-    }
-
-    fn commit(&self) -> TxnResult {
-        self.answer(Call::Commit, Event::Commit)
-    }
-
-    fn abort(&self) -> TxnResult {
-        self.answer(Call::Abort, Event::Abort)
-    }
-
-    fn poll(&self) {}
-}
-
-/// Where the task's records go; refuses the record whose value is `refuse`.
-struct FakeSink {
-    log: Log,
-    topics: RefCell<Vec<String>>,
-    refuse: RefCell<Option<String>>,
-}
-
-impl RecordSink for FakeSink {
-    fn topic_id(&self, topic: &str) -> Result<usize> {
-        let mut topics = self.topics.borrow_mut();
-        if let Some(i) = topics.iter().position(|t| t == topic) {
-            return Ok(i);
-        }
-        topics.push(topic.to_string());
-        Ok(topics.len() - 1)
-    }
-
-    fn send_to(
-        &self,
-        id: usize,
-        _partition: Option<i32>,
-        _key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        _timestamp: i64,
-        _headers: &Headers,
-    ) -> Result<()> {
-        let topic = self.topics.borrow()[id].clone();
-        let value = String::from_utf8_lossy(value.unwrap_or_default()).into_owned();
-        if self.refuse.borrow().as_deref() == Some(value.as_str()) {
-            return Err(StreamsError::Production {
-                topic,
-                message: "refused by the fake".to_string(),
-            });
-        }
-        lock(&self.log).push(Event::Send(topic, value));
-        Ok(())
-    }
-}
-
-/// The consumer's seeks; all refused if `refuse`.
-#[derive(Default)]
-struct FakeConsumer {
-    seeks: RefCell<Vec<(String, i32, i64)>>,
-    refuse: bool,
-}
-
-impl InputSeek for FakeConsumer {
-    fn seek_back(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        _retry_for: Duration,
-    ) -> std::result::Result<(), String> {
-        if self.refuse {
-            return Err("seek refused by the fake".to_string());
-        }
-        self.seeks
-            .borrow_mut()
-            .push((topic.to_string(), partition, offset));
-        Ok(())
-    }
-}
-
-/// Writes each record into store `seen` and forwards it.
-struct Remember;
-
-impl Processor<String, String, String, String> for Remember {
-    fn process(
-        &mut self,
-        record: Record<String, String>,
-        ctx: &mut ProcessorContext<String, String>,
-    ) -> Result<()> {
-        ctx.key_value_store::<String, String>("seen")?
-            .put(&record.key, &record.value)?;
-        ctx.forward(record)
-    }
-}
-
-const APP: &str = "fake-app";
-const IN: &str = "in";
-const OUT: &str = "out";
-const CHANGELOG: &str = "fake-app-seen-changelog";
-/// Where the group's committed offset of `in` [0] is when a test starts.
-const START: i64 = 100;
-
-fn topology() -> Arc<Topology> {
-    let mut t = Topology::new();
-    t.add_source("src", &[IN], Serdes::string(), Serdes::string())
-        .unwrap();
-    t.add_processor::<String, String, String, String, _, _>("remember", || Remember, &["src"])
-        .unwrap();
-    t.add_state_store(
-        StoreBuilder::key_value("seen", Serdes::string(), Serdes::string()),
-        &["remember"],
-    )
-    .unwrap();
-    t.add_sink(
-        "sink",
-        OUT,
-        Serdes::string(),
-        Serdes::string(),
-        &["remember"],
-    )
-    .unwrap();
-    Arc::new(t)
-}
-
-/// A task over the fakes, its transaction open, as `ActiveTask` holds it.
-struct Harness {
-    dir: PathBuf,
-    task: StreamTask,
-    log: Log,
-    producer: Arc<FakeProducer>,
-    sink: Rc<FakeSink>,
-    deferred: Rc<Deferred>,
-    tracker: Arc<DeliveryTracker>,
-    consumer: FakeConsumer,
-    metrics: ThreadMetrics,
-    in_txn: bool,
-    no_defer: bool,
-    aborting_since: Option<Instant>,
-    task_timeout: Duration,
-    retry_for: Duration,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.task.close();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn id() -> TaskId {
-    TaskId {
-        subtopology: 0,
-        partition: 0,
-    }
-}
-
-/// Opens task 0_0's stores in `dir`, its records going to `sink`.
-fn open_task(
-    dir: &std::path::Path,
-    sink: Rc<FakeSink>,
-    deferred: Rc<Deferred>,
-    tracker: Arc<DeliveryTracker>,
-) -> Result<StreamTask> {
-    let topology = topology();
-    let sub = topology.subtopologies().remove(0);
-    let mut task = StreamTask::new(TaskConfig {
-        application_id: APP.to_string(),
-        task_id: id(),
-        topology: topology.clone(),
-        subtopology: sub,
-        state_dir: Some(dir.join(APP).join(id().to_string())),
-        collector: Box::new(KafkaRecordCollector {
-            sender: sink,
-            tracker,
-            deferred,
-        }),
-        wall_clock: 0,
-        lock_wait: Duration::from_millis(300),
-        deserialization_policy: ErrorPolicy::LogAndFail,
-        processing_policy: ErrorPolicy::LogAndFail,
-        production_policy: ErrorPolicy::LogAndFail,
-        max_write_set_bytes: usize::MAX,
-        cache_max_bytes: 0,
-    })?;
-    task.init()?;
-    task.set_committed_offset(IN, 0, START);
-    Ok(task)
-}
-
-impl Harness {
-    fn new() -> Harness {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "kstreams-commit-tests-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let log = Log::default();
-        let sink = Rc::new(FakeSink {
-            log: log.clone(),
-            topics: RefCell::default(),
-            refuse: RefCell::default(),
-        });
-        let deferred = Rc::new(Deferred::default());
-        let tracker = Arc::new(DeliveryTracker::default());
-        let task = open_task(&dir, sink.clone(), deferred.clone(), tracker.clone()).unwrap();
-        Harness {
-            dir,
-            task,
-            log: log.clone(),
-            producer: Arc::new(FakeProducer {
-                log,
-                failures: Mutex::default(),
-                always: Mutex::default(),
-            }),
-            sink,
-            deferred,
-            tracker,
-            consumer: FakeConsumer::default(),
-            metrics: ThreadMetrics::default(),
-            // The transaction was begun when the task was assigned.
-            in_txn: true,
-            no_defer: false,
-            aborting_since: None,
-            task_timeout: Duration::from_secs(60),
-            retry_for: Duration::from_secs(60),
-        }
-    }
-
-    fn fail(&self, call: Call, e: TxnError) {
-        lock(&self.producer.failures).push((call, e));
-    }
-
-    /// Processes input offsets `from..to`, value `v<offset>`.
-    fn process(&mut self, from: i64, to: i64) {
-        for o in from..to {
-            let (k, v) = (format!("k{o}"), format!("v{o}"));
-            self.task
-                .process(
-                    IN,
-                    0,
-                    o,
-                    o,
-                    Some(k.as_bytes()),
-                    Some(v.as_bytes()),
-                    Headers::default(),
-                )
-                .unwrap();
-        }
-    }
-
-    /// Step 1 (as `commit_eos`): seal, and the job for the commit thread.
-    fn prepare(&mut self) -> CommitJob {
-        let (tpl, sealed) = prepare_commit_eos(&mut self.task).ok().unwrap();
-        let shared = Arc::new(CommitShared::default());
-        *lock(&shared.sealed) = Some(sealed);
-        CommitJob {
-            producer: self.producer.clone(),
-            tracker: self.tracker.clone(),
-            id: id(),
-            tpl,
-            group: Some(Arc::new(GroupHandle::fake())),
-            shared,
-            retry_for: self.retry_for,
-        }
-    }
-
-    /// Step 3 (as `complete_commit`).
-    fn settle(&mut self, result: CommitStep<TxnTimings>) -> Result<Settled> {
-        let parts = TxnParts {
-            task: &mut self.task,
-            producer: &*self.producer,
-            sender: &*self.sink,
-            deferred: &self.deferred,
-            in_txn: &mut self.in_txn,
-            no_defer: &mut self.no_defer,
-            aborting_since: &mut self.aborting_since,
-        };
-        settle_commit(
-            parts,
-            result,
-            &self.consumer,
-            self.task_timeout,
-            &self.metrics,
-        )
-    }
-
-    /// A pipelined commit: records `START..sealed_to` processed in the open
-    /// transaction, sealed; `sealed_to..held_to` processed while it
-    /// commits (held back); the transaction calls; then the settling.
-    fn pipelined_commit(&mut self, sealed_to: i64, held_to: i64) -> Result<Settled> {
-        self.process(START, sealed_to);
-        let job = self.prepare();
-        self.deferred.hold();
-        self.process(sealed_to, held_to);
-        let result = job.run();
-        self.settle(result)
-    }
-
-    fn events(&self) -> Vec<Event> {
-        lock(&self.log).clone()
-    }
-
-    /// The events, records reduced to those sent to `out`.
-    fn txn_events(&self) -> Vec<Event> {
-        self.events()
-            .into_iter()
-            .filter(|e| !matches!(e, Event::Send(t, _) if t != OUT))
-            .collect()
-    }
-}
-
-fn out(v: i64) -> Event {
-    Event::Send(OUT.to_string(), format!("v{v}"))
-}
-
-fn offsets(o: i64) -> Event {
-    Event::SendOffsets(vec![(IN.to_string(), 0, o)])
-}
-
-fn committed(o: i64) -> Vec<(String, i32, i64)> {
-    vec![(IN.to_string(), 0, o)]
-}
-
-fn abort_count(h: &Harness) -> u64 {
-    h.metrics.aborts()
-}
+use fakes::*;
 
 #[test]
 fn a_commit_sends_the_consumed_offsets_then_the_held_back_records_into_the_next_transaction() {
@@ -816,4 +422,64 @@ fn a_failed_commit_run_on_the_stream_thread_lets_go_of_the_task_s_store() {
         panic!("the re-created task could not open its store while the failed commit's job was kept: {e}")
     });
     reopened.close();
+}
+
+#[test]
+fn a_changelog_record_refused_while_sealing_fails_the_thread_before_any_transaction_call() {
+    let mut h = Harness::new();
+    h.process(START, 102);
+    // The store's changelog record of input 101 is refused when the
+    // commit sends the write sets (step 1, on the stream thread): a
+    // production error, not a Kafka one, so not abortable (prepare maps
+    // only StreamsError::Kafka to an abort). It would be refused again
+    // on reprocessing, and a changelog record cannot be skipped.
+    *h.sink.refuse.borrow_mut() = Some("v101".to_string());
+    let failed = match prepare_commit_eos(&mut h.task) {
+        Err(f) => f,
+        Ok(_) => panic!("sealing should fail"),
+    };
+    let err = h.settle(Err(failed)).unwrap_err();
+    assert!(
+        matches!(&err, StreamsError::Production { topic, message }
+            if topic == CHANGELOG && message == "refused by the fake"),
+        "{err:?}"
+    );
+    assert_eq!(h.txn_events(), vec![out(100), out(101)]);
+    assert!(h.consumer.seeks.borrow().is_empty());
+    assert_eq!(h.task.committed_offsets(), committed(START));
+}
+
+#[test]
+fn a_hung_transaction_call_is_given_up_as_fenced_and_lets_go_of_the_sealed_write_sets() {
+    let mut h = Harness::new();
+    h.process(START, 102);
+    let job = h.prepare();
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let f = InFlight {
+        handle: std::thread::spawn(move || {
+            let _ = wait.recv();
+            Ok(TxnTimings::default())
+        }),
+        started: Instant::now(),
+        shared: job.shared.clone(),
+    };
+    assert!(!f.hung());
+    // A call that started 50 s ago and has not returned.
+    job.shared
+        .in_call_since
+        .store(now_ms() - 50_000, std::sync::atomic::Ordering::Relaxed);
+    assert!(f.hung());
+    assert!(f.due(false, 0));
+    let shared = job.shared.clone();
+    let Err(CommitFailure::Fenced(msg)) = abandon(id(), f) else {
+        panic!("a hung commit is given up as fenced");
+    };
+    assert_eq!(msg, "a transaction call of task 0_0 did not return for 50s");
+    assert!(lock(&shared.sealed).is_none());
+    // The commit thread, should it come back, finds the commit given up.
+    let Err(CommitFailure::Fenced(msg)) = job.run() else {
+        panic!("a given-up commit does not write its state");
+    };
+    assert_eq!(msg, "the commit of task 0_0 was given up");
+    let _ = release.send(());
 }
