@@ -123,6 +123,11 @@ impl ThreadMetrics {
     pub(crate) fn add_abort(&self) {
         self.aborts.fetch_add(1, R);
     }
+    /// Transactions aborted so far.
+    #[cfg(test)]
+    pub(crate) fn aborts(&self) -> u64 {
+        self.aborts.load(R)
+    }
     pub(crate) fn add_fence(&self) {
         self.fences.fetch_add(1, R);
     }

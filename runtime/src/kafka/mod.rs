@@ -36,6 +36,7 @@ mod repartition_purger;
 mod streams_producer;
 mod task_manager;
 mod thread;
+mod txn_producer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

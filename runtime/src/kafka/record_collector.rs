@@ -188,7 +188,7 @@ impl Deferred {
 
     /// Sends the held-back records, in order, and stops holding back. On an
     /// error the records not yet sent are dropped (the caller aborts).
-    pub fn release(&self, sender: &TaskSender) -> Result<()> {
+    pub fn release<S: RecordSink + ?Sized>(&self, sender: &S) -> Result<()> {
         self.on.set(false);
         self.bytes.set(0);
         let mut held = self.held.borrow_mut();
@@ -215,14 +215,80 @@ impl Deferred {
     }
 }
 
+/// Where a task's records go: its producer (`TaskSender`), or a fake in
+/// unit tests. A collector is generic over it, so a record's send is a
+/// direct call.
+pub(crate) trait RecordSink {
+    /// A small id for `topic`, for [`send_to`](Self::send_to).
+    fn topic_id(&self, topic: &str) -> Result<usize>;
+
+    /// Sends one record to the topic of `id`.
+    fn send_to(
+        &self,
+        id: usize,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()>;
+
+    /// Sends one record to `topic`.
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()> {
+        let id = self.topic_id(topic)?;
+        self.send_to(id, partition, key, value, timestamp, headers)
+    }
+}
+
+impl RecordSink for TaskSender {
+    #[inline]
+    fn topic_id(&self, topic: &str) -> Result<usize> {
+        TaskSender::topic_id(self, topic)
+    }
+
+    #[inline]
+    fn send_to(
+        &self,
+        id: usize,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()> {
+        TaskSender::send_to(self, id, partition, key, value, timestamp, headers)
+    }
+
+    #[inline]
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()> {
+        TaskSender::send(self, topic, partition, key, value, timestamp, headers)
+    }
+}
+
 /// Sends a task's records through a (shared or per-task) producer.
-pub(crate) struct KafkaRecordCollector {
-    pub sender: Rc<TaskSender>,
+pub(crate) struct KafkaRecordCollector<S: RecordSink = TaskSender> {
+    pub sender: Rc<S>,
     pub tracker: Arc<DeliveryTracker>,
     pub deferred: Rc<Deferred>,
 }
 
-impl RecordCollector for KafkaRecordCollector {
+impl<S: RecordSink> RecordCollector for KafkaRecordCollector<S> {
     fn send(
         &mut self,
         topic: &str,
@@ -485,7 +551,7 @@ impl TaskSender {
 }
 
 /// Classifies a producer error the way the commit protocol needs it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TxnErrorKind {
     /// Abort the transaction, rewind, reprocess.
     Abortable,

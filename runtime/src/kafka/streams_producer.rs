@@ -95,29 +95,46 @@ pub(crate) fn transactional_producer(
 /// error (e.g. the broker is down), for up to `retry_for`
 /// (`task.timeout.ms`). librdkafka allows retrying the same call; past
 /// this, the caller aborts the transaction or fails the thread.
-pub(crate) fn retry_retriable(
+pub(crate) fn retry_retriable<E: Retriable>(
     what: &str,
     task: TaskId,
     retry_for: Duration,
-    f: impl Fn() -> rdkafka::error::KafkaResult<()>,
-) -> rdkafka::error::KafkaResult<()> {
+    f: impl Fn() -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     retry_retriable_unless(None, what, task, retry_for, f)
+}
+
+/// An error that may say the failed call can be made again.
+pub(crate) trait Retriable: std::fmt::Display {
+    fn is_retriable(&self) -> bool;
+}
+
+impl Retriable for rdkafka::error::KafkaError {
+    fn is_retriable(&self) -> bool {
+        matches!(self, rdkafka::error::KafkaError::Transaction(e) if e.is_retriable())
+    }
+}
+
+impl Retriable for super::txn_producer::TxnError {
+    fn is_retriable(&self) -> bool {
+        self.retriable
+    }
 }
 
 /// [`retry_retriable`] that also gives up once `faults` holds an error no
 /// retry can fix (a failed SASL handshake looks retriable to the call).
-pub(crate) fn retry_retriable_unless(
+pub(crate) fn retry_retriable_unless<E: Retriable>(
     faults: Option<&FaultSlot>,
     what: &str,
     task: TaskId,
     retry_for: Duration,
-    f: impl Fn() -> rdkafka::error::KafkaResult<()>,
-) -> rdkafka::error::KafkaResult<()> {
+    f: impl Fn() -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let started = Instant::now();
     let mut last_log: Option<Instant> = None;
     loop {
         match f() {
-            Err(rdkafka::error::KafkaError::Transaction(e))
+            Err(e)
                 if e.is_retriable()
                     && started.elapsed() < retry_for
                     && faults.is_none_or(|f| f.error().is_none()) =>
@@ -129,12 +146,18 @@ pub(crate) fn retry_retriable_unless(
                     );
                     last_log = Some(Instant::now());
                 }
-                std::thread::sleep(Duration::from_millis(500));
+                std::thread::sleep(RETRY_BACKOFF);
             }
             other => return other,
         }
     }
 }
+
+/// Pause between two attempts of a retriable transactional call.
+#[cfg(not(test))]
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+#[cfg(test)]
+const RETRY_BACKOFF: Duration = Duration::from_millis(5);
 
 /// `abort_transaction` while a second thread serves the producer's delivery
 /// reports. An abort purges the transaction's unsent records and waits until

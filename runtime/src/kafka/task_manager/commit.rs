@@ -1,6 +1,8 @@
 //! The commits of a thread's tasks: at-least-once (`commit_alos`) and the
 //! pipelined exactly-once commit (`commit_eos`, `reap_commits`,
-//! `complete_commit`), whose transaction calls run on a commit thread.
+//! `complete_commit`), whose transaction calls run on a commit thread. The
+//! steps of a task's commit and what follows a failed one are in
+//! `txn_steps.rs`.
 
 use super::*;
 
@@ -186,13 +188,15 @@ impl TaskManager {
         if ids.is_empty() {
             return Ok(0);
         }
-        let group_metadata = consumer.group_metadata().map(Arc::new);
+        let group = consumer
+            .group_metadata()
+            .map(|m| Arc::new(GroupHandle::new(m)));
         for &id in &ids {
             let Some(t) = self.active.get_mut(&id) else {
                 continue;
             };
             let shared = Arc::new(CommitShared::default());
-            let job = match prepare_commit_eos(t) {
+            let job = match prepare_commit_eos(&mut t.task) {
                 Ok((tpl, sealed)) => {
                     *lock(&shared.sealed) = Some(sealed);
                     CommitJob {
@@ -200,7 +204,7 @@ impl TaskManager {
                         tracker: t.tracker.clone(),
                         id,
                         tpl,
-                        group_metadata: group_metadata.clone(),
+                        group: group.clone(),
                         shared: shared.clone(),
                         retry_for,
                     }
@@ -259,12 +263,9 @@ impl TaskManager {
             .active
             .iter()
             .filter(|(_, t)| {
-                t.in_flight.as_ref().is_some_and(|f| {
-                    block
-                        || f.handle.is_finished()
-                        || f.hung()
-                        || t.deferred.bytes() > MAX_DEFERRED_BYTES
-                })
+                t.in_flight
+                    .as_ref()
+                    .is_some_and(|f| f.due(block, t.deferred.bytes()))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -292,9 +293,10 @@ impl TaskManager {
                         "the commit of task {id} panicked"
                     ))))
                 });
-                // A failed commit leaves its sealed write sets here; they
-                // hold the task's RocksDB open, and a task re-created
-                // after the failure must be able to open it again.
+                // A commit thread that panicked leaves its sealed write
+                // sets here (a failed commit drops them itself); they hold
+                // the task's RocksDB open, and a task re-created after the
+                // failure must be able to open it again.
                 drop(lock(&shared.sealed).take());
                 result
             } else {
@@ -334,300 +336,20 @@ impl TaskManager {
         let Some(t) = self.active.get_mut(&id) else {
             return Ok(());
         };
-        match result.and_then(|timings| finish_commit_eos(t, timings.state_written)) {
-            Ok(()) => t.aborting_since = None,
-            Err(CommitFailure::Abortable(msg)) => {
-                tracing::warn!(task = %id, error = %msg, "transaction aborted; rewinding and reprocessing");
-                self.metrics.add_abort();
-                t.deferred.discard();
-                let since = *t.aborting_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > self.shared.config.task_timeout {
-                    return Err(StreamsError::Kafka(format!(
-                        "task {id} has not committed for {}s (task.timeout.ms): every transaction \
-                         was aborted and reprocessing fails the same way. Last error: {msg}",
-                        since.elapsed().as_secs()
-                    )));
-                }
-                // An abort that cannot finish (e.g. in-flight records of a
-                // producer the coordinator already fenced after a broker
-                // restart) is not waited out: the task is re-created with a
-                // new producer, whose init_transactions aborts the old
-                // transaction.
-                if let Err(e) = retry_retriable(
-                    "abort_transaction",
-                    id,
-                    ABORT_RETRY_FOR.min(self.shared.config.task_timeout),
-                    || abort_polling(&t.producer, ABORT_TIMEOUT),
-                ) {
-                    return self.recreate_task(consumer, id, &format!("abort failed: {e}"));
-                }
-                t.in_txn = false;
-                let rewound = t.task.abort().into_iter().try_for_each(|(topic, p, o)| {
-                    retry_seek(
-                        consumer,
-                        &topic,
-                        p,
-                        Offset::Offset(o),
-                        self.shared.config.task_timeout,
-                    )
-                });
-                if let Err(e) = rewound {
-                    // Going on would skip the aborted records: hand the
-                    // task back to the group, which re-reads from the
-                    // committed offsets.
-                    tracing::warn!(task = %id, error = %e, "cannot rewind after an abort; closing the task and rejoining the group");
-                    self.close_and_rejoin(id);
-                    return Ok(());
-                }
-                if let Err(e) = t.begin() {
-                    return self.recreate_task(consumer, id, &e.to_string());
-                }
-            }
-            Err(CommitFailure::Fenced(msg)) => {
-                // Fenced while the group still gives us the task: most often
-                // the transaction coordinator moved (a broker failed) and the
-                // new one aborted our open transaction as timed out, bumping
-                // the epoch. The task is re-created in place.
-                self.recreate_task(consumer, id, &msg)?;
-            }
-            Err(CommitFailure::Fatal(e)) => return Err(e),
+        let settled = settle_commit(
+            t.txn_parts(),
+            result,
+            consumer,
+            self.shared.config.task_timeout,
+            &self.metrics,
+        )?;
+        match settled {
+            Settled::Committed | Settled::Rewound => {}
+            Settled::Recreate(cause) => self.recreate_task(consumer, id, &cause)?,
+            Settled::CloseAndRejoin => self.close_and_rejoin(id),
         }
         Ok(())
     }
-}
-
-pub(super) enum CommitFailure {
-    Abortable(String),
-    Fenced(String),
-    Fatal(StreamsError),
-}
-
-pub(super) type CommitStep<T> = std::result::Result<T, CommitFailure>;
-
-pub(super) fn kafka_failure(
-    id: TaskId,
-    what: &str,
-    e: rdkafka::error::KafkaError,
-) -> CommitFailure {
-    let msg = format!("{what} for task {id}: {e}");
-    match classify(&e) {
-        TxnErrorKind::Abortable => CommitFailure::Abortable(msg),
-        TxnErrorKind::Fenced => CommitFailure::Fenced(msg),
-        TxnErrorKind::Fatal => CommitFailure::Fatal(StreamsError::Kafka(msg)),
-    }
-}
-
-/// EOS commit, step 1 (stream thread): flush caches, seal; returns the
-/// input offsets to commit and the sealed write sets.
-pub(super) fn prepare_commit_eos(
-    t: &mut ActiveTask,
-) -> CommitStep<(TopicPartitionList, SealedState)> {
-    let sealed = t.task.prepare_commit_sealed().map_err(|e| match e {
-        StreamsError::Kafka(m) => CommitFailure::Abortable(m),
-        other => CommitFailure::Fatal(other),
-    })?;
-    let mut tpl = TopicPartitionList::new();
-    crate::kafka::offset_metadata::add_offsets(&t.task, &mut tpl).map_err(|e| {
-        CommitFailure::Fatal(StreamsError::Kafka(format!("task {}: {e}", t.task.id)))
-    })?;
-    Ok((tpl, sealed))
-}
-
-/// EOS commit, step 2 (a commit thread, or the stream thread for a task
-/// that does not hold records back): everything the transaction calls need.
-pub(super) struct CommitJob {
-    producer: Arc<TaskProducer>,
-    tracker: Arc<DeliveryTracker>,
-    id: TaskId,
-    tpl: TopicPartitionList,
-    group_metadata: Option<Arc<rdkafka::consumer::ConsumerGroupMetadata>>,
-    /// The task's sealed write sets, and the call in progress.
-    shared: Arc<CommitShared>,
-    retry_for: Duration,
-}
-
-/// What a commit thread and the stream thread share while a commit runs.
-#[derive(Default)]
-pub(super) struct CommitShared {
-    /// The task's sealed write sets: taken by the commit thread once the
-    /// transaction committed, or by the stream thread if it gives up a
-    /// commit that hangs (`abandon`), so the task's stores can close.
-    sealed: std::sync::Mutex<Option<SealedState>>,
-    /// When the transaction call now running started (ms since the epoch);
-    /// 0 between calls.
-    in_call_since: std::sync::atomic::AtomicI64,
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A transaction call that has not returned after this (its own timeout is
-/// `TXN_TIMEOUT`) hangs in librdkafka: the commit is given up.
-const HUNG_AFTER: Duration = Duration::from_secs(45);
-
-impl InFlight {
-    /// Whether the commit is stuck inside one transaction call for longer
-    /// than `HUNG_AFTER` (retries between calls do not count).
-    pub(super) fn hung(&self) -> bool {
-        let since = self
-            .shared
-            .in_call_since
-            .load(std::sync::atomic::Ordering::Relaxed);
-        since != 0 && now_ms().saturating_sub(since) > HUNG_AFTER.as_millis() as i64
-    }
-}
-
-/// Gives up a commit whose transaction call hangs in librdkafka (issues
-/// 5456 and 5511: `send_offsets_to_transaction` can wait for ever for a
-/// group coordinator that left): its sealed write sets are taken back and
-/// dropped, and its thread is left behind with the old producer, which the
-/// task's next producer fences (`init_transactions`). The task is then
-/// re-created like a fenced one. What the hung transaction did is aborted,
-/// or, if it did commit after all, restored from the changelog.
-pub(super) fn abandon(id: TaskId, f: InFlight) -> CommitStep<TxnTimings> {
-    drop(lock(&f.shared.sealed).take());
-    let since = f
-        .shared
-        .in_call_since
-        .load(std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(task = %id, hung_s = now_ms().saturating_sub(since) / 1000,
-        "a transaction call of this task never returned (librdkafka); giving the commit up, the thread is left behind");
-    drop(f.handle);
-    Err(CommitFailure::Fenced(format!(
-        "a transaction call of task {id} did not return for {}s",
-        now_ms().saturating_sub(since) / 1000
-    )))
-}
-
-impl CommitJob {
-    /// Offsets into the transaction, commit; then the RocksDB stores' sealed
-    /// write sets go
-    /// into RocksDB with their changelog checkpoints (only after the commit:
-    /// local state never runs ahead of Kafka).
-    fn run(self) -> CommitStep<TxnTimings> {
-        let CommitJob {
-            producer,
-            tracker,
-            id,
-            tpl,
-            group_metadata,
-            shared,
-            retry_for,
-        } = self;
-        let mut timings = commit_txn_eos(
-            &producer,
-            id,
-            &tpl,
-            group_metadata.as_deref(),
-            retry_for,
-            &shared.in_call_since,
-        )?;
-        let Some(sealed) = lock(&shared.sealed).take() else {
-            // Given up by the stream thread meanwhile (`abandon`).
-            return Err(CommitFailure::Fenced(format!(
-                "the commit of task {id} was given up"
-            )));
-        };
-        timings.state_written = sealed
-            .write(&|topic, p| tracker.last_offset(topic, p))
-            .map_err(CommitFailure::Fatal)?;
-        Ok(timings)
-    }
-}
-
-/// Offsets into the transaction, commit.
-pub(super) fn commit_txn_eos(
-    producer: &TaskProducer,
-    id: TaskId,
-    tpl: &TopicPartitionList,
-    group_metadata: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
-    retry_for: Duration,
-    in_call_since: &std::sync::atomic::AtomicI64,
-) -> CommitStep<TxnTimings> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let timed = |call: &dyn Fn() -> rdkafka::error::KafkaResult<()>| {
-        in_call_since.store(now_ms(), Relaxed);
-        let r = call();
-        in_call_since.store(0, Relaxed);
-        r
-    };
-    let started = Instant::now();
-    if tpl.count() > 0 {
-        let gm = group_metadata.ok_or_else(|| {
-            CommitFailure::Abortable("no consumer group metadata (not in the group)".into())
-        })?;
-        retry_retriable("send_offsets_to_transaction", id, retry_for, || {
-            timed(&|| producer.send_offsets_to_transaction(tpl, gm, TXN_TIMEOUT))
-        })
-        .map_err(|e| kafka_failure(id, "send_offsets_to_transaction", e))?;
-    }
-    let offsets = started.elapsed();
-    retry_retriable("commit_transaction", id, retry_for, || {
-        timed(&|| producer.commit_transaction(TXN_TIMEOUT))
-    })
-    .map_err(|e| kafka_failure(id, "commit_transaction", e))?;
-    Ok(TxnTimings {
-        send_offsets: offsets,
-        commit: started.elapsed() - offsets,
-        state_written: false,
-    })
-}
-
-/// How long a task's `send_offsets_to_transaction` and
-/// `commit_transaction` took (for the commit round's debug line).
-#[derive(Clone, Copy, Default)]
-pub(super) struct TxnTimings {
-    send_offsets: Duration,
-    commit: Duration,
-    /// Whether the RocksDB part of the sealed write sets was written.
-    state_written: bool,
-}
-
-/// EOS commit, step 3 (stream thread, after the commit): the sealed write
-/// sets become local state; the next transaction opens and receives the
-/// records held back during the commit.
-pub(super) fn finish_commit_eos(t: &mut ActiveTask, state_written: bool) -> CommitStep<()> {
-    let id = t.task.id;
-    t.in_txn = false;
-    t.producer.poll(Duration::ZERO);
-    t.task
-        .post_commit_with(state_written)
-        .map_err(CommitFailure::Fatal)?;
-    t.producer
-        .begin_transaction()
-        .map_err(|e| kafka_failure(id, "begin_transaction", e))?;
-    t.in_txn = true;
-    if let Err(e) = t.deferred.release(&t.sender) {
-        // Reprocessed without holding back, the failing record meets the
-        // producer while it is processed, where production.exception.handler
-        // decides about it.
-        t.no_defer = true;
-        return Err(CommitFailure::Abortable(format!(
-            "a record held back while task {id} committed could not be sent ({e}); \
-             reprocessing from the last commit without holding records back"
-        )));
-    }
-    Ok(())
-}
-
-/// Waits for a task's commit thread, if any, ignoring its result (the task
-/// is being closed without commit).
-pub(super) fn join_in_flight(t: &mut ActiveTask) {
-    while let Some(f) = t.in_flight.as_mut()
-        && !f.handle.is_finished()
-        && !f.hung()
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if let Some(f) = t.in_flight.take() {
-        if f.handle.is_finished() {
-            let _ = f.handle.join();
-        } else {
-            let _ = abandon(t.task.id, f);
-        }
-    }
-    t.deferred.discard();
 }
 
 /// Whether an offset commit failed because this member's generation is

@@ -24,10 +24,13 @@ use rdkafka::producer::Producer;
 use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
 
 mod commit;
+#[cfg(test)]
+mod commit_tests;
 mod recovery;
+mod txn_steps;
 
-use commit::*;
 use recovery::*;
+use txn_steps::*;
 
 use super::ThreadMetrics;
 use super::assignment::{TopicPlan, tasks_for};
@@ -36,13 +39,14 @@ use super::client_fault::FaultSlot;
 use super::client_log::ClientErrorLog;
 use super::config::{ProcessingGuarantee, StreamsConfig};
 use super::record_collector::{
-    CollectorContext, Deferred, DeliveryTracker, KafkaRecordCollector, TaskProducer, TaskSender,
-    TxnErrorKind, classify,
+    CollectorContext, Deferred, DeliveryTracker, KafkaRecordCollector, RecordSink, TaskProducer,
+    TaskSender, TxnErrorKind,
 };
 use super::streams_producer::{
-    ABORT_RETRY_FOR, ABORT_TIMEOUT, PARTITIONER, TXN_TIMEOUT, TaskProducerParts, abort_polling,
-    retry_retriable, transactional_producer,
+    ABORT_RETRY_FOR, PARTITIONER, TaskProducerParts, abort_polling, retry_retriable,
+    transactional_producer,
 };
+use super::txn_producer::{GroupHandle, TxnError, TxnProducer, TxnResult};
 use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::record::Headers;
@@ -99,13 +103,20 @@ struct InFlight {
 
 impl ActiveTask {
     fn begin(&mut self) -> Result<()> {
-        if !self.in_txn {
-            self.producer.begin_transaction().map_err(|e| {
-                StreamsError::Kafka(format!("begin_transaction for task {}: {e}", self.task.id))
-            })?;
-            self.in_txn = true;
+        begin_txn(&*self.producer, &mut self.in_txn, self.task.id)
+    }
+
+    /// What the commit steps (`txn_steps.rs`) use of this task.
+    fn txn_parts(&mut self) -> TxnParts<'_, TaskSender> {
+        TxnParts {
+            task: &mut self.task,
+            producer: &*self.producer,
+            sender: &self.sender,
+            deferred: &self.deferred,
+            in_txn: &mut self.in_txn,
+            no_defer: &mut self.no_defer,
+            aborting_since: &mut self.aborting_since,
         }
-        Ok(())
     }
 }
 

@@ -222,6 +222,32 @@ pub(super) fn offset_reset(cfg: &StreamsConfig) -> Offset {
     }
 }
 
+/// Where an aborted task's input partitions are rewound to its last
+/// commit: the consumer, or a fake in unit tests (`commit_tests/`).
+pub(super) trait InputSeek {
+    /// Seeks `topic`/`partition` to `offset`, retrying for up to `retry_for`.
+    fn seek_back(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        retry_for: Duration,
+    ) -> std::result::Result<(), String>;
+}
+
+impl<C: ConsumerContext> InputSeek for BaseConsumer<C> {
+    fn seek_back(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        retry_for: Duration,
+    ) -> std::result::Result<(), String> {
+        retry_seek(self, topic, partition, Offset::Offset(offset), retry_for)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Seeks an input partition back to `offset` after an abort, retrying for
 /// up to `retry_for` (the broker may be briefly unreachable).
 pub(super) fn retry_seek<C: ConsumerContext>(
