@@ -98,6 +98,20 @@ pub enum StreamsError {
         /// What went wrong, with the fix where there is one.
         message: String,
     },
+    /// The task's transaction takes no more records: its producer left the
+    /// transaction (a delivery failed, e.g. while a partition leader
+    /// moved, or the producer was fenced), so librdkafka refuses every
+    /// record until the transaction is aborted. Under exactly-once the
+    /// runtime aborts the transaction and reprocesses from the last
+    /// commit; the error never reaches an exception handler, since no
+    /// single record is at fault.
+    ///
+    /// ```
+    /// let e = kstreams_runtime::StreamsError::TransactionAborted("Local: Erroneous state".into());
+    /// assert!(e.is_transaction_aborted());
+    /// ```
+    #[error("the task's transaction must be aborted: {0}")]
+    TransactionAborted(String),
     /// The task's producer was fenced by a newer instance holding the same
     /// `transactional.id`; the task has moved.
     #[error("task {0} was fenced: another instance now owns it")]
@@ -116,6 +130,16 @@ pub enum StreamsError {
 }
 
 impl StreamsError {
+    /// Whether this is (or wraps, for a record) a
+    /// [`TransactionAborted`](StreamsError::TransactionAborted).
+    pub fn is_transaction_aborted(&self) -> bool {
+        match self {
+            StreamsError::TransactionAborted(_) => true,
+            StreamsError::AtRecord { source, .. } => source.is_transaction_aborted(),
+            _ => false,
+        }
+    }
+
     /// Convenience constructor for [`StreamsError::Processing`].
     ///
     /// ```

@@ -367,6 +367,11 @@ impl StreamTask {
             ))
         });
         if let Err(e) = result {
+            // The producer left the transaction: no record is at fault and
+            // no handler decides; the task manager aborts and rewinds.
+            if e.is_transaction_aborted() {
+                return Err(e);
+            }
             // Which handler decides: a bad input record, a record the
             // producer refused, or anything else an operator reported.
             let (policy, counter, handler) = match e {

@@ -443,6 +443,13 @@ impl TaskSender {
                 self.producer.poll(Duration::from_millis(10));
                 continue;
             }
+            if leaves_transaction(code) {
+                return Err(StreamsError::TransactionAborted(format!(
+                    "the producer refuses records ({}); a delivery of this transaction \
+                     failed or the producer was fenced",
+                    KafkaError::MessageProduction(code)
+                )));
+            }
             let hint = match code {
                 RDKafkaErrorCode::MessageSizeTooLarge => {
                     "; the record is larger than the producer's message.max.bytes \
@@ -550,6 +557,14 @@ impl TaskSender {
     }
 }
 
+/// Whether a refused record means the producer left its transaction, not
+/// that the record is at fault: librdkafka refuses every record outside
+/// the `InTransaction` state (`_STATE`: after a failed delivery it waits
+/// for an abort) and after a fatal error (`_FATAL`, e.g. fenced).
+pub(crate) fn leaves_transaction(code: RDKafkaErrorCode) -> bool {
+    matches!(code, RDKafkaErrorCode::State | RDKafkaErrorCode::Fatal)
+}
+
 /// Classifies a producer error the way the commit protocol needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TxnErrorKind {
@@ -591,6 +606,15 @@ pub(crate) fn classify(e: &KafkaError) -> TxnErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_producer_out_of_its_transaction_refuses_for_the_transaction() {
+        assert!(leaves_transaction(RDKafkaErrorCode::State));
+        assert!(leaves_transaction(RDKafkaErrorCode::Fatal));
+        // The record's own fault: the production handler decides.
+        assert!(!leaves_transaction(RDKafkaErrorCode::MessageSizeTooLarge));
+        assert!(!leaves_transaction(RDKafkaErrorCode::UnknownTopic));
+    }
 
     #[test]
     fn held_keys_and_values_share_one_buffer_kept_between_commits() {

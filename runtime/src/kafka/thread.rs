@@ -330,6 +330,7 @@ impl StreamThread {
             }
             super::priority::lower_background_threads(self.shared.config.background_nice);
             self.tasks.poll_producers();
+            self.tasks.abort_refused(&self.consumer)?;
             self.tasks.reap_commits(&self.consumer, false)?;
             if last_commit.elapsed() >= commit_interval || self.tasks.commit_requested() {
                 self.tasks.commit_all(&self.consumer, false)?;

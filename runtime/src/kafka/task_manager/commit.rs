@@ -247,6 +247,25 @@ impl TaskManager {
         Ok(ids.len())
     }
 
+    /// Aborts and rewinds the tasks whose producer refused a record because
+    /// it left the transaction (`ActiveTask::refused`), as a failed commit
+    /// would: their work since the last commit is dropped and reprocessed
+    /// in a new transaction (a task whose producer cannot abort is
+    /// re-created). A task whose commit is still running is left to it:
+    /// that commit fails the same way, and its failure aborts.
+    pub fn abort_refused<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let refused: Vec<(TaskId, String)> = self
+            .active
+            .iter_mut()
+            .filter(|(_, t)| t.in_flight.is_none())
+            .filter_map(|(id, t)| Some((*id, t.refused.take()?)))
+            .collect();
+        for (id, cause) in refused {
+            self.complete_commit(consumer, id, Err(CommitFailure::Abortable(cause)))?;
+        }
+        Ok(())
+    }
+
     /// Finishes the commits whose threads are done (all of them, waiting,
     /// if `block`). A task that held back more than `MAX_DEFERRED_BYTES`
     /// (a commit that takes long, e.g. retried during a broker outage) is

@@ -91,6 +91,10 @@ struct ActiveTask {
     /// so its records meet the producer (and `production.exception.handler`)
     /// while they are processed.
     no_defer: bool,
+    /// The producer left the transaction while the task sent (see
+    /// `StreamsError::TransactionAborted`): the task processes nothing more
+    /// until `abort_refused` aborts and rewinds it.
+    refused: Option<String>,
 }
 
 /// A task's transaction, sealed and handed to a commit thread.
@@ -258,6 +262,7 @@ impl TaskManager {
             tracker,
             in_flight: None,
             no_defer: false,
+            refused: None,
         })
     }
 
@@ -471,9 +476,14 @@ impl TaskManager {
             // assignment re-reads from the committed offset.
             return Ok(());
         };
+        let eos = self.eos();
         let Some(t) = self.active.get_mut(id) else {
             return Ok(());
         };
+        if t.refused.is_some() {
+            // Re-read after the abort, from the last commit.
+            return Ok(());
+        }
         let ts = match m.timestamp() {
             Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
             Timestamp::NotAvailable => now_ms(),
@@ -491,7 +501,7 @@ impl TaskManager {
                     .collect(),
             ),
         };
-        t.task.process(
+        let result = t.task.process(
             topic,
             m.partition(),
             m.offset(),
@@ -499,8 +509,12 @@ impl TaskManager {
             m.key(),
             m.payload(),
             headers,
-        )?;
-        self.metrics.add_processed(1);
+        );
+        match result {
+            Ok(()) => self.metrics.add_processed(1),
+            Err(e) if eos && e.is_transaction_aborted() => t.refused = Some(e.to_string()),
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
@@ -540,8 +554,12 @@ impl TaskManager {
     }
 
     pub fn punctuate(&mut self, now: i64) -> Result<()> {
-        for t in self.active.values_mut() {
-            t.task.punctuate_wall_clock(now)?;
+        let eos = self.eos();
+        for t in self.active.values_mut().filter(|t| t.refused.is_none()) {
+            match t.task.punctuate_wall_clock(now) {
+                Err(e) if eos && e.is_transaction_aborted() => t.refused = Some(e.to_string()),
+                other => other?,
+            }
         }
         Ok(())
     }

@@ -62,6 +62,7 @@ pub(super) fn prepare_commit_eos(
 ) -> CommitStep<(TopicPartitionList, SealedState)> {
     let sealed = task.prepare_commit_sealed().map_err(|e| match e {
         StreamsError::Kafka(m) => CommitFailure::Abortable(m),
+        e if e.is_transaction_aborted() => CommitFailure::Abortable(e.to_string()),
         other => CommitFailure::Fatal(other),
     })?;
     let mut tpl = TopicPartitionList::new();
@@ -258,6 +259,12 @@ pub(super) fn finish_commit_eos<S: RecordSink + ?Sized>(
         .map_err(|e| txn_failure(id, "begin_transaction", e))?;
     *p.in_txn = true;
     if let Err(e) = p.deferred.release(p.sender) {
+        if e.is_transaction_aborted() {
+            // The producer, not the record: abort and reprocess as usual.
+            return Err(CommitFailure::Abortable(format!(
+                "task {id} could not send its held-back records: {e}"
+            )));
+        }
         // Reprocessed without holding back, the failing record meets the
         // producer while it is processed, where production.exception.handler
         // decides about it.

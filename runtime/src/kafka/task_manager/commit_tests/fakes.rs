@@ -3,7 +3,7 @@
 //! records (or refuses) records, a consumer that records (or refuses) the
 //! seeks of a rewind, and a real `StreamTask` over them (`Harness`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -95,6 +95,9 @@ pub(super) struct FakeSink {
     pub(super) log: Log,
     pub(super) topics: RefCell<Vec<String>>,
     pub(super) refuse: RefCell<Option<String>>,
+    /// Refuses every record as librdkafka does once the producer left its
+    /// transaction (`_STATE`, see `record_collector::leaves_transaction`).
+    pub(super) out_of_txn: Cell<bool>,
 }
 
 impl RecordSink for FakeSink {
@@ -118,6 +121,11 @@ impl RecordSink for FakeSink {
     ) -> Result<()> {
         let topic = self.topics.borrow()[id].clone();
         let value = String::from_utf8_lossy(value.unwrap_or_default()).into_owned();
+        if self.out_of_txn.get() {
+            return Err(StreamsError::TransactionAborted(
+                "Local: Erroneous state (fake)".to_string(),
+            ));
+        }
         if self.refuse.borrow().as_deref() == Some(value.as_str()) {
             return Err(StreamsError::Production {
                 topic,
@@ -237,6 +245,18 @@ pub(super) fn open_task(
     deferred: Rc<Deferred>,
     tracker: Arc<DeliveryTracker>,
 ) -> Result<StreamTask> {
+    open_task_with(dir, sink, deferred, tracker, ErrorPolicy::LogAndFail)
+}
+
+/// [`open_task`] with this `processing.exception.handler` and
+/// `production.exception.handler`.
+pub(super) fn open_task_with(
+    dir: &std::path::Path,
+    sink: Rc<FakeSink>,
+    deferred: Rc<Deferred>,
+    tracker: Arc<DeliveryTracker>,
+    handlers: ErrorPolicy,
+) -> Result<StreamTask> {
     let topology = topology();
     let sub = topology.subtopologies().remove(0);
     let mut task = StreamTask::new(TaskConfig {
@@ -253,8 +273,8 @@ pub(super) fn open_task(
         wall_clock: 0,
         lock_wait: Duration::from_millis(300),
         deserialization_policy: ErrorPolicy::LogAndFail,
-        processing_policy: ErrorPolicy::LogAndFail,
-        production_policy: ErrorPolicy::LogAndFail,
+        processing_policy: handlers.clone(),
+        production_policy: handlers,
         max_write_set_bytes: usize::MAX,
         cache_max_bytes: 0,
     })?;
@@ -265,6 +285,10 @@ pub(super) fn open_task(
 
 impl Harness {
     pub(super) fn new() -> Harness {
+        Harness::with_handlers(ErrorPolicy::LogAndFail)
+    }
+
+    pub(super) fn with_handlers(policy: ErrorPolicy) -> Harness {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "kstreams-commit-tests-{}-{}",
@@ -276,10 +300,18 @@ impl Harness {
             log: log.clone(),
             topics: RefCell::default(),
             refuse: RefCell::default(),
+            out_of_txn: Cell::new(false),
         });
         let deferred = Rc::new(Deferred::default());
         let tracker = Arc::new(DeliveryTracker::default());
-        let task = open_task(&dir, sink.clone(), deferred.clone(), tracker.clone()).unwrap();
+        let task = open_task_with(
+            &dir,
+            sink.clone(),
+            deferred.clone(),
+            tracker.clone(),
+            policy,
+        )
+        .unwrap();
         Harness {
             dir,
             task,

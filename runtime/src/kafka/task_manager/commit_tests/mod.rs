@@ -18,6 +18,7 @@
 mod fakes;
 
 use super::*;
+use crate::ErrorPolicy;
 use fakes::*;
 
 #[test]
@@ -482,4 +483,49 @@ fn a_hung_transaction_call_is_given_up_as_fenced_and_lets_go_of_the_sealed_write
     };
     assert_eq!(msg, "the commit of task 0_0 was given up");
     let _ = release.send(());
+}
+
+/// Seen in CI on the 3-broker cluster: a partition leader was killed, a
+/// task's producer left its transaction (a delivery failed), and the next
+/// record the task sent was refused with `_STATE`. That refusal went to
+/// `production.exception.handler` as if the record were at fault, and the
+/// default handler (fail) stopped the instance. No record is at fault: the
+/// transaction must be aborted and the input reprocessed.
+#[test]
+fn a_producer_that_left_its_transaction_aborts_the_task_no_handler_sees_the_record() {
+    // log_and_continue would skip the record if a handler decided.
+    let mut h = Harness::with_handlers(ErrorPolicy::LogAndContinue);
+    h.process(START, 102);
+    h.sink.out_of_txn.set(true);
+    let e = h
+        .task
+        .process(
+            IN,
+            0,
+            102,
+            102,
+            Some(b"k102"),
+            Some(b"v102"),
+            Headers::default(),
+        )
+        .expect_err("a refused record must not be skipped");
+    assert!(e.is_transaction_aborted(), "{e}");
+    assert_eq!(h.task.production_errors(), 0, "no handler decided");
+    assert_eq!(h.task.processing_errors(), 0, "no handler decided");
+    // The thread then aborts the task like a failed commit
+    // (`TaskManager::abort_refused`): back to the last commit, nothing of
+    // the aborted work kept, a new transaction.
+    h.sink.out_of_txn.set(false);
+    lock(&h.log).clear();
+    let settled = h
+        .settle(Err(CommitFailure::Abortable(e.to_string())))
+        .unwrap();
+    assert_eq!(settled, Settled::Rewound);
+    assert_eq!(h.txn_events(), vec![Event::Abort, Event::Begin]);
+    assert_eq!(*h.consumer.seeks.borrow(), committed(START));
+    assert_eq!(h.task.committed_offsets(), committed(START));
+    assert_eq!(abort_count(&h), 1);
+    // Reprocessed in the new transaction, the records go out again.
+    h.process(START, 103);
+    assert_eq!(h.txn_events()[2..], [out(100), out(101), out(102)]);
 }
