@@ -135,6 +135,7 @@ impl ChangelogReader {
         base: &ClientConfig,
         stall_timeout: Duration,
         faults: Arc<FaultSlot>,
+        nice: i32,
     ) -> Result<ChangelogReader> {
         let mut cfg = super::config::consumer_client(base);
         cfg.set("isolation.level", "read_committed")
@@ -148,9 +149,11 @@ impl ChangelogReader {
             // don't let the broker hold that fetch for the default 500 ms.
             .set("fetch.wait.max.ms", "10")
             .set("group.id", "kstreams-restore-unused");
-        let consumer: BaseConsumer<RestoreContext> = cfg
-            .create_with_context(RestoreContext::reporting_to(faults.clone()))
-            .map_err(|e| StreamsError::Kafka(format!("cannot create the restore consumer: {e}")))?;
+        let context = RestoreContext::reporting_to(faults.clone());
+        let consumer: BaseConsumer<RestoreContext> =
+            super::priority::created_lowered(nice, || cfg.create_with_context(context)).map_err(
+                |e| StreamsError::Kafka(format!("cannot create the restore consumer: {e}")),
+            )?;
         Ok(ChangelogReader {
             consumer,
             poll_timeout: Duration::from_millis(200),

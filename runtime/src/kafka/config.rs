@@ -173,7 +173,10 @@ impl StreamsConfig {
     /// `background.threads.nice` (default 10): the nice value of the
     /// threads around the stream threads (librdkafka's, RocksDB's, the
     /// commit threads), so that on a busy machine the stream threads get the
-    /// CPU first. 0 turns this off. Linux only.
+    /// CPU first. 0 turns this off. Linux only. Only the runtime's own
+    /// threads are lowered: its clients and stores are created on a thread
+    /// at this nice value, whose value their threads inherit; the
+    /// application's own clients keep theirs.
     ///
     /// ```
     /// # use kstreams_runtime::StreamsConfig;

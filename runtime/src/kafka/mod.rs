@@ -30,7 +30,7 @@ mod http;
 pub mod interactive_queries;
 mod metrics;
 mod offset_metadata;
-mod priority;
+pub(crate) mod priority;
 mod record_collector;
 mod repartition_purger;
 mod streams_producer;
@@ -179,6 +179,7 @@ impl KafkaStreams {
         let topology = self.topology.take().ok_or_else(|| {
             StreamsError::IllegalState("KafkaStreams can be started only once".into())
         })?;
+        priority::set_store_open_nice(self.config.background_nice);
         if topology.subtopologies().is_empty() {
             return Err(StreamsError::Topology(
                 "the topology is empty: add at least one source".into(),

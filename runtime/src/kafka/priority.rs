@@ -14,26 +14,37 @@
 //! they still run whenever it does not. Measured on the orders job: 1.2×
 //! the throughput at 0.87× the CPU.
 //!
-//! How: a commit thread lowers itself when it starts. librdkafka's and
-//! RocksDB's threads, which kstreams does not start itself, are found by
-//! their names (`rdk:*`, `rocksdb:*`) in `/proc/self/task`, about once a
-//! second, and lowered once each. Only on Linux; elsewhere, and with 0,
-//! nothing changes. Raising a thread's nice value needs no privilege;
-//! lowering it back would, so a thread is never reset, and a thread whose
-//! nice value is already at least the setting is left alone.
+//! How, without touching any thread that is not the runtime's: on Linux a
+//! new thread starts with the nice value of the thread that created it.
+//! So the runtime creates each of its Kafka clients on a short-lived
+//! thread that runs at `background.threads.nice` (`created_lowered`):
+//! every thread librdkafka starts for that client, then and later (its
+//! broker threads are started by its own main thread), inherits the value.
+//! RocksDB's flush and compaction threads are started by the first store
+//! that opens, which the runtime also opens that way; they are RocksDB's
+//! process-wide pool, so an application that opens its own RocksDB after
+//! kstreams shares them (one opened before keeps its own). A commit thread
+//! lowers itself when it starts. No thread is ever reniced from outside:
+//! the application's own clients and threads keep their priority. Only on
+//! Linux; elsewhere, and with 0, nothing changes. Raising a nice value
+//! needs no privilege.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI32, Ordering};
 
-/// How often the process's threads are looked at.
-const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// The nice value stores open with (`created_lowered` around RocksDB's
+/// open): set when an application starts, 0 (off) before, e.g. in the test
+/// driver. Like RocksDB's block cache, process-wide.
+static STORE_OPEN_NICE: AtomicI32 = AtomicI32::new(0);
 
-/// Name prefixes of the threads that librdkafka and RocksDB start.
-const BACKGROUND_PREFIXES: [&str; 2] = ["rdk:", "rocksdb:"];
+/// Sets the nice value that stores open with from now on.
+pub(crate) fn set_store_open_nice(nice: i32) {
+    STORE_OPEN_NICE.store(nice.max(0), Ordering::Relaxed);
+}
 
-/// Threads already lowered (by thread id), and when the last scan ran.
-static SCANNED: Mutex<Option<(HashSet<u32>, Instant)>> = Mutex::new(None);
+/// The nice value stores open with.
+pub(crate) fn store_open_nice() -> i32 {
+    STORE_OPEN_NICE.load(Ordering::Relaxed)
+}
 
 /// Gives the calling thread the nice value `nice` (if it is higher than
 /// the thread's own; 0 does nothing).
@@ -48,52 +59,37 @@ pub(crate) fn lower_this_thread(nice: i32) {
     let _ = nice;
 }
 
-/// Lowers librdkafka's and RocksDB's threads of this process to `nice`, at
-/// most once per [`SCAN_EVERY`] (any stream thread may call it each loop).
-pub(crate) fn lower_background_threads(nice: i32) {
-    if nice <= 0 {
-        return;
+/// Runs `create` on a new thread at nice value `nice`, so the threads it
+/// starts (a Kafka client's, RocksDB's pool) inherit that value; with 0 it
+/// runs here. Returns what `create` returns (a panic in it is resumed here).
+pub(crate) fn created_lowered<T: Send>(nice: i32, create: impl FnOnce() -> T + Send) -> T {
+    if nice <= 0 || !cfg!(target_os = "linux") {
+        return create();
     }
-    let mut scanned = SCANNED.lock().unwrap_or_else(|e| e.into_inner());
-    if scanned
-        .as_ref()
-        .is_some_and(|(_, at)| at.elapsed() < SCAN_EVERY)
-    {
-        return;
-    }
-    let (lowered, at) = scanned.get_or_insert_with(|| (HashSet::new(), Instant::now()));
-    *at = Instant::now();
-    lower_named(nice, lowered);
-}
-
-/// One scan of `/proc/self/task`: lowers every background thread not in
-/// `lowered`, and forgets threads that are gone.
-fn lower_named(nice: i32, lowered: &mut HashSet<u32>) {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
+    let slot = std::sync::Mutex::new(Some(create));
+    let take = |slot: &std::sync::Mutex<Option<_>>| {
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     };
-    let mut alive = HashSet::new();
-    for task in tasks.flatten() {
-        let Some(tid) = task
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        alive.insert(tid);
-        if lowered.contains(&tid) {
-            continue;
-        }
-        let Ok(name) = std::fs::read_to_string(task.path().join("comm")) else {
-            continue;
-        };
-        if BACKGROUND_PREFIXES.iter().any(|p| name.starts_with(p)) {
-            lower(tid, nice);
-            lowered.insert(tid);
-        }
+    let ran = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("kstreams-create".into())
+            .spawn_scoped(s, || {
+                lower_this_thread(nice);
+                take(&slot).map(|f| f())
+            })
+            .map(|h| h.join())
+    });
+    match ran {
+        Ok(Ok(Some(made))) => made,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread could start: create here, at this thread's priority.
+        _ => match take(&slot) {
+            Some(f) => f(),
+            None => unreachable!("the creating thread ran and returned"),
+        },
     }
-    lowered.retain(|tid| alive.contains(tid));
 }
 
 /// Sets thread `tid`'s nice value to `nice` unless it is already that high.
@@ -124,67 +120,103 @@ fn lower(_tid: u32, _nice: i32) {}
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    /// The client test counts threads by name: not while another test of
+    /// this module starts some.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn nice_of(tid: u32) -> i32 {
         // SAFETY: a plain syscall.
         unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) }
     }
 
-    /// Starts a thread with this name that reports its id and waits.
-    fn parked(name: &str) -> (u32, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let h = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                // SAFETY: gettid has no preconditions.
-                tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
-                let _ = stop_rx.recv();
+    /// The ids of this process's threads whose name starts with `prefix`.
+    fn threads(prefix: &str) -> HashSet<u32> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.starts_with(prefix))
             })
-            .unwrap();
-        (tid_rx.recv().unwrap(), stop_tx, h)
+            .filter_map(|t| t.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// librdkafka's threads once no new one started for 300 ms (a client's
+    /// main thread may start broker threads after its creation returned).
+    fn settled_rdk_threads() -> HashSet<u32> {
+        let mut seen = threads("rdk:");
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = threads("rdk:");
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        seen
+    }
+
+    fn client() -> rdkafka::producer::BaseProducer {
+        rdkafka::config::ClientConfig::new()
+            // Nothing listens there: the client only starts its threads.
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .unwrap()
     }
 
     #[test]
-    fn background_threads_are_found_by_name_and_lowered_once_others_are_not() {
-        let (rocks, stop_rocks, h1) = parked("rocksdb:test");
-        let (rdk, stop_rdk, h2) = parked("rdk:test");
-        let (mine, stop_mine, h3) = parked("stream-test");
-        let before = nice_of(mine);
-        let mut lowered = HashSet::new();
-        lower_named(7, &mut lowered);
-        assert_eq!(
-            (nice_of(rocks), nice_of(rdk)),
-            (before.max(7), before.max(7))
+    fn a_client_created_lowered_runs_all_its_threads_lowered_others_are_untouched() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        // The application's own client, made before and after ours.
+        let before = threads("rdk:");
+        let app_client = client();
+        let app_threads: HashSet<u32> =
+            settled_rdk_threads().difference(&before).copied().collect();
+        assert!(!app_threads.is_empty());
+        let before = threads("rdk:");
+        let ours = created_lowered(7, client);
+        let our_threads: HashSet<u32> =
+            settled_rdk_threads().difference(&before).copied().collect();
+        assert!(
+            our_threads.len() >= 2,
+            "a client starts a main and broker threads: {our_threads:?}"
         );
-        assert_eq!(
-            nice_of(mine),
-            before,
-            "a thread of another name is left alone"
-        );
-        assert!(lowered.contains(&rocks) && lowered.contains(&rdk));
-        assert!(!lowered.contains(&mine));
-        // Never lowered twice, never raised back: a lower setting leaves
-        // an already lowered thread as it is.
-        let (rocks2, stop_rocks2, h4) = parked("rocksdb:later");
-        lower_named(3, &mut lowered);
-        assert_eq!(
-            (nice_of(rocks), nice_of(rocks2)),
-            (before.max(7), before.max(3))
-        );
-        // Threads that ended are forgotten.
-        for (stop, h) in [
-            (stop_rocks, h1),
-            (stop_rdk, h2),
-            (stop_mine, h3),
-            (stop_rocks2, h4),
-        ] {
-            stop.send(()).unwrap();
-            h.join().unwrap();
+        for tid in &our_threads {
+            assert!(
+                nice_of(*tid) >= 7,
+                "thread {tid} of our client: {}",
+                nice_of(*tid)
+            );
         }
-        lower_named(3, &mut lowered);
-        assert!(!lowered.contains(&rocks) && !lowered.contains(&rdk));
+        for tid in &app_threads {
+            assert_eq!(
+                nice_of(*tid),
+                0,
+                "the application's client thread {tid} was reniced"
+            );
+        }
+        // The creating thread is gone; the caller keeps its own priority.
+        // SAFETY: gettid has no preconditions.
+        assert_eq!(nice_of(unsafe { libc::gettid() } as u32), 0);
+        drop((ours, app_client));
+    }
+
+    #[test]
+    fn created_lowered_returns_what_it_made_and_zero_runs_here() {
+        // SAFETY: gettid has no preconditions.
+        let here = unsafe { libc::gettid() } as u32;
+        let (tid, nice) = created_lowered(5, || {
+            // SAFETY: as above.
+            let t = unsafe { libc::gettid() } as u32;
+            (t, nice_of(t))
+        });
+        assert_ne!(tid, here);
+        assert!(nice >= 5);
+        let (tid, _) = created_lowered(0, || (unsafe { libc::gettid() } as u32, ()));
+        assert_eq!(tid, here);
     }
 
     #[test]

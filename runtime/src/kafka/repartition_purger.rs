@@ -34,11 +34,13 @@ impl RepartitionPurger {
         base: &ClientConfig,
         topics: HashSet<String>,
         interval: Duration,
+        nice: i32,
     ) -> Result<Option<Self>> {
         if topics.is_empty() {
             return Ok(None);
         }
-        let admin = super::config::producer_client(base).create().map_err(|e| {
+        let config = super::config::producer_client(base);
+        let admin = super::priority::created_lowered(nice, || config.create()).map_err(|e| {
             StreamsError::Kafka(format!("cannot create the repartition purge client: {e}"))
         })?;
         Ok(Some(RepartitionPurger {

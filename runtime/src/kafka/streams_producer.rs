@@ -68,12 +68,13 @@ pub(crate) fn transactional_producer(
     if !cfg.passthrough.contains_key("retry.backoff.ms") {
         pc.set("retry.backoff.ms", TXN_RETRY_BACKOFF_MS);
     }
-    let p: TaskProducer = pc
-        .create_with_context(CollectorContext {
-            tracker: tracker.clone(),
-            log: ClientErrorLog::reporting_to(shared.faults.clone()),
-        })
-        .map_err(|e| {
+    let context = CollectorContext {
+        tracker: tracker.clone(),
+        log: ClientErrorLog::reporting_to(shared.faults.clone()),
+    };
+    let p: TaskProducer =
+        super::priority::created_lowered(cfg.background_nice, || pc.create_with_context(context))
+            .map_err(|e| {
             StreamsError::Kafka(format!("cannot create the producer of task {id}: {e}"))
         })?;
     let retry_for = cfg.task_timeout;

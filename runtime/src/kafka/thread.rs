@@ -142,11 +142,14 @@ impl StreamThread {
                 cc.set(key, value);
             }
         }
-        let consumer: BaseConsumer<ThreadContext> = cc
-            .create_with_context(ThreadContext {
-                events: Mutex::new(Vec::new()),
-                closing: AtomicBool::new(false),
-                log: super::client_log::ClientErrorLog::reporting_to(shared.faults.clone()),
+        let context = ThreadContext {
+            events: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+            log: super::client_log::ClientErrorLog::reporting_to(shared.faults.clone()),
+        };
+        let consumer: BaseConsumer<ThreadContext> =
+            super::priority::created_lowered(shared.config.background_nice, || {
+                cc.create_with_context(context)
             })
             .map_err(|e| StreamsError::Kafka(format!("cannot create the consumer: {e}")))?;
         let tasks = TaskManager::new(shared.clone(), name.clone(), metrics.clone())?;
@@ -328,7 +331,6 @@ impl StreamThread {
                 self.tasks.publish_metrics(&self.consumer);
                 last_publish = Instant::now();
             }
-            super::priority::lower_background_threads(self.shared.config.background_nice);
             self.tasks.poll_producers();
             self.tasks.abort_refused(&self.consumer)?;
             self.tasks.reap_commits(&self.consumer, false)?;

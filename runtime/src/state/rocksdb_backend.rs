@@ -252,7 +252,11 @@ impl TaskDb {
             .iter()
             .map(|s| ColumnFamilyDescriptor::new(s.as_str(), cf_opts.clone()))
             .collect();
-        DB::open_cf_descriptors(&opts, path, cfs)
+        // Opened at background.threads.nice: RocksDB starts its flush and
+        // compaction threads on the first open (kafka/priority.rs).
+        crate::kafka::priority::created_lowered(crate::kafka::priority::store_open_nice(), || {
+            DB::open_cf_descriptors(&opts, path, cfs)
+        })
     }
 
     fn cf(&self, cf: &str) -> Result<&rocksdb::ColumnFamily> {

@@ -152,6 +152,7 @@ impl TaskManager {
             &shared.base_client,
             shared.config.task_timeout,
             shared.faults.clone(),
+            shared.config.background_nice,
         )?;
         let alos_producer = if shared.config.guarantee == ProcessingGuarantee::AtLeastOnce {
             let tracker = Arc::new(DeliveryTracker::default());
@@ -159,10 +160,13 @@ impl TaskManager {
             cfg.set("enable.idempotence", "true")
                 .set("partitioner", PARTITIONER)
                 .set("client.id", format!("{thread_name}-producer"));
-            let p: TaskProducer = cfg
-                .create_with_context(CollectorContext {
-                    tracker: tracker.clone(),
-                    log: ClientErrorLog::reporting_to(shared.faults.clone()),
+            let context = CollectorContext {
+                tracker: tracker.clone(),
+                log: ClientErrorLog::reporting_to(shared.faults.clone()),
+            };
+            let p: TaskProducer =
+                super::priority::created_lowered(shared.config.background_nice, || {
+                    cfg.create_with_context(context)
                 })
                 .map_err(|e| StreamsError::Kafka(format!("cannot create the producer: {e}")))?;
             Some((Arc::new(p), tracker))
@@ -180,6 +184,7 @@ impl TaskManager {
             &shared.base_client,
             repartition_topics,
             shared.config.repartition_purge_interval,
+            shared.config.background_nice,
         )?;
         Ok(TaskManager {
             purger,
