@@ -11,7 +11,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::Producer;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 
 use super::client_fault::FaultSlot;
 use super::client_log::ClientErrorLog;
@@ -180,6 +181,36 @@ pub(crate) fn abort_polling(
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         r
     })
+}
+
+/// Waits until the producer has no record left unacknowledged, serving its
+/// delivery reports, for at most `timeout`; a commit calls it right before
+/// `commit_transaction`, whose own flush then finds nothing to wait for.
+///
+/// Why not rdkafka's `flush`: `BaseProducer::flush` (rdkafka 0.39) checks
+/// once, then polls in steps of 100 ms, and `BaseProducer::poll(t)` returns
+/// only once all of `t` has passed, however soon the last delivery report
+/// came. So every flush that found one record in flight took 100 ms, and
+/// `commit_transaction` flushes first: a task's commit took ~100 ms even on
+/// an idle broker, a commit interval, in each of a word count's two
+/// sub-topologies (see benches/RESULTS.md). Here the check
+/// (`rd_kafka_flush` with no wait, which also sends lingering batches at
+/// once) repeats after each millisecond of polling.
+pub(crate) fn flush_promptly<C: ProducerContext>(
+    p: &BaseProducer<C>,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match Producer::flush(p, Duration::ZERO) {
+            Err(rdkafka::error::KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                if started.elapsed() < timeout =>
+            {
+                p.poll(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A transaction stays open for a commit interval, so its timeout must be

@@ -257,6 +257,7 @@ impl StreamThread {
 
     fn run_loop(&mut self) -> Result<()> {
         let commit_interval = self.shared.config.commit_interval;
+        let eos = self.shared.config.guarantee == super::ProcessingGuarantee::ExactlyOnce;
         let mut last_commit = Instant::now();
         let mut last_punctuate = Instant::now();
         let mut last_publish = Instant::now();
@@ -264,11 +265,16 @@ impl StreamThread {
         while !self.shutdown.load(Ordering::SeqCst) {
             let mut polled = 0usize;
             // A finished commit releases its task's held-back records: do
-            // not sleep long in poll while one is running.
+            // not sleep long in poll while one is running, nor past the next
+            // task's commit deadline.
             let mut timeout = if self.tasks.commits_in_flight() {
                 Duration::from_millis(2)
             } else {
-                Duration::from_millis(50)
+                let idle = Duration::from_millis(50);
+                match (eos, self.tasks.next_commit_due()) {
+                    (true, Some(due)) => due.saturating_duration_since(Instant::now()).min(idle),
+                    _ => idle,
+                }
             };
             while polled < 1000 {
                 match self.consumer.poll(timeout) {
@@ -334,7 +340,17 @@ impl StreamThread {
             self.tasks.poll_producers();
             self.tasks.abort_refused(&self.consumer)?;
             self.tasks.reap_commits(&self.consumer, false)?;
-            if last_commit.elapsed() >= commit_interval || self.tasks.commit_requested() {
+            // Exactly-once: each task commits on its own deadline
+            // (`TaskManager::next_commit_due`); at-least-once: all of them,
+            // once per interval.
+            let due = if eos {
+                self.tasks
+                    .next_commit_due()
+                    .is_some_and(|d| d <= Instant::now())
+            } else {
+                last_commit.elapsed() >= commit_interval || self.tasks.commit_requested()
+            };
+            if due {
                 self.tasks.commit_all(&self.consumer, false)?;
                 last_commit = Instant::now();
             }

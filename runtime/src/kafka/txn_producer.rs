@@ -26,7 +26,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 
 use super::record_collector::{TaskProducer, TxnErrorKind, classify};
-use super::streams_producer::{ABORT_TIMEOUT, TXN_TIMEOUT, abort_polling};
+use super::streams_producer::{ABORT_TIMEOUT, TXN_TIMEOUT, abort_polling, flush_promptly};
 
 /// A failed transaction call, classified for the commit protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,8 @@ impl TxnProducer for TaskProducer {
     }
 
     fn commit(&self) -> TxnResult {
-        self.commit_transaction(TXN_TIMEOUT)
+        flush_promptly(self, TXN_TIMEOUT)
+            .and_then(|()| self.commit_transaction(TXN_TIMEOUT))
             .map_err(|e| TxnError::from_kafka(&e))
     }
 

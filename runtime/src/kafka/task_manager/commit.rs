@@ -70,7 +70,7 @@ impl TaskManager {
         }
         let retry_for = self.shared.config.task_timeout;
         let started = Instant::now();
-        while let Err(e) = producer.flush(Duration::from_secs(5)) {
+        while let Err(e) = flush_promptly(&producer, Duration::from_secs(5)) {
             if started.elapsed() >= retry_for || self.shared.faults.error().is_some() {
                 return Err(self.shared.faults.error().unwrap_or_else(|| {
                     StreamsError::Kafka(format!(
@@ -178,11 +178,15 @@ impl TaskManager {
             self.reap_commits(consumer, true)?;
         }
         let retry_for = self.shared.config.task_timeout;
+        let interval = self.shared.config.commit_interval;
         let round_started = Instant::now();
         let ids: Vec<TaskId> = self
             .active
             .iter()
-            .filter(|(_, t)| t.in_flight.is_none() && t.task.commit_needed())
+            .filter(|(_, t)| {
+                t.commit_deadline(interval, round_started)
+                    .is_some_and(|due| wait || due <= round_started)
+            })
             .map(|(id, _)| *id)
             .collect();
         if ids.is_empty() {
@@ -195,6 +199,7 @@ impl TaskManager {
             let Some(t) = self.active.get_mut(&id) else {
                 continue;
             };
+            t.commit_started = Instant::now();
             let shared = Arc::new(CommitShared::default());
             let job = match prepare_commit_eos(&mut t.task) {
                 Ok((tpl, sealed)) => {

@@ -23,6 +23,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _};
 use rdkafka::producer::Producer;
 use rdkafka::{Message, Offset, Timestamp, TopicPartitionList};
 
+mod cadence;
 mod commit;
 #[cfg(test)]
 mod commit_tests;
@@ -43,8 +44,8 @@ use super::record_collector::{
     TaskSender, TxnErrorKind,
 };
 use super::streams_producer::{
-    ABORT_RETRY_FOR, PARTITIONER, TaskProducerParts, abort_polling, retry_retriable,
-    transactional_producer,
+    ABORT_RETRY_FOR, PARTITIONER, TaskProducerParts, abort_polling, flush_promptly,
+    retry_retriable, transactional_producer,
 };
 use super::txn_producer::{GroupHandle, TxnError, TxnProducer, TxnResult};
 use crate::TaskId;
@@ -86,6 +87,9 @@ struct ActiveTask {
     tracker: Arc<DeliveryTracker>,
     /// The transaction being committed on a commit thread (EOS).
     in_flight: Option<InFlight>,
+    /// When this task's last commit began: the next is due a commit
+    /// interval later (EOS, `TaskManager::next_commit_due`).
+    commit_started: Instant,
     /// A held-back record could not be sent once: from then on this task's
     /// commits are waited for on the stream thread and nothing is held back,
     /// so its records meet the producer (and `production.exception.handler`)
@@ -266,6 +270,7 @@ impl TaskManager {
             deferred,
             tracker,
             in_flight: None,
+            commit_started: Instant::now(),
             no_defer: false,
             refused: None,
         })
