@@ -134,9 +134,30 @@ pub fn run(a: CeilingArgs) -> Result<(), String> {
         stats.commit.as_secs_f64() * 1e3 / n,
         stats.begin.as_secs_f64() * 1e3 / n
     );
+    flush_promptly(&producer, t)?;
     producer
         .commit_transaction(t)
         .map_err(|e| format!("commit_transaction: {e}"))
+}
+
+/// Waits until nothing is in flight, checking every millisecond. rdkafka
+/// 0.39's `flush` (which `commit_transaction` calls first) polls in steps
+/// of 100 ms that always run to their end, so a commit with a record in
+/// flight took 100 ms; the runtime flushes the same way
+/// (`streams_producer::flush_promptly`), so the ceiling does too.
+fn flush_promptly(producer: &BaseProducer, timeout: Duration) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        match producer.flush(Duration::ZERO) {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                if started.elapsed() < timeout =>
+            {
+                producer.poll(Duration::from_millis(1));
+            }
+            Err(e) => return Err(format!("flush: {e}")),
+        }
+    }
 }
 
 /// Time spent in the transactional calls (reported on exit, to compare
@@ -173,6 +194,7 @@ fn commit(
             .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
     }
     let offsets_done = Instant::now();
+    flush_promptly(producer, t)?;
     producer
         .commit_transaction(t)
         .map_err(|e| format!("commit_transaction: {e}"))?;

@@ -13,8 +13,11 @@
 #[path = "../../examples/common/allocator.rs"]
 mod allocator;
 mod ceiling;
+mod chart;
 mod data;
 mod job;
+mod latency;
+mod recovery;
 mod report;
 mod runner;
 mod watch;

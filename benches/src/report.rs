@@ -44,10 +44,13 @@ impl Throughput {
 pub struct Latency {
     pub system: String,
     pub rate: u64,
+    /// How the rate was chosen (`kstreams/2`: half of kstreams' word-count rate).
+    pub rate_of: String,
     pub produced_secs: f64,
     pub samples: usize,
     pub p50_ms: Option<i64>,
     pub p99_ms: Option<i64>,
+    pub p999_ms: Option<i64>,
     pub max_ms: Option<i64>,
     pub complete: bool,
     pub progress: String,
@@ -155,7 +158,7 @@ pub fn machine() -> String {
         "- `nproc`: {}; CPU: {model}; memory: {:.1} GiB; load average at start: {}\n\
          - kernel: {}; {}; {}; {}\n\
          - Apache Kafka 4.3.1 broker (single node, KRaft, started fresh by this run; 1 GiB heap); \
-         Kafka Streams 4.3.1; Quix Streams {}; librdkafka via rdkafka 0.39",
+         Kafka Streams 4.4.0; Quix Streams {}; librdkafka via rdkafka 0.39",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
@@ -366,26 +369,40 @@ impl Report {
         if !self.latency.is_empty() {
             s.push_str(
                 "### End-to-end latency (word count, exactly-once)\n\n\
-                 Input paced at the given rate (50% of kstreams-wc-eos' records/s above unless \
-                 given); latency of each committed output record = the time the watcher sees it \
+                 Input paced at each rate (`kstreams/2`: half of kstreams-wc-eos' records/s \
+                 above; `kafka-streams/2`: half of Kafka Streams'); every system at every rate. \
+                 Latency of each committed output record = the time the watcher sees it \
                  `read_committed` − its timestamp, which is the produce time (CreateTime) of the \
                  input line that last updated it (the jobs keep input timestamps). With a record \
                  cache, earlier updates coalesced into the same output record waited longer (up to \
-                 one commit interval more).\n\n\
-                 | system | lines/s | produced in s | samples | p50 ms | p99 ms | max ms | kept up (final result reached) | peak RSS MiB |\n\
-                 |---|---|---|---|---|---|---|---|---|\n",
+                 one commit interval more). ÷ ceiling: p99 over the ceiling's p99 at the same rate.\n\n\
+                 | rate | system | lines/s | produced in s | samples | p50 ms | p99 ms | p99.9 ms | max ms | p99 ÷ ceiling | kept up (final result reached) | peak RSS MiB |\n\
+                 |---|---|---|---|---|---|---|---|---|---|---|---|\n",
             );
+            let ms = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or("—".into());
             for l in &self.latency {
+                let ceiling = self
+                    .latency
+                    .iter()
+                    .find(|c| c.rate_of == l.rate_of && c.system == "ceiling")
+                    .and_then(|c| c.p99_ms);
+                let vs = match (l.p99_ms, ceiling) {
+                    (Some(a), Some(b)) if b > 0 => Some(a as f64 / b as f64),
+                    _ => None,
+                };
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    l.rate_of,
                     l.system,
                     l.rate,
                     l.produced_secs,
                     l.samples,
-                    l.p50_ms.map(|v| v.to_string()).unwrap_or("—".into()),
-                    l.p99_ms.map(|v| v.to_string()).unwrap_or("—".into()),
-                    l.max_ms.map(|v| v.to_string()).unwrap_or("—".into()),
+                    ms(l.p50_ms),
+                    ms(l.p99_ms),
+                    ms(l.p999_ms),
+                    ms(l.max_ms),
+                    f2(vs),
                     if l.complete {
                         "yes".to_string()
                     } else {

@@ -2,16 +2,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kstreams_testkit::{BrokerOptions, KafkaBroker, create_topic};
 
 use crate::data::{self, Loader, OrderTotals, Rng, Vocabulary};
 use crate::job::{self, Job};
-use crate::report::{self, Latency, Recovery, Report, Throughput};
-use crate::watch::{self, Expect, WARMUP};
+use crate::report::{self, Report, Throughput};
+use crate::watch::{self, Expect};
+use crate::{chart, latency, recovery};
 
 /// Every throughput case, in the (interleaved) order they run in each round.
 pub const ALL_CASES: &[&str] = &[
@@ -62,9 +61,19 @@ pub struct RunArgs {
     /// Seconds of paced input in the latency phase.
     #[arg(long, default_value_t = 20)]
     pub latency_seconds: u64,
-    /// Lines/s of the latency phase (default: 50% of kstreams-wc-eos' measured rate).
+    /// One fixed rate (lines/s) for the latency phase, instead of --latency-rates.
     #[arg(long)]
     pub latency_rate: Option<u64>,
+    /// Rates of the latency phase, each a number of lines/s or SYSTEM/N: the
+    /// word count's exactly-once throughput of SYSTEM (`kstreams`, the first
+    /// label's if labelled, or `kafka-streams`) in the throughput phase, ÷ N.
+    /// Every latency system runs at every rate.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kstreams/2,kafka-streams/2"
+    )]
+    pub latency_rates: Vec<String>,
     /// Systems of the latency phase (word count, exactly-once).
     #[arg(
         long,
@@ -76,7 +85,11 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     pub state_keys: Vec<u64>,
     /// Systems of the recovery phase.
-    #[arg(long, value_delimiter = ',', default_value = "kstreams,kafka-streams")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kstreams,kafka-streams,kafka-streams-txn"
+    )]
     pub recovery_systems: Vec<String>,
     /// Directory of the kstreams example binaries (default: `<dir of this binary>/examples`).
     #[arg(long)]
@@ -145,8 +158,15 @@ pub struct Sys {
 }
 
 impl Sys {
-    /// `ceiling`, `kstreams`, `kstreams-LABEL`, `kafka-streams` or `quix`.
+    /// `ceiling`, `kstreams`, `kstreams-LABEL`, `kafka-streams`,
+    /// `kafka-streams-txn` or `quix`.
     fn parse(s: &str) -> Result<Sys, String> {
+        if s == "kafka-streams-txn" {
+            return Ok(Sys {
+                system: System::KafkaStreams,
+                label: Some(KS_TXN.into()),
+            });
+        }
         if let Some(l) = s.strip_prefix("kstreams-") {
             if !valid_label(l) {
                 return Err(format!("unknown system '{s}'"));
@@ -167,11 +187,27 @@ impl Sys {
             (System::Ceiling, _) => "ceiling".into(),
             (System::Kstreams, None) => "kstreams".into(),
             (System::Kstreams, Some(l)) => format!("kstreams-{l}"),
-            (System::KafkaStreams, _) => "kafka-streams".into(),
+            (System::KafkaStreams, None) => "kafka-streams".into(),
+            (System::KafkaStreams, Some(l)) => format!("kafka-streams-{l}"),
             (System::Quix, _) => "quix".into(),
         }
     }
+
+    /// Settings this system variant adds to its jobs.
+    fn settings(&self) -> &'static [&'static str] {
+        match (&self.system, self.label.as_deref()) {
+            (System::KafkaStreams, Some(KS_TXN)) => &[KS_TXN_SETTING],
+            _ => &[],
+        }
+    }
 }
+
+/// `kafka-streams-txn`: Kafka Streams with transactional state stores
+/// (KIP-892, opt-in since 4.4): under exactly-once a crash no longer wipes
+/// the local state, so recovery replays only the changelog's tail, as kstreams
+/// does. The strongest Kafka Streams for the recovery comparison.
+const KS_TXN: &str = "txn";
+const KS_TXN_SETTING: &str = "enable.transactional.statestores=true";
 
 /// Labels end up in topic names and must not look like an app or a guarantee.
 fn valid_label(l: &str) -> bool {
@@ -280,10 +316,10 @@ struct Kbins {
     orders_flags: Vec<String>,
 }
 
-struct Ctx {
-    args: RunArgs,
-    bootstrap: String,
-    work: PathBuf,
+pub(crate) struct Ctx {
+    pub(crate) args: RunArgs,
+    pub(crate) bootstrap: String,
+    pub(crate) work: PathBuf,
     /// The kstreams binaries: one unlabelled set, or one per --kstreams-bin-dir label.
     kstreams: Vec<Kbins>,
     bench_exe: PathBuf,
@@ -318,7 +354,7 @@ impl Ctx {
 
     /// The command line of a job.
     #[allow(clippy::too_many_arguments)]
-    fn argv(
+    pub(crate) fn argv(
         &self,
         who: &Sys,
         app: App,
@@ -393,6 +429,7 @@ impl Ctx {
             .config
             .iter()
             .map(String::as_str)
+            .chain(who.settings().iter().copied())
             .chain(extra.iter().copied())
         {
             v.push("--config".into());
@@ -401,20 +438,20 @@ impl Ctx {
         v
     }
 
-    fn state_dir(&self, app_id: &str) -> PathBuf {
+    pub(crate) fn state_dir(&self, app_id: &str) -> PathBuf {
         self.work.join("state").join(app_id)
     }
 
-    fn log(&self, name: &str) -> PathBuf {
+    pub(crate) fn log(&self, name: &str) -> PathBuf {
         self.work.join("logs").join(format!("{name}.log"))
     }
 
-    fn topic(&self, name: &str) -> Result<(), String> {
+    pub(crate) fn topic(&self, name: &str) -> Result<(), String> {
         create_topic(&self.bootstrap, name, self.args.partitions, false)
             .map_err(|e| format!("creating topic {name}: {e}"))
     }
 
-    fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_secs(self.args.case_timeout_secs)
     }
 }
@@ -468,10 +505,12 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             .map(|d| d.join("examples"))
             .ok_or("no directory of the bench binary")?,
     };
+    // Only the phases that run need their systems installed.
+    let runs = |p: &str| args.phases.iter().any(|x| x == p);
     let uses = |s: System| {
-        cases.iter().any(|c| c.system == s)
-            || latency_systems.iter().any(|x| x.system == s)
-            || recovery_systems.iter().any(|x| x.system == s)
+        (runs("throughput") && cases.iter().any(|c| c.system == s))
+            || (runs("latency") && latency_systems.iter().any(|x| x.system == s))
+            || (runs("recovery") && recovery_systems.iter().any(|x| x.system == s))
     };
     let kstreams_dirs: Vec<(Option<String>, PathBuf)> = if labelled_dirs.is_empty() {
         vec![(None, examples)]
@@ -574,6 +613,22 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let path = work.join("report.md");
     std::fs::write(&path, &md).map_err(|e| format!("writing {}: {e}", path.display()))?;
     eprintln!("kstreams-bench: report written to {}", path.display());
+    if let Some(svg) = chart::svg(&rep) {
+        let path = work.join("chart.svg");
+        std::fs::write(&path, &svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("kstreams-bench: chart written to {}", path.display());
+        if let Some(results) = &ctx.args.results {
+            let dir = results
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("results");
+            let path = dir.join("chart.svg");
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(&path, &svg))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            eprintln!("kstreams-bench: {} updated", path.display());
+        }
+    }
     if let Some(results) = &ctx.args.results {
         report::update_results(results, &md)?;
         eprintln!("kstreams-bench: {} updated", results.display());
@@ -593,40 +648,10 @@ fn run_phases(
         throughput_phase(ctx, cases, rep)?;
     }
     if phase("latency") && !latency_systems.is_empty() {
-        let rate = match ctx.args.latency_rate {
-            Some(r) => r,
-            None => {
-                // The (first-labelled) kstreams word count's rate.
-                let base = match rep.labels.first() {
-                    Some(l) => format!("kstreams-{l}-wc-eos"),
-                    None => "kstreams-wc-eos".to_string(),
-                };
-                let rates: Vec<f64> = rep
-                    .throughput
-                    .iter()
-                    .filter(|t| t.case == base)
-                    .filter_map(|t| t.rate())
-                    .collect();
-                let Some(max) = report::median(&rates) else {
-                    return Err("the latency phase needs kstreams-wc-eos' rate: run the throughput phase with it, or give --latency-rate".into());
-                };
-                (max / 2.0) as u64
-            }
-        };
-        for s in latency_systems {
-            let l = latency_case(ctx, s, rate.max(1))?;
-            eprintln!("kstreams-bench: {l:?}");
-            rep.latency.push(l);
-        }
+        latency::phase(ctx, latency_systems, rep)?;
     }
     if phase("recovery") {
-        for keys in &ctx.args.state_keys {
-            for s in recovery_systems {
-                let r = recovery_case(ctx, s, *keys)?;
-                eprintln!("kstreams-bench: {r:?}");
-                rep.recovery.push(r);
-            }
-        }
+        recovery::phase(ctx, recovery_systems, rep)?;
     }
     Ok(())
 }
@@ -802,233 +827,6 @@ fn throughput_case(
     })
 }
 
-/// Sends a warm-up line every 200 ms until stopped.
-fn warmup_sender(
-    bootstrap: String,
-    topic: String,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Result<(), String>> {
-    std::thread::spawn(move || {
-        let mut l = Loader::new(&bootstrap, &topic, 0)?;
-        while !stop.load(Ordering::SeqCst) {
-            l.send(None, WARMUP.as_bytes())?;
-            l.flush()?;
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(())
-    })
-}
-
-fn latency_case(ctx: &Ctx, who: &Sys, rate: u64) -> Result<Latency, String> {
-    let system = who.system;
-    let name = format!("lat-{}", who.name());
-    let input = format!("{name}-in");
-    let output = format!("{name}-out");
-    ctx.topic(&input)?;
-    ctx.topic(&output)?;
-    // The paced input, generated up front.
-    let n = rate * ctx.args.latency_seconds;
-    let vocab = Vocabulary::new(ctx.args.vocabulary);
-    let mut rng = Rng(0x1a7e_0c1a_u64);
-    let mut expected = HashMap::new();
-    let lines: Vec<String> = (0..n)
-        .map(|_| vocab.line(&mut rng, &mut expected))
-        .collect();
-    let expect = if system == System::Ceiling {
-        Expect::Records(n)
-    } else {
-        Expect::Counts {
-            expected,
-            at_least: false,
-        }
-    };
-    eprintln!("kstreams-bench: latency {name} at {rate} lines/s ...");
-    let argv = ctx.argv(who, App::WordCount, true, &name, &input, &output, &[]);
-    let mut job = Job::spawn(&argv, &ctx.log(&name))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let warm = warmup_sender(ctx.bootstrap.clone(), input.clone(), stop.clone());
-    let ready = watch::watch(
-        &ctx.bootstrap,
-        &output,
-        &Expect::Key(WARMUP.into()),
-        ctx.timeout(),
-        false,
-        || job.alive(),
-    );
-    stop.store(true, Ordering::SeqCst);
-    warm.join().map_err(|_| "warm-up thread panicked")??;
-    let ready = ready?;
-    if ready.done.is_none() {
-        return Err(format!("{name}: no output within the timeout"));
-    }
-    // Pace the lines: every 5 ms, send what is due.
-    let (bs, topic) = (ctx.bootstrap.clone(), input.clone());
-    let pacer = std::thread::spawn(move || -> Result<f64, String> {
-        let mut l = Loader::new(&bs, &topic, 5)?;
-        let t = Instant::now();
-        for (i, line) in lines.iter().enumerate() {
-            let due = Duration::from_secs_f64(i as f64 / rate as f64);
-            let el = t.elapsed();
-            if due > el {
-                l.poll();
-                std::thread::sleep(due - el);
-            }
-            l.send(None, line.as_bytes())?;
-        }
-        l.flush()?;
-        Ok(t.elapsed().as_secs_f64())
-    });
-    let drain = Duration::from_secs(ctx.args.latency_seconds + 60);
-    let w = watch::watch(&ctx.bootstrap, &output, &expect, drain, true, || {
-        job.alive()
-    });
-    let produced_secs = pacer.join().map_err(|_| "pacer thread panicked")??;
-    let rss = job.peak_rss_mib();
-    job.terminate(Duration::from_secs(30));
-    let _ = std::fs::remove_dir_all(ctx.state_dir(&name));
-    let mut w = w?;
-    w.latencies_ms.sort_unstable();
-    Ok(Latency {
-        system: name,
-        rate,
-        produced_secs,
-        samples: w.latencies_ms.len(),
-        p50_ms: report::percentile(&w.latencies_ms, 0.50),
-        p99_ms: report::percentile(&w.latencies_ms, 0.99),
-        max_ms: w.latencies_ms.last().copied(),
-        complete: w.done.is_some(),
-        progress: format!("{}/{}", w.satisfied, w.wanted),
-        rss_mib: rss,
-    })
-}
-
-/// Sums `records=` and `elapsed_ms=` of the "restore done" lines of a kstreams log.
-fn restore_stats(log: &Path) -> (u64, u64) {
-    let raw = std::fs::read_to_string(log).unwrap_or_default();
-    // Strip ANSI colour sequences (ESC [ ... m) around the field names.
-    let mut text = String::with_capacity(raw.len());
-    let mut in_escape = false;
-    for c in raw.chars() {
-        match (in_escape, c) {
-            (false, '\x1b') => in_escape = true,
-            (false, c) => text.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    let mut records = 0;
-    let mut ms = 0;
-    for line in text.lines().filter(|l| l.contains("restore done")) {
-        for tok in line.split_whitespace() {
-            if let Some(v) = tok.strip_prefix("records=") {
-                records += v.parse::<u64>().unwrap_or(0);
-            }
-            if let Some(v) = tok.strip_prefix("elapsed_ms=") {
-                ms += v.parse::<u64>().unwrap_or(0);
-            }
-        }
-    }
-    (records, ms)
-}
-
-fn produce_marker(bootstrap: &str, topic: &str, word: &str) -> Result<(), String> {
-    let mut l = Loader::new(bootstrap, topic, 0)?;
-    l.send(None, word.as_bytes())?;
-    l.flush()
-}
-
-fn recovery_case(ctx: &Ctx, who: &Sys, keys: u64) -> Result<Recovery, String> {
-    let system = who.system;
-    if !matches!(system, System::Kstreams | System::KafkaStreams) {
-        return Err("the recovery phase runs kstreams and kafka-streams only".into());
-    }
-    let sys = who.name();
-    let name = format!("state-{sys}-{keys}");
-    let input = format!("{name}-in");
-    let output = format!("{name}-out");
-    ctx.topic(&input)?;
-    ctx.topic(&output)?;
-    let mut expected = HashMap::new();
-    {
-        let mut l = Loader::new(&ctx.bootstrap, &input, 50)?;
-        for i in 0..keys {
-            let w = data::unique_word(i);
-            l.send(None, w.as_bytes())?;
-            expected.insert(w, 1u64);
-        }
-        l.flush()?;
-    }
-    // A short session timeout (as in tests/crash.rs), so the group drops the
-    // killed member quickly; the same for both systems.
-    let extra = ["session.timeout.ms=6000", "heartbeat.interval.ms=1000"];
-    let argv = ctx.argv(who, App::WordCount, true, &name, &input, &output, &extra);
-    eprintln!("kstreams-bench: recovery {name}: building {keys} keys of state ...");
-    let mut job = Job::spawn(&argv, &ctx.log(&format!("{name}-1")))?;
-    let w = watch::watch(
-        &ctx.bootstrap,
-        &output,
-        &Expect::Counts {
-            expected,
-            at_least: false,
-        },
-        ctx.timeout(),
-        false,
-        || job.alive(),
-    )?;
-    let Some(done) = w.done else {
-        return Err(format!("{name}: state not built within the timeout"));
-    };
-    let build_secs = (done - job.started).as_secs_f64();
-    // A few more commits, so everything is checkpointed, then a crash.
-    std::thread::sleep(Duration::from_secs(2));
-    job.kill9();
-    produce_marker(&ctx.bootstrap, &input, "marker1")?;
-    let log2 = ctx.log(&format!("{name}-2"));
-    let mut job = Job::spawn(&argv, &log2)?;
-    let w = watch::watch(
-        &ctx.bootstrap,
-        &output,
-        &Expect::Key("marker1".into()),
-        ctx.timeout(),
-        false,
-        || job.alive(),
-    )?;
-    let recovery_secs = w.done.map(|d| (d - job.started).as_secs_f64());
-    let (recovery_restored, _) = restore_stats(&log2);
-    // Full restore: clean stop, state directory deleted, restart.
-    job.terminate(Duration::from_secs(60));
-    let _ = std::fs::remove_dir_all(ctx.state_dir(&name));
-    produce_marker(&ctx.bootstrap, &input, "marker2")?;
-    let log3 = ctx.log(&format!("{name}-3"));
-    let mut job = Job::spawn(&argv, &log3)?;
-    let w = watch::watch(
-        &ctx.bootstrap,
-        &output,
-        &Expect::Key("marker2".into()),
-        ctx.timeout(),
-        false,
-        || job.alive(),
-    )?;
-    let restore_total_secs = w.done.map(|d| (d - job.started).as_secs_f64());
-    job.terminate(Duration::from_secs(60));
-    let _ = std::fs::remove_dir_all(ctx.state_dir(&name));
-    let (restored, restore_ms) = restore_stats(&log3);
-    let changelog = format!("{name}-counts-changelog");
-    let (raw_records, raw_secs) = watch::raw_consume(&ctx.bootstrap, &changelog)?;
-    Ok(Recovery {
-        system: sys,
-        keys,
-        build_secs,
-        recovery_secs,
-        recovery_restored: (system == System::Kstreams).then_some(recovery_restored),
-        restore_total_secs,
-        restored: (system == System::Kstreams).then_some(restored),
-        restore_secs: (system == System::Kstreams).then_some(restore_ms as f64 / 1000.0),
-        raw_records,
-        raw_secs,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1073,6 +871,21 @@ mod tests {
         let bad = vec![Case::parse("kstreams-x-wc-eos").unwrap()];
         assert!(expand_labels(bad, &labels, Case::sys, Case::with_label).is_err());
         assert_eq!(Sys::parse("kstreams-new").unwrap().name(), "kstreams-new");
+        let txn = Sys::parse("kafka-streams-txn").unwrap();
+        assert_eq!(
+            (txn.system, txn.name().as_str(), txn.settings()),
+            (
+                System::KafkaStreams,
+                "kafka-streams-txn",
+                &["enable.transactional.statestores=true"][..]
+            )
+        );
+        assert!(Sys::parse("kafka-streams").unwrap().settings().is_empty());
+        let c = Case::parse("kafka-streams-txn-wc-eos").unwrap();
+        assert_eq!(
+            (c.system, c.label.as_deref()),
+            (System::KafkaStreams, Some("txn"))
+        );
         assert!(Sys::parse("kstreams-").is_err());
     }
 }

@@ -1,0 +1,260 @@
+//! An SVG picture of a run: throughput per case and latency per system and
+//! rate, as horizontal bars. Written beside the report (and, with
+//! `--results`, to `results/chart.svg` next to the results file) so that a
+//! reader takes in the run at a glance; the tables stay the reference.
+//!
+//! Hand-written SVG: a few rectangles and labels do not need a plotting
+//! crate, and the file stays small and diffable.
+
+use std::fmt::Write as _;
+
+use crate::report::{Report, median};
+
+const WIDTH: f64 = 900.0;
+const LABEL_W: f64 = 250.0;
+const BAR_MAX: f64 = 520.0;
+const ROW: f64 = 22.0;
+const BAR_H: f64 = 16.0;
+
+/// One bar: a label, a value (and for latency a second, larger value drawn behind).
+struct Bar {
+    label: String,
+    value: f64,
+    behind: Option<f64>,
+    text: String,
+}
+
+/// Bars of one panel, with a title and the scale's unit.
+struct Panel {
+    title: String,
+    bars: Vec<Bar>,
+}
+
+fn colour(label: &str) -> &'static str {
+    if label.contains("ceiling") {
+        "#7f7f7f"
+    } else if label.contains("kafka-streams") {
+        "#d62728"
+    } else if label.contains("quix") {
+        "#9467bd"
+    } else {
+        "#1f77b4"
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn throughput_panel(rep: &Report) -> Option<Panel> {
+    let mut cases: Vec<&str> = Vec::new();
+    for t in &rep.throughput {
+        if !cases.contains(&t.case.as_str()) {
+            cases.push(&t.case);
+        }
+    }
+    let bars: Vec<Bar> = cases
+        .iter()
+        .filter_map(|c| {
+            let v: Vec<f64> = rep
+                .throughput
+                .iter()
+                .filter(|t| t.case == *c)
+                .filter_map(|t| t.rate())
+                .collect();
+            let m = median(&v)?;
+            Some(Bar {
+                label: c.to_string(),
+                value: m,
+                behind: None,
+                text: format!("{:.0} records/s", m),
+            })
+        })
+        .collect();
+    (!bars.is_empty()).then(|| Panel {
+        title: "Throughput, input records/s (median over rounds; longer is better)".into(),
+        bars,
+    })
+}
+
+fn latency_panel(rep: &Report) -> Option<Panel> {
+    let bars: Vec<Bar> = rep
+        .latency
+        .iter()
+        .filter_map(|l| {
+            let p50 = l.p50_ms? as f64;
+            let p99 = l.p99_ms? as f64;
+            Some(Bar {
+                label: format!("{} @ {} ({}/s)", l.system, l.rate_of, l.rate),
+                value: p50,
+                behind: Some(p99),
+                text: format!(
+                    "p50 {p50:.0} / p99 {p99:.0} ms{}",
+                    if l.complete { "" } else { " (fell behind)" }
+                ),
+            })
+        })
+        .collect();
+    (!bars.is_empty()).then(|| Panel {
+        title:
+            "Latency, produce → visible read_committed, ms: dark p50, light p99 (shorter is better)"
+                .into(),
+        bars,
+    })
+}
+
+/// The picture, or `None` when the run measured neither throughput nor latency.
+pub fn svg(rep: &Report) -> Option<String> {
+    let panels: Vec<Panel> = [throughput_panel(rep), latency_panel(rep)]
+        .into_iter()
+        .flatten()
+        .collect();
+    if panels.is_empty() {
+        return None;
+    }
+    let height: f64 = panels
+        .iter()
+        .map(|p| 40.0 + ROW * p.bars.len() as f64 + 20.0)
+        .sum::<f64>()
+        + 10.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="{WIDTH}" height="{height}" fill="white"/>"#
+    );
+    let mut y = 10.0;
+    for p in &panels {
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="{:.0}" font-size="14" font-weight="bold">{}</text>"#,
+            y + 16.0,
+            esc(&p.title)
+        );
+        y += 30.0;
+        let max = p
+            .bars
+            .iter()
+            .map(|b| b.behind.unwrap_or(b.value).max(b.value))
+            .fold(0.0f64, f64::max);
+        let scale = if max > 0.0 { BAR_MAX / max } else { 0.0 };
+        for b in &p.bars {
+            let c = colour(&b.label);
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.0}" y="{:.0}" text-anchor="end">{}</text>"#,
+                LABEL_W - 6.0,
+                y + BAR_H - 4.0,
+                esc(&b.label)
+            );
+            if let Some(behind) = b.behind {
+                let _ = writeln!(
+                    s,
+                    r#"<rect x="{LABEL_W}" y="{y:.0}" width="{:.1}" height="{BAR_H}" fill="{c}" fill-opacity="0.35"/>"#,
+                    behind * scale
+                );
+            }
+            let _ = writeln!(
+                s,
+                r#"<rect x="{LABEL_W}" y="{y:.0}" width="{:.1}" height="{BAR_H}" fill="{c}"/>"#,
+                b.value * scale
+            );
+            let right = LABEL_W + b.behind.unwrap_or(0.0).max(b.value) * scale + 6.0;
+            let _ = writeln!(
+                s,
+                r#"<text x="{right:.0}" y="{:.0}">{}</text>"#,
+                y + BAR_H - 4.0,
+                esc(&b.text)
+            );
+            y += ROW;
+        }
+        y += 20.0;
+    }
+    s.push_str("</svg>\n");
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Latency, Throughput};
+
+    fn report() -> Report {
+        let mut r = Report {
+            header: String::new(),
+            binaries: Vec::new(),
+            labels: Vec::new(),
+            inputs: Vec::new(),
+            throughput: Vec::new(),
+            latency: Vec::new(),
+            recovery: Vec::new(),
+        };
+        for (case, secs) in [("ceiling-wc", 10.0), ("kstreams-wc-eos", 20.0)] {
+            r.throughput.push(Throughput {
+                case: case.into(),
+                round: 1,
+                input_records: 1000,
+                secs: Some(secs),
+                first_secs: None,
+                rss_mib: None,
+                cpu_secs: None,
+                broker_cpu_secs: None,
+                output_records: 0,
+                progress: String::new(),
+            });
+        }
+        r.latency.push(Latency {
+            system: "kafka-streams".into(),
+            rate: 25,
+            rate_of: "kstreams/2".into(),
+            produced_secs: 20.0,
+            samples: 3,
+            p50_ms: Some(100),
+            p99_ms: Some(400),
+            p999_ms: Some(500),
+            max_ms: Some(600),
+            complete: false,
+            progress: String::new(),
+            rss_mib: None,
+        });
+        r
+    }
+
+    #[test]
+    fn bars_are_scaled_to_the_longest_and_labelled_with_their_values() {
+        let svg = svg(&report()).unwrap();
+        // The ceiling's 100 records/s is the longest bar; kstreams' 50 is half of it.
+        assert!(svg.contains(&format!(
+            r#"width="{BAR_MAX:.1}" height="{BAR_H}" fill="{}""#,
+            "#7f7f7f"
+        )));
+        assert!(svg.contains(&format!(
+            r#"width="{:.1}" height="{BAR_H}" fill="{}""#,
+            BAR_MAX / 2.0,
+            "#1f77b4"
+        )));
+        assert!(svg.contains("100 records/s") && svg.contains("50 records/s"));
+        // Latency: the p99 bar is the panel's longest, p50 a quarter of it.
+        assert!(svg.contains("p50 100 / p99 400 ms (fell behind)"));
+        assert!(svg.contains(&format!(
+            r#"width="{:.1}" height="{BAR_H}" fill="{}"/>"#,
+            BAR_MAX / 4.0,
+            "#d62728"
+        )));
+        assert!(svg.contains("kafka-streams @ kstreams/2 (25/s)"));
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+    }
+
+    #[test]
+    fn nothing_measured_draws_nothing() {
+        let mut r = report();
+        r.throughput.clear();
+        r.latency.clear();
+        assert!(svg(&r).is_none());
+    }
+}
