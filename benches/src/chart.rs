@@ -28,6 +28,9 @@ struct Bar {
 struct Panel {
     title: String,
     bars: Vec<Bar>,
+    /// Bars on a log scale: latencies span 50 ms to tens of seconds (a
+    /// system that fell behind), which a linear scale would flatten.
+    log: bool,
 }
 
 fn colour(label: &str) -> &'static str {
@@ -76,6 +79,7 @@ fn throughput_panel(rep: &Report) -> Option<Panel> {
     (!bars.is_empty()).then(|| Panel {
         title: "Throughput, input records/s (median over rounds; longer is better)".into(),
         bars,
+        log: false,
     })
 }
 
@@ -98,11 +102,29 @@ fn latency_panel(rep: &Report) -> Option<Panel> {
         })
         .collect();
     (!bars.is_empty()).then(|| Panel {
-        title:
-            "Latency, produce → visible read_committed, ms: dark p50, light p99 (shorter is better)"
-                .into(),
+        title: "Latency, produce → visible read_committed, ms, log scale: dark p50, light p99 \
+                (shorter is better)"
+            .into(),
         bars,
+        log: true,
     })
+}
+
+/// A bar's length for `v` on a panel whose longest value is `max`: linear,
+/// or on a log scale from 1 (a value of 1 or less has no length).
+fn length(v: f64, max: f64, log: bool) -> f64 {
+    if max <= 0.0 {
+        return 0.0;
+    }
+    if log {
+        if max <= 1.0 || v <= 1.0 {
+            0.0
+        } else {
+            BAR_MAX * v.log10() / max.log10()
+        }
+    } else {
+        BAR_MAX * v / max
+    }
 }
 
 /// The picture, or `None` when the run measured neither throughput nor latency.
@@ -142,7 +164,7 @@ pub fn svg(rep: &Report) -> Option<String> {
             .iter()
             .map(|b| b.behind.unwrap_or(b.value).max(b.value))
             .fold(0.0f64, f64::max);
-        let scale = if max > 0.0 { BAR_MAX / max } else { 0.0 };
+        let len = |v: f64| length(v, max, p.log);
         for b in &p.bars {
             let c = colour(&b.label);
             let _ = writeln!(
@@ -156,15 +178,15 @@ pub fn svg(rep: &Report) -> Option<String> {
                 let _ = writeln!(
                     s,
                     r#"<rect x="{LABEL_W}" y="{y:.0}" width="{:.1}" height="{BAR_H}" fill="{c}" fill-opacity="0.35"/>"#,
-                    behind * scale
+                    len(behind)
                 );
             }
             let _ = writeln!(
                 s,
                 r#"<rect x="{LABEL_W}" y="{y:.0}" width="{:.1}" height="{BAR_H}" fill="{c}"/>"#,
-                b.value * scale
+                len(b.value)
             );
-            let right = LABEL_W + b.behind.unwrap_or(0.0).max(b.value) * scale + 6.0;
+            let right = LABEL_W + len(b.behind.unwrap_or(0.0).max(b.value)) + 6.0;
             let _ = writeln!(
                 s,
                 r#"<text x="{right:.0}" y="{:.0}">{}</text>"#,
@@ -239,11 +261,12 @@ mod tests {
             "#1f77b4"
         )));
         assert!(svg.contains("100 records/s") && svg.contains("50 records/s"));
-        // Latency: the p99 bar is the panel's longest, p50 a quarter of it.
+        // Latency, on a log scale: the p99 bar is the panel's longest, p50
+        // log(100) / log(400) of it.
         assert!(svg.contains("p50 100 / p99 400 ms (fell behind)"));
+        let p50 = BAR_MAX * 2.0 / 400f64.log10();
         assert!(svg.contains(&format!(
-            r#"width="{:.1}" height="{BAR_H}" fill="{}"/>"#,
-            BAR_MAX / 4.0,
+            r#"width="{p50:.1}" height="{BAR_H}" fill="{}"/>"#,
             "#d62728"
         )));
         assert!(svg.contains("kafka-streams @ kstreams/2 (25/s)"));
