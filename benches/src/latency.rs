@@ -226,3 +226,70 @@ fn latency_case(ctx: &Ctx, who: &Sys, rate: &Rate) -> Result<Latency, String> {
         rss_mib: rss,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Throughput;
+
+    fn report_with(case: &str, secs: f64) -> Report {
+        let mut r = Report {
+            header: String::new(),
+            binaries: Vec::new(),
+            labels: Vec::new(),
+            inputs: Vec::new(),
+            throughput: Vec::new(),
+            latency: Vec::new(),
+            recovery: Vec::new(),
+        };
+        r.throughput.push(Throughput {
+            case: case.into(),
+            round: 1,
+            input_records: 100_000,
+            secs: Some(secs),
+            first_secs: None,
+            rss_mib: None,
+            cpu_secs: None,
+            broker_cpu_secs: None,
+            output_records: 0,
+            progress: String::new(),
+        });
+        r
+    }
+
+    #[test]
+    fn rates_are_fixed_or_a_fraction_of_a_measured_word_count() {
+        let rep = report_with("kafka-streams-wc-eos", 10.0); // 10,000 lines/s
+        let specs = [
+            RateSpec::parse("kafka-streams/2", None).unwrap(),
+            RateSpec::parse("7000", None).unwrap(),
+        ];
+        let r = rates(&specs, &rep).unwrap();
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.index, r.lines_per_sec, r.of.as_str()))
+                .collect::<Vec<_>>(),
+            [(0, 5000, "kafka-streams/2"), (1, 7000, "7000 lines/s")]
+        );
+        // kstreams' rate is the first label's when builds are compared.
+        assert_eq!(
+            RateSpec::parse("kstreams/4", Some("new")).unwrap(),
+            RateSpec::Of {
+                case: "kstreams-new-wc-eos".into(),
+                divisor: 4.0,
+                spec: "kstreams/4".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_rate_without_its_measurement_or_a_bad_spec_is_an_error() {
+        let rep = report_with("ceiling-wc", 1.0);
+        let spec = RateSpec::parse("kstreams/2", None).unwrap();
+        let e = rates(&[spec], &rep).unwrap_err();
+        assert!(e.contains("needs kstreams-wc-eos's rate"), "{e}");
+        for bad in ["quix/2", "kstreams/0", "kstreams", "fast"] {
+            assert!(RateSpec::parse(bad, None).is_err(), "{bad}");
+        }
+    }
+}
