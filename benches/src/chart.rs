@@ -207,28 +207,9 @@ mod tests {
     use crate::report::{Latency, Throughput};
 
     fn report() -> Report {
-        let mut r = Report {
-            header: String::new(),
-            binaries: Vec::new(),
-            labels: Vec::new(),
-            inputs: Vec::new(),
-            throughput: Vec::new(),
-            latency: Vec::new(),
-            recovery: Vec::new(),
-        };
+        let mut r = Report::default();
         for (case, secs) in [("ceiling-wc", 10.0), ("kstreams-wc-eos", 20.0)] {
-            r.throughput.push(Throughput {
-                case: case.into(),
-                round: 1,
-                input_records: 1000,
-                secs: Some(secs),
-                first_secs: None,
-                rss_mib: None,
-                cpu_secs: None,
-                broker_cpu_secs: None,
-                output_records: 0,
-                progress: String::new(),
-            });
+            r.throughput.push(Throughput::finished(case, 1000, secs));
         }
         r.latency.push(Latency {
             system: "kafka-streams".into(),

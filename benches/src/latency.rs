@@ -233,27 +233,8 @@ mod tests {
     use crate::report::Throughput;
 
     fn report_with(case: &str, secs: f64) -> Report {
-        let mut r = Report {
-            header: String::new(),
-            binaries: Vec::new(),
-            labels: Vec::new(),
-            inputs: Vec::new(),
-            throughput: Vec::new(),
-            latency: Vec::new(),
-            recovery: Vec::new(),
-        };
-        r.throughput.push(Throughput {
-            case: case.into(),
-            round: 1,
-            input_records: 100_000,
-            secs: Some(secs),
-            first_secs: None,
-            rss_mib: None,
-            cpu_secs: None,
-            broker_cpu_secs: None,
-            output_records: 0,
-            progress: String::new(),
-        });
+        let mut r = Report::default();
+        r.throughput.push(Throughput::finished(case, 100_000, secs));
         r
     }
 

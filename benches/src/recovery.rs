@@ -3,7 +3,7 @@
 //! kept), and after a restart with the state directory deleted.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::data::{self, Loader};
@@ -104,34 +104,14 @@ fn recovery_case(ctx: &Ctx, who: &Sys, keys: u64) -> Result<Recovery, String> {
     // A few more commits, so everything is checkpointed, then a crash.
     std::thread::sleep(Duration::from_secs(2));
     job.kill9();
-    produce_marker(&ctx.bootstrap, &input, "marker1")?;
-    let log2 = ctx.log(&format!("{name}-2"));
-    let mut job = Job::spawn(&argv, &log2)?;
-    let w = watch::watch(
-        &ctx.bootstrap,
-        &output,
-        &Expect::Key("marker1".into()),
-        ctx.timeout(),
-        false,
-        || job.alive(),
-    )?;
-    let recovery_secs = w.done.map(|d| (d - job.started).as_secs_f64());
+    let (mut job, recovery_secs, log2) =
+        restart_until_marker(ctx, &argv, &name, (&input, &output), 1)?;
     let (recovery_restored, _) = restore_stats(&log2);
     // Full restore: clean stop, state directory deleted, restart.
     job.terminate(Duration::from_secs(60));
     let _ = std::fs::remove_dir_all(ctx.state_dir(&name));
-    produce_marker(&ctx.bootstrap, &input, "marker2")?;
-    let log3 = ctx.log(&format!("{name}-3"));
-    let mut job = Job::spawn(&argv, &log3)?;
-    let w = watch::watch(
-        &ctx.bootstrap,
-        &output,
-        &Expect::Key("marker2".into()),
-        ctx.timeout(),
-        false,
-        || job.alive(),
-    )?;
-    let restore_total_secs = w.done.map(|d| (d - job.started).as_secs_f64());
+    let (mut job, restore_total_secs, log3) =
+        restart_until_marker(ctx, &argv, &name, (&input, &output), 2)?;
     job.terminate(Duration::from_secs(60));
     let _ = std::fs::remove_dir_all(ctx.state_dir(&name));
     let (restored, restore_ms) = restore_stats(&log3);
@@ -149,4 +129,30 @@ fn recovery_case(ctx: &Ctx, who: &Sys, keys: u64) -> Result<Recovery, String> {
         raw_records,
         raw_secs,
     })
+}
+
+/// Produces the line `marker<n>` to `topics.0`, starts the job again
+/// (its log `<name>-<n + 1>`) and waits for that line's count in `topics.1`: the job, the
+/// seconds from its start to that output (`None` on timeout), its log.
+fn restart_until_marker(
+    ctx: &Ctx,
+    argv: &[String],
+    name: &str,
+    (input, output): (&str, &str),
+    n: u32,
+) -> Result<(Job, Option<f64>, PathBuf), String> {
+    let marker = format!("marker{n}");
+    produce_marker(&ctx.bootstrap, input, &marker)?;
+    let log = ctx.log(&format!("{name}-{}", n + 1));
+    let mut job = Job::spawn(argv, &log)?;
+    let w = watch::watch(
+        &ctx.bootstrap,
+        output,
+        &Expect::Key(marker),
+        ctx.timeout(),
+        false,
+        || job.alive(),
+    )?;
+    let secs = w.done.map(|d| (d - job.started).as_secs_f64());
+    Ok((job, secs, log))
 }

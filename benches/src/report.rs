@@ -27,6 +27,23 @@ pub struct Throughput {
 }
 
 impl Throughput {
+    /// A case that reached its final result after `secs` (unit tests).
+    #[cfg(test)]
+    pub fn finished(case: &str, input_records: u64, secs: f64) -> Throughput {
+        Throughput {
+            case: case.into(),
+            round: 1,
+            input_records,
+            secs: Some(secs),
+            first_secs: None,
+            rss_mib: None,
+            cpu_secs: None,
+            broker_cpu_secs: None,
+            output_records: 0,
+            progress: String::new(),
+        }
+    }
+
     /// Input records/s from start to the last committed output.
     pub fn rate(&self) -> Option<f64> {
         self.secs.map(|s| self.input_records as f64 / s)
@@ -77,6 +94,7 @@ pub struct Recovery {
     pub raw_secs: f64,
 }
 
+#[derive(Default)]
 pub struct Report {
     pub header: String,
     /// The kstreams binary sets used (directory, date, flags).
@@ -230,12 +248,7 @@ impl Report {
         let _ = writeln!(h, "Machine:\n\n{machine}\n");
         Report {
             header: h,
-            binaries: Vec::new(),
-            labels: Vec::new(),
-            inputs: Vec::new(),
-            throughput: Vec::new(),
-            latency: Vec::new(),
-            recovery: Vec::new(),
+            ..Report::default()
         }
     }
 
