@@ -11,14 +11,14 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kstreams_testkit::{
-    SecuredBroker, TestRecord, committed_offsets, create_topic, produce, shared_secured_broker,
-    unique_name,
+    BrokerOptions, SecuredBroker, TestRecord, committed_offsets, create_topic, produce, unique_name,
 };
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
@@ -51,8 +51,45 @@ fn make_lines(n: usize, seed: u64) -> (Vec<String>, HashMap<String, u64>) {
     (lines, expected)
 }
 
+/// A PLAIN user on the SASL_SSL listener, besides the testkit's SCRAM user.
+const PLAIN_USER: &str = "carol";
+const PLAIN_PASSWORD: &str = "carol-secret";
+
+static BROKER: OnceLock<SecuredBroker> = OnceLock::new();
+
+/// The testkit's secured broker (as `shared_secured_broker`), with PLAIN
+/// enabled on the SASL_SSL listener too, shared by this binary's tests.
 fn broker() -> &'static SecuredBroker {
-    shared_secured_broker()
+    BROKER.get_or_init(|| {
+        let options = BrokerOptions::default()
+            .with_property(
+                "sasl.enabled.mechanisms",
+                "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+            )
+            .with_property(
+                "listener.name.sasl_ssl.plain.sasl.jaas.config",
+                format!(
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required \
+                     user_{PLAIN_USER}=\"{PLAIN_PASSWORD}\";"
+                ),
+            );
+        let broker = SecuredBroker::start_with(options)
+            .unwrap_or_else(|e| panic!("could not start the secured Kafka broker: {e}"));
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { libc::atexit(stop_broker_at_exit) };
+        broker
+    })
+}
+
+/// Kills the broker and removes its directory when the test binary exits
+/// (statics are never dropped).
+extern "C" fn stop_broker_at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(b) = BROKER.get() {
+            let _ = b.broker().kill();
+            let _ = std::fs::remove_dir_all(b.broker().data_dir());
+        }
+    });
 }
 
 /// `--config key=value` flags for each setting.
@@ -394,4 +431,140 @@ fn the_secured_listeners_accept_only_the_right_credentials_and_ca() {
         ),
     ];
     assert!(metadata_ok(&b.ssl_bootstrap(), &ssl_untrusted).is_err());
+}
+
+/// `settings` as the map `probe_streams_coordinator` takes.
+fn settings_map(settings: &[(String, String)]) -> BTreeMap<String, String> {
+    settings.iter().cloned().collect()
+}
+
+/// The SASL_SSL settings of the PLAIN user.
+fn plain_config(b: &SecuredBroker) -> Vec<(String, String)> {
+    b.client_config_sasl_ssl()
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "sasl.mechanism" => (k, "PLAIN".to_string()),
+            "sasl.username" => (k, PLAIN_USER.to_string()),
+            "sasl.password" => (k, PLAIN_PASSWORD.to_string()),
+            _ => (k, v),
+        })
+        .collect()
+}
+
+/// `settings` with `key` set to `value`.
+fn with_setting(settings: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == key {
+                value.to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// The group.protocol=streams member's own connection (TLS, SASL PLAIN and
+/// SCRAM, not librdkafka's) reaches the group coordinator over each secured
+/// listener; the coordinator is the listener's own address (one broker).
+#[test]
+fn the_streams_member_connection_authenticates_over_tls_and_each_sasl_mechanism() {
+    let b = broker();
+    let group = unique_name("sec-streams-probe");
+    let ssl = kstreams_runtime::kafka::probe_streams_coordinator(
+        &b.ssl_bootstrap(),
+        &settings_map(&b.client_config_ssl()),
+        &group,
+    );
+    assert_eq!(ssl, Ok(b.ssl_bootstrap()), "SSL");
+    let sasl = b.sasl_ssl_bootstrap();
+    for (name, cfg) in [
+        (
+            "SCRAM-SHA-256",
+            b.client_config_sasl_ssl_with("SCRAM-SHA-256"),
+        ),
+        (
+            "SCRAM-SHA-512",
+            b.client_config_sasl_ssl_with("SCRAM-SHA-512"),
+        ),
+        ("PLAIN", plain_config(b)),
+    ] {
+        let got =
+            kstreams_runtime::kafka::probe_streams_coordinator(&sasl, &settings_map(&cfg), &group);
+        assert_eq!(got, Ok(sasl.clone()), "SASL_SSL {name}");
+    }
+}
+
+#[test]
+fn the_streams_member_connection_refuses_a_wrong_password_naming_the_settings() {
+    let b = broker();
+    let sasl = b.sasl_ssl_bootstrap();
+    for (name, cfg) in [
+        (
+            "SCRAM-SHA-256",
+            b.client_config_sasl_ssl_with("SCRAM-SHA-256"),
+        ),
+        ("SCRAM-SHA-512", b.client_config_sasl_ssl()),
+        ("PLAIN", plain_config(b)),
+    ] {
+        let cfg = with_setting(&cfg, "sasl.password", "not-the-password");
+        let err = kstreams_runtime::kafka::probe_streams_coordinator(
+            &sasl,
+            &settings_map(&cfg),
+            "sec-streams-badpw",
+        )
+        .expect_err("a wrong password is accepted");
+        eprintln!("{name}, wrong password: {err}");
+        for setting in ["sasl.username", "sasl.password"] {
+            assert!(err.contains(setting), "{name}: want '{setting}' in: {err}");
+        }
+        assert!(
+            err.to_lowercase().contains("authentication failed"),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("not-the-password"),
+            "{name}: the password is printed: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_streams_member_connection_refuses_an_untrusted_certificate_naming_ssl_ca_location() {
+    let b = broker();
+    let untrusted = b.untrusted_ca_pem_path().display().to_string();
+    for (name, bootstrap, cfg) in [
+        ("SSL", b.ssl_bootstrap(), b.client_config_ssl()),
+        (
+            "SASL_SSL",
+            b.sasl_ssl_bootstrap(),
+            b.client_config_sasl_ssl(),
+        ),
+    ] {
+        let cfg = with_setting(&cfg, "ssl.ca.location", &untrusted);
+        let err = kstreams_runtime::kafka::probe_streams_coordinator(
+            &bootstrap,
+            &settings_map(&cfg),
+            "sec-streams-untrusted",
+        )
+        .expect_err("an untrusted CA is accepted");
+        eprintln!("{name}, untrusted CA: {err}");
+        assert!(err.contains("ssl.ca.location"), "{name}: {err}");
+        assert!(err.contains("TLS"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn the_streams_member_connection_names_security_protocol_when_tls_meets_a_plaintext_listener() {
+    let b = broker();
+    let err = kstreams_runtime::kafka::probe_streams_coordinator(
+        &b.plaintext_bootstrap(),
+        &settings_map(&b.client_config_ssl()),
+        "sec-streams-mismatch",
+    )
+    .expect_err("TLS to a plaintext listener succeeded");
+    eprintln!("TLS to PLAINTEXT: {err}");
+    assert!(err.contains("security.protocol"), "{err}");
 }

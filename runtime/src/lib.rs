@@ -41,7 +41,7 @@ use std::str::FromStr;
 
 pub use error::{Result, SerdeError, StreamsError};
 pub use hash::{FastHash, FastHashMap};
-pub use kafka::{KafkaStreams, StreamsConfig, StreamsState};
+pub use kafka::{GroupProtocol, KafkaStreams, StreamsConfig, StreamsState};
 pub use processor::{Processor, ProcessorContext, PunctuationType, PunctuatorId};
 pub use record::{Headers, RawRecord, Record, RecordMetadata};
 pub use serde::{Serde, SerdeRef, Serdes};

@@ -498,7 +498,11 @@ impl KafkaBroker {
              transaction.abort.timed.out.transaction.cleanup.interval.ms=1000\n\
              share.coordinator.state.topic.replication.factor=1\n\
              share.coordinator.state.topic.min.isr=1\n\
-             group.initial.rebalance.delay.ms=0\n",
+             group.initial.rebalance.delay.ms=0\n\
+             group.streams.min.session.timeout.ms=3000\n\
+             group.streams.session.timeout.ms=6000\n\
+             group.streams.min.heartbeat.interval.ms=500\n\
+             group.streams.heartbeat.interval.ms=1000\n",
             log_dirs.display()
         );
         if !self.extra_listeners.is_empty() {

@@ -11,9 +11,12 @@ use kstreams_testkit::{ConsumedRecord, Isolation, read_to_end};
 
 mod crew;
 mod metrics;
+mod word_count;
 #[allow(unused_imports)]
 pub use crew::*;
 pub use metrics::*;
+#[allow(unused_imports)]
+pub use word_count::*;
 
 /// Path of an example binary built by `cargo test` next to this test binary.
 pub fn example_bin(name: &str) -> PathBuf {
@@ -180,6 +183,12 @@ pub fn job_args(
         "--config".into(),
         "heartbeat.interval.ms=1000".into(),
     ];
+    // KSTREAMS_TEST_GROUP_PROTOCOL=classic|streams runs every example job
+    // of the suite on that group protocol.
+    if let Ok(p) = std::env::var("KSTREAMS_TEST_GROUP_PROTOCOL") {
+        v.push("--config".into());
+        v.push(format!("group.protocol={p}"));
+    }
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }

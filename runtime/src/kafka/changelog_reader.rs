@@ -128,6 +128,9 @@ pub(crate) struct ChangelogReader {
     poll_timeout: Duration,
     stall_timeout: Duration,
     faults: Arc<FaultSlot>,
+    /// Standby updates (`restore_all_quietly`) log at debug level: they
+    /// run every commit interval.
+    quiet: std::sync::atomic::AtomicBool,
 }
 
 impl ChangelogReader {
@@ -159,7 +162,24 @@ impl ChangelogReader {
             poll_timeout: Duration::from_millis(200),
             stall_timeout,
             faults,
+            quiet: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    fn quiet(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed)
+    }
+
+    /// [`Self::restore_all`] for standby tasks' frequent catch-up rounds:
+    /// the same work, logged at debug level.
+    pub fn restore_all_quietly(
+        &self,
+        targets: &mut [RestoreTarget<'_>],
+    ) -> Result<Vec<RestoreStats>> {
+        self.quiet.store(true, Ordering::Relaxed);
+        let r = self.restore_all(targets);
+        self.quiet.store(false, Ordering::Relaxed);
+        r
     }
 
     /// Restores every changelogged store of every target, all changelog
@@ -206,15 +226,17 @@ impl ChangelogReader {
         let records: u64 = jobs.iter().map(|j| j.applied).sum();
         if !jobs.is_empty() {
             let secs = elapsed.as_secs_f64().max(1e-3);
-            tracing::info!(
-                stores = jobs.len(),
-                tasks = targets.len(),
-                rounds,
-                records,
-                rate = (records as f64 / secs) as u64,
-                elapsed_ms = elapsed.as_millis() as u64,
-                "restore done"
-            );
+            if !self.quiet() {
+                tracing::info!(
+                    stores = jobs.len(),
+                    tasks = targets.len(),
+                    rounds,
+                    records,
+                    rate = (records as f64 / secs) as u64,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "restore done"
+                );
+            }
         }
         Ok(targets
             .iter()
@@ -300,8 +322,10 @@ impl ChangelogReader {
                             job.topic, job.partition
                         ))
                     })?;
-                tracing::info!(task = %targets[job.target].task.id, store = %job.name,
-                    changelog = %job.topic, from = ?offset, records = job.to_restore, "restoring");
+                if !self.quiet() {
+                    tracing::info!(task = %targets[job.target].task.id, store = %job.name,
+                        changelog = %job.topic, from = ?offset, records = job.to_restore, "restoring");
+                }
             }
             self.consumer
                 .assign(&tpl)
@@ -397,10 +421,12 @@ impl ChangelogReader {
                                 let _task = tracing::info_span!("task", task = %task.id).entered();
                                 let _restore =
                                     tracing::info_span!("restore", task = %task.id).entered();
-                                tracing::info!(task = %task.id, store = %job.name,
-                                    records = job.applied, rate = (job.applied as f64 / secs) as u64,
-                                    elapsed_ms = started.elapsed().as_millis() as u64,
-                                    "store restored");
+                                if !self.quiet() {
+                                    tracing::info!(task = %task.id, store = %job.name,
+                                        records = job.applied, rate = (job.applied as f64 / secs) as u64,
+                                        elapsed_ms = started.elapsed().as_millis() as u64,
+                                        "store restored");
+                                }
                             }
                             let target = job.target;
                             let rate = active.iter().map(|&j| jobs[j].applied).sum::<u64>() as f64
@@ -412,12 +438,14 @@ impl ChangelogReader {
                             );
                             if last_log.elapsed() > Duration::from_secs(5) {
                                 let applied: u64 = active.iter().map(|&j| jobs[j].applied).sum();
-                                tracing::info!(
-                                    stores = active.len(),
-                                    records = applied,
-                                    rate = rate as u64,
-                                    "restore progress"
-                                );
+                                if !self.quiet() {
+                                    tracing::info!(
+                                        stores = active.len(),
+                                        records = applied,
+                                        rate = rate as u64,
+                                        "restore progress"
+                                    );
+                                }
                                 last_log = Instant::now();
                             }
                         }

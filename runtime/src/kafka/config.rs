@@ -43,6 +43,36 @@ impl FromStr for ProcessingGuarantee {
     }
 }
 
+/// How the instances share the tasks (`group.protocol`).
+///
+/// ```
+/// use kstreams_runtime::GroupProtocol;
+/// assert_eq!("streams".parse::<GroupProtocol>().unwrap(), GroupProtocol::Streams);
+/// assert!("consumer".parse::<GroupProtocol>().unwrap_err().to_string().contains("classic"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// The consumer group protocol with librdkafka's eager `range`
+    /// assignor: every rebalance revokes every task.
+    Classic,
+    /// The Streams rebalance protocol (KIP-1071, Apache Kafka 4.2+): the
+    /// broker assigns tasks and moves only those that must move.
+    Streams,
+}
+
+impl FromStr for GroupProtocol {
+    type Err = StreamsError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "classic" => Ok(Self::Classic),
+            "streams" => Ok(Self::Streams),
+            other => Err(StreamsError::Config(format!(
+                "group.protocol: '{other}' is not valid; use classic or streams"
+            ))),
+        }
+    }
+}
+
 /// The configuration of a [`crate::KafkaStreams`] application.
 ///
 /// ```
@@ -62,6 +92,9 @@ pub struct StreamsConfig {
     pub(crate) application_id: String,
     pub(crate) bootstrap_servers: String,
     pub(crate) guarantee: ProcessingGuarantee,
+    pub(crate) group_protocol: GroupProtocol,
+    /// `num.standby.replicas` (set on the group under the Streams protocol).
+    pub(crate) num_standby_replicas: Option<u32>,
     pub(crate) commit_interval: Duration,
     pub(crate) num_threads: usize,
     pub(crate) state_dir: PathBuf,
@@ -309,6 +342,34 @@ impl StreamsConfigBuilder {
             Some(v) => v.parse()?,
             None => ProcessingGuarantee::ExactlyOnce,
         };
+        let group_protocol = match s.remove("group.protocol") {
+            Some(v) => v.parse()?,
+            None => GroupProtocol::Classic,
+        };
+        if group_protocol == GroupProtocol::Streams && guarantee != ProcessingGuarantee::ExactlyOnce
+        {
+            return Err(StreamsError::Config(
+                "group.protocol=streams supports processing.guarantee=exactly_once only (its \
+                 offsets commit inside each task's transaction); at_least_once needs \
+                 group.protocol=classic"
+                    .into(),
+            ));
+        }
+        let num_standby_replicas = match s.remove("num.standby.replicas") {
+            Some(v) => Some(parse_num::<u32>(
+                "num.standby.replicas",
+                &v,
+                "a number of replicas (0 or more)",
+            )?),
+            None => None,
+        };
+        if num_standby_replicas.is_some_and(|n| n > 0) && group_protocol != GroupProtocol::Streams {
+            return Err(StreamsError::Config(
+                "num.standby.replicas needs group.protocol=streams: the broker assigns the \
+                 standby tasks (KIP-1071); the classic protocol has none"
+                    .into(),
+            ));
+        }
         let commit_ms: u64 = match s.remove("commit.interval.ms") {
             Some(v) => parse_num("commit.interval.ms", &v, "a number of milliseconds")?,
             None if guarantee == ProcessingGuarantee::ExactlyOnce => 100,
@@ -477,7 +538,6 @@ impl StreamsConfigBuilder {
             "enable.auto.offset.store",
             "isolation.level",
             "partition.assignment.strategy",
-            "group.protocol",
         ] {
             if s.contains_key(forbidden) {
                 return Err(StreamsError::Config(format!(
@@ -489,6 +549,8 @@ impl StreamsConfigBuilder {
             application_id,
             bootstrap_servers,
             guarantee,
+            group_protocol,
+            num_standby_replicas,
             commit_interval: Duration::from_millis(commit_ms),
             num_threads,
             state_dir,

@@ -243,6 +243,9 @@ pub(crate) struct InteractiveQueries {
     pub threads: Arc<Vec<Arc<ThreadMetrics>>>,
     pub base_client: ClientConfig,
     group_client: Mutex<Option<Arc<BaseConsumer<DefaultConsumerContext>>>>,
+    /// `group.protocol=streams`: the coordinator's endpoint map, which
+    /// replaces describing the classic group.
+    pub endpoints: Option<super::streams_group::EndpointMap>,
     secondaries: Mutex<SecondaryCache>,
     secondary_root: PathBuf,
 }
@@ -268,6 +271,7 @@ impl InteractiveQueries {
             threads,
             base_client,
             group_client: Mutex::new(None),
+            endpoints: None,
             secondaries: Mutex::new(HashMap::new()),
             secondary_root,
         }
@@ -350,6 +354,12 @@ impl InteractiveQueries {
     /// The `application.server` of the member that owns partition
     /// `partition` of `topics`, if the group has a settled assignment.
     fn owner(&self, topics: &[String], partition: i32) -> Result<Option<String>, String> {
+        if let Some(map) = &self.endpoints {
+            let map = map.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(map
+                .as_deref()
+                .and_then(|m| super::streams_group::endpoint_owning(m, topics, partition)));
+        }
         let client = self.group_client()?;
         let groups = client
             .fetch_group_list(Some(&self.application_id), Duration::from_secs(5))

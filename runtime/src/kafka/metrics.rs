@@ -93,9 +93,16 @@ pub struct ThreadMetrics {
     /// created or closed and once a second, never per record.
     tasks: Mutex<BTreeMap<TaskId, Arc<TaskStats>>>,
     last_publish: Mutex<Option<(Instant, u64)>>,
+    /// Standby tasks: (task, lag at the last catch-up, records applied).
+    standbys: Mutex<Vec<(TaskId, u64, u64)>>,
 }
 
 impl ThreadMetrics {
+    /// The thread's standby tasks after a catch-up round: (task, records it
+    /// was behind the changelogs' ends, records applied so far).
+    pub(crate) fn set_standbys(&self, v: Vec<(TaskId, u64, u64)>) {
+        *lock(&self.standbys) = v;
+    }
     pub(crate) fn named(name: String) -> ThreadMetrics {
         ThreadMetrics {
             name,
@@ -607,6 +614,21 @@ impl Collector for StreamsCollector {
             "kstreams_store_size_bytes",
             "Approximate bytes of the store (SST files and memtables).",
         );
+        let mut standby_lag = F::gauge(
+            "kstreams_standby_lag_records",
+            "Changelog records the standby task was behind when it last caught up (once per commit interval).",
+        );
+        let mut standby_applied = F::counter(
+            "kstreams_standby_records",
+            "Changelog records the standby task applied to its stores.",
+        );
+        for t in self.threads.iter() {
+            for (id, lag, applied) in lock(&t.standbys).iter() {
+                let l = vec![("thread", t.name.clone()), ("task", id.to_string())];
+                standby_lag.add(l.clone(), *lag as f64);
+                standby_applied.add(l, *applied as f64);
+            }
+        }
         for t in self.threads.iter() {
             let th = || vec![("thread", t.name.clone())];
             processed.add(th(), t.processed.load(R) as f64);
@@ -678,6 +700,8 @@ impl Collector for StreamsCollector {
             lag,
             entries,
             size,
+            standby_lag,
+            standby_applied,
         ] {
             f.encode(&mut encoder)?;
         }

@@ -33,6 +33,7 @@ mod offset_metadata;
 pub(crate) mod priority;
 mod record_collector;
 mod repartition_purger;
+mod streams_group;
 mod streams_producer;
 mod task_manager;
 mod thread;
@@ -47,13 +48,32 @@ use rdkafka::config::ClientConfig;
 
 pub use assignment::{InternalTopic, TopicPlan};
 pub use changelog_reader::RestoreStats;
-pub use config::{ProcessingGuarantee, StreamsConfig, StreamsConfigBuilder};
+pub use config::{GroupProtocol, ProcessingGuarantee, StreamsConfig, StreamsConfigBuilder};
 pub use metrics::{MetricsHandle, MetricsSnapshot, ThreadMetrics};
 
 use crate::error::{Result, StreamsError};
 use crate::topology::Topology;
 use task_manager::RuntimeShared;
 use thread::StreamThread;
+
+/// Connects to `group`'s coordinator the way a `group.protocol=streams`
+/// member does (security, `ApiVersions`, `FindCoordinator`) and returns the
+/// coordinator's address, or the error start-up would report. `settings`
+/// are librdkafka's (`security.protocol`, `sasl.*`, `ssl.*`).
+///
+/// ```no_run
+/// let s = std::collections::BTreeMap::new();
+/// let addr = kstreams_runtime::kafka::probe_streams_coordinator("127.0.0.1:9092", &s, "app");
+/// ```
+#[doc(hidden)]
+pub fn probe_streams_coordinator(
+    bootstrap: &str,
+    settings: &std::collections::BTreeMap<String, String>,
+    group: &str,
+) -> std::result::Result<String, String> {
+    streams_group::check_coordinator(bootstrap, settings, group, Duration::from_secs(10))
+        .map_err(|e| e.to_string())
+}
 
 /// The life-cycle state of a [`KafkaStreams`] instance.
 ///
@@ -166,6 +186,51 @@ impl KafkaStreams {
         c
     }
 
+    /// How the threads join under `group.protocol=streams`.
+    fn member_config(
+        &self,
+        topology: &Topology,
+        plan: &TopicPlan,
+        endpoints: streams_group::EndpointMap,
+    ) -> Result<streams_group::MemberConfig> {
+        let c = &self.config;
+        let endpoint = match &c.application_server {
+            Some(s) => {
+                let (host, port) = s.rsplit_once(':').unwrap_or((s, "0"));
+                Some(streams_group::Endpoint {
+                    host: host.to_string(),
+                    port: port.parse().unwrap_or(0),
+                })
+            }
+            None => None,
+        };
+        let rebalance_ms: u64 = c
+            .passthrough
+            .get("max.poll.interval.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300_000);
+        Ok(streams_group::MemberConfig {
+            group_id: c.application_id.clone(),
+            bootstrap: c.bootstrap_servers.clone(),
+            security: streams_group::Security::from_settings(&c.passthrough)
+                .map_err(|e| StreamsError::Config(format!("group.protocol=streams: {e}")))?,
+            client_id: c.application_id.clone(),
+            process_id: streams_group::random_id(),
+            topology: streams_group::topology_info(
+                topology,
+                plan,
+                &c.application_id,
+                c.replication_factor,
+                &c.internal_topic_overrides,
+            ),
+            endpoint,
+            endpoints,
+            rebalance_timeout: Duration::from_millis(rebalance_ms),
+            give_up_after: c.task_timeout,
+            request_timeout: Duration::from_secs(10),
+        })
+    }
+
     /// Connects, validates topics, creates internal topics, starts the threads.
     /// Errors here (unreachable broker, missing topic, co-partitioning
     /// mismatch) say what to fix.
@@ -240,6 +305,32 @@ impl KafkaStreams {
             Duration::from_secs(30),
             &faults,
         )?;
+        if self.config.group_protocol == GroupProtocol::Streams {
+            let coordinator = streams_group::check_coordinator(
+                &self.config.bootstrap_servers,
+                &self.config.passthrough,
+                &self.config.application_id,
+                self.config.startup_timeout,
+            )
+            .map_err(|e| StreamsError::Kafka(format!("group.protocol=streams: {e}")))?;
+            tracing::info!(%coordinator, "group coordinator reachable (Streams rebalance protocol)");
+            if let Some(n) = self.config.num_standby_replicas {
+                streams_group::set_group_configs(
+                    &self.config.bootstrap_servers,
+                    &self.config.passthrough,
+                    &self.config.application_id,
+                    &[("streams.num.standby.replicas".into(), n.to_string())],
+                    Duration::from_secs(10),
+                )
+                .map_err(|e| {
+                    StreamsError::Config(format!(
+                        "num.standby.replicas={n}: the broker refused it for group '{}' ({e}); \
+                         it allows at most group.streams.max.standby.replicas",
+                        self.config.application_id
+                    ))
+                })?;
+            }
+        }
         self.plan = Some(plan.clone());
         if self.config.metrics_listen.is_none() && !self.queryable.is_empty() {
             tracing::warn!(
@@ -247,8 +338,9 @@ impl KafkaStreams {
                 "queryable stores are registered but metrics.listen is not set; set it to serve queries over HTTP"
             );
         }
+        let endpoints: streams_group::EndpointMap = Arc::default();
         if let Some(addr) = self.config.metrics_listen {
-            let queries = interactive_queries::InteractiveQueries::new(
+            let mut queries = interactive_queries::InteractiveQueries::new(
                 self.config.application_id.clone(),
                 self.config.state_dir.clone(),
                 self.config.application_server.clone(),
@@ -256,6 +348,9 @@ impl KafkaStreams {
                 self.metrics.clone(),
                 base.clone(),
             );
+            if self.config.group_protocol == GroupProtocol::Streams {
+                queries.endpoints = Some(endpoints.clone());
+            }
             self.http = Some(http::serve(
                 addr,
                 http::HttpState {
@@ -264,12 +359,16 @@ impl KafkaStreams {
                 },
             )?);
         }
+        let member = (self.config.group_protocol == GroupProtocol::Streams)
+            .then(|| self.member_config(&topology, &plan, endpoints.clone()))
+            .transpose()?;
         let shared = Arc::new(RuntimeShared {
             config: self.config.clone(),
             topology: Arc::new(topology),
             plan,
             base_client: base,
             faults,
+            member,
         });
         *self.state.lock().unwrap() = StreamsState::Rebalancing;
         for i in 0..self.config.num_threads {

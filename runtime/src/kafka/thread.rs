@@ -20,6 +20,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::ThreadMetrics;
+use super::streams_group::{Member, MemberEvent, Tasks};
 use super::task_manager::{RuntimeShared, TaskManager, now_ms};
 use crate::error::{Result, StreamsError};
 
@@ -88,6 +89,9 @@ pub(crate) struct StreamThread {
     tasks: TaskManager,
     shutdown: Arc<AtomicBool>,
     metrics: Arc<ThreadMetrics>,
+    /// `group.protocol=streams`: this thread's group member (started by
+    /// `run`); `None` under the classic protocol.
+    member: Option<Member>,
 }
 
 impl StreamThread {
@@ -160,6 +164,7 @@ impl StreamThread {
             tasks,
             shutdown,
             metrics,
+            member: None,
         })
     }
 
@@ -168,6 +173,33 @@ impl StreamThread {
     }
 
     fn handle_events(&mut self) -> Result<bool> {
+        if let Some(member) = &self.member {
+            let events = member.take_events();
+            let had = !events.is_empty();
+            let _span =
+                had.then(|| tracing::info_span!("assignment", thread = %self.name).entered());
+            for ev in events {
+                match ev {
+                    MemberEvent::Assigned(tasks) => {
+                        self.metrics.rebalance_started();
+                        let owned = self.tasks.on_tasks_assigned(&self.consumer, &tasks)?;
+                        member.report_owned(owned);
+                        self.metrics.rebalance_finished();
+                    }
+                    MemberEvent::Lost(why) => {
+                        tracing::warn!(thread = %self.name, reason = %why, "membership lost; closing every task without committing");
+                        self.tasks.on_tasks_lost(&self.consumer);
+                        member.report_owned(Tasks::default());
+                    }
+                    MemberEvent::Fatal(why) => {
+                        return Err(StreamsError::Kafka(format!(
+                            "group membership failed: {why}"
+                        )));
+                    }
+                }
+            }
+            return Ok(had);
+        }
         let events: Vec<RebalanceEvent> =
             std::mem::take(&mut *self.consumer.context().events.lock().unwrap());
         let had = !events.is_empty();
@@ -192,6 +224,11 @@ impl StreamThread {
     fn rejoin(&mut self) -> Result<()> {
         tracing::warn!(thread = %self.name, "rejoining the consumer group");
         self.tasks.rejoin_requested = false;
+        if let Some(member) = &self.member {
+            self.tasks.on_tasks_lost(&self.consumer);
+            member.rejoin();
+            return Ok(());
+        }
         self.consumer.unsubscribe();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -220,13 +257,36 @@ impl StreamThread {
     pub fn run(mut self) -> Result<()> {
         let topics: Vec<String> = self.shared.plan.source_topics.keys().cloned().collect();
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        self.consumer
-            .subscribe(&topic_refs)
-            .map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))?;
+        if let Some(cfg) = &self.shared.member {
+            let mut cfg = cfg.clone();
+            cfg.client_id = format!("{}-consumer", self.name);
+            self.member = Some(Member::start(cfg).map_err(|e| {
+                StreamsError::IllegalState(format!("cannot spawn the heartbeat thread: {e}"))
+            })?);
+        } else {
+            self.consumer
+                .subscribe(&topic_refs)
+                .map_err(|e| StreamsError::Kafka(format!("subscribe failed: {e}")))?;
+        }
         tracing::info!(thread = %self.name, topics = ?topics, "started");
         // Joining the group is the first rebalance.
         self.metrics.rebalance_started();
         let result = self.run_loop();
+        if let Some(member) = self.member.take() {
+            match &result {
+                Ok(()) => {
+                    if let Err(e) = self.tasks.shutdown(&self.consumer) {
+                        tracing::error!(thread = %self.name, error = %e, "commit during shutdown failed");
+                    }
+                }
+                Err(_) => self.tasks.close_dirty(),
+            }
+            // Leaves the group: the coordinator moves the tasks at once.
+            member.close();
+            let _ = self.consumer.unassign();
+            tracing::info!(thread = %self.name, "stopped");
+            return result;
+        }
         // Leave the group cleanly in every case.
         match &result {
             Ok(()) => {
@@ -338,6 +398,7 @@ impl StreamThread {
                 last_publish = Instant::now();
             }
             self.tasks.poll_producers();
+            self.tasks.update_standbys()?;
             self.tasks.abort_refused(&self.consumer)?;
             self.tasks.reap_commits(&self.consumer, false)?;
             // Exactly-once: each task commits on its own deadline

@@ -1,0 +1,990 @@
+//! The coordinator connection's security: `security.protocol` PLAINTEXT,
+//! SSL, SASL_PLAINTEXT or SASL_SSL, from the same settings librdkafka gets.
+//!
+//! Why here: the member talks to the group coordinator on its own socket
+//! (`connection.rs`), outside librdkafka, so nothing secures it unless this
+//! file does. A cluster that only accepts TLS or SASL must see the member's
+//! connection authenticated exactly like the application's librdkafka
+//! clients, from the same settings, and a setting this file cannot honour
+//! must stop the application rather than be dropped: a member that silently
+//! skipped `ssl.ca.location` or `sasl.password` would connect less securely
+//! than the user asked for, or not at all with a confusing error.
+//!
+//! What is supported, as librdkafka reads it:
+//! - TLS (OpenSSL, the library librdkafka links): `ssl.ca.location` (file,
+//!   directory or `probe`; unset: the system's CAs), `ssl.ca.pem`,
+//!   `ssl.certificate.location` / `ssl.certificate.pem`,
+//!   `ssl.key.location` / `ssl.key.pem` with `ssl.key.password`,
+//!   `ssl.cipher.suites`, `ssl.endpoint.identification.algorithm`
+//!   (`https`, the default, checks the broker's name; `none` does not) and
+//!   `enable.ssl.certificate.verification`. Any other `ssl.*` setting is
+//!   refused while TLS is in use.
+//! - SASL: `sasl.mechanism` (or `sasl.mechanisms`) PLAIN, SCRAM-SHA-256 or
+//!   SCRAM-SHA-512 (`security/scram.rs`), with `sasl.username` and
+//!   `sasl.password`, over `SaslHandshake` v1 and `SaslAuthenticate` v2.
+//!   GSSAPI and OAUTHBEARER are refused with a pointer to
+//!   `group.protocol=classic`.
+//!
+//! Errors name the settings to fix, in the words of `client_fault.rs`; a
+//! password is never put in a message or a `Debug` output.
+
+mod scram;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::TcpStream;
+use std::path::Path;
+
+use openssl::error::ErrorStack;
+use openssl::pkey::PKey;
+use openssl::ssl::{ErrorCode, HandshakeError, SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509, X509VerifyResult};
+
+use super::codec::{WireError, WireResult, Writer};
+use super::connection::{Connection, Transport};
+use super::messages::{SASL_AUTHENTICATE, SASL_HANDSHAKE};
+use super::{GroupError, GroupResult};
+use scram::{ScramClient, ScramHash};
+
+/// `SASL_AUTHENTICATION_FAILED`, `UNSUPPORTED_SASL_MECHANISM` (`Errors.java`).
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+
+/// The `ssl.*` settings honoured on the member's connection.
+const TLS_SETTINGS: &[&str] = &[
+    "ssl.ca.location",
+    "ssl.ca.pem",
+    "ssl.certificate.location",
+    "ssl.certificate.pem",
+    "ssl.key.location",
+    "ssl.key.pem",
+    "ssl.key.password",
+    "ssl.cipher.suites",
+    "ssl.endpoint.identification.algorithm",
+];
+
+/// The `sasl.*` settings honoured; those of mechanisms that are refused
+/// anyway (`sasl.kerberos.*`, `sasl.oauthbearer.*`) are left alone, as
+/// librdkafka leaves them alone for PLAIN and SCRAM.
+const SASL_SETTINGS: &[&str] = &[
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+];
+
+/// A SASL mechanism the member can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mechanism {
+    Plain,
+    Scram(ScramHash),
+}
+
+impl Mechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Scram(ScramHash::Sha256) => "SCRAM-SHA-256",
+            Mechanism::Scram(ScramHash::Sha512) => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// The SASL side of the settings.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Sasl {
+    pub mechanism: Mechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The TLS side: a connector built (files read, keys checked) once.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    connector: SslConnector,
+    verify_hostname: bool,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("verify_hostname", &self.verify_hostname)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `security.protocol` and its settings ask for.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Security {
+    pub tls: Option<Tls>,
+    pub sasl: Option<Sasl>,
+}
+
+impl Security {
+    /// Reads the librdkafka settings the application was given.
+    pub fn from_settings(settings: &BTreeMap<String, String>) -> GroupResult<Security> {
+        let protocol = settings
+            .get("security.protocol")
+            .map_or("plaintext", String::as_str);
+        let (tls, sasl) = match protocol.to_ascii_lowercase().as_str() {
+            "plaintext" => (false, false),
+            "ssl" => (true, false),
+            "sasl_plaintext" => (false, true),
+            "sasl_ssl" => (true, true),
+            _ => {
+                return Err(GroupError::Config(format!(
+                    "security.protocol={protocol} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, \
+                     SASL_SSL"
+                )));
+            }
+        };
+        // As in librdkafka, ssl.* matters only with TLS and sasl.* only with SASL.
+        let unsupported = settings.keys().find(|k| {
+            (tls && k.starts_with("ssl") && !TLS_SETTINGS.contains(&k.as_str()))
+                || (sasl
+                    && k.starts_with("sasl.")
+                    && !SASL_SETTINGS.contains(&k.as_str())
+                    && !k.starts_with("sasl.kerberos.")
+                    && !k.starts_with("sasl.oauthbearer."))
+        });
+        if let Some(key) = unsupported {
+            return Err(GroupError::Unsupported(format!(
+                "group.protocol=streams does not support {key} on its connection to the group \
+                 coordinator (it supports {}, enable.ssl.certificate.verification and {}); \
+                 remove it, or set group.protocol=classic",
+                TLS_SETTINGS.join(", "),
+                SASL_SETTINGS.join(", ")
+            )));
+        }
+        Ok(Security {
+            tls: if tls { Some(tls_from(settings)?) } else { None },
+            sasl: if sasl {
+                Some(sasl_from(protocol, settings)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+fn sasl_from(protocol: &str, settings: &BTreeMap<String, String>) -> GroupResult<Sasl> {
+    let get = |k: &str| settings.get(k).map(String::as_str);
+    let name = match (get("sasl.mechanism"), get("sasl.mechanisms")) {
+        (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b) => {
+            return Err(GroupError::Config(format!(
+                "sasl.mechanism={a} and sasl.mechanisms={b} disagree; set one of them"
+            )));
+        }
+        (Some(m), _) | (None, Some(m)) => m.trim(),
+        (None, None) => {
+            return Err(GroupError::Config(format!(
+                "security.protocol={protocol} needs sasl.mechanism (librdkafka's default, \
+                 GSSAPI, is not supported by group.protocol=streams): set it to PLAIN, \
+                 SCRAM-SHA-256 or SCRAM-SHA-512 as the broker's listener enables"
+            )));
+        }
+    };
+    let mechanism = match name.to_ascii_uppercase().as_str() {
+        "PLAIN" => Mechanism::Plain,
+        "SCRAM-SHA-256" => Mechanism::Scram(ScramHash::Sha256),
+        "SCRAM-SHA-512" => Mechanism::Scram(ScramHash::Sha512),
+        _ => {
+            return Err(GroupError::Unsupported(format!(
+                "group.protocol=streams supports sasl.mechanism PLAIN, SCRAM-SHA-256 and \
+                 SCRAM-SHA-512, not {name}; use group.protocol=classic for {name}"
+            )));
+        }
+    };
+    let need = |k: &str| {
+        get(k).map(str::to_string).ok_or_else(|| {
+            GroupError::Config(format!("sasl.mechanism={} needs {k}", mechanism.name()))
+        })
+    };
+    Ok(Sasl {
+        mechanism,
+        username: need("sasl.username")?,
+        password: need("sasl.password")?,
+    })
+}
+
+/// Builds the TLS connector as librdkafka would configure its own.
+fn tls_from(settings: &BTreeMap<String, String>) -> GroupResult<Tls> {
+    let get = |k: &str| settings.get(k).map(String::as_str);
+    // OpenSSL takes C strings: a NUL would be cut (or panic in the wrapper).
+    if let Some(k) = TLS_SETTINGS
+        .iter()
+        .find(|k| get(k).is_some_and(|v| v.contains('\0')))
+    {
+        return Err(GroupError::Config(format!("{k} contains a NUL character")));
+    }
+    let setup = |key: &'static str| move |e: ErrorStack| GroupError::Config(format!("{key}: {e}"));
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup("TLS setup"))?;
+
+    // Trust: the system's CAs (the builder's default) unless a CA is given,
+    // then only that, as librdkafka does.
+    let ca_location = get("ssl.ca.location").filter(|l| !l.eq_ignore_ascii_case("probe"));
+    if ca_location.is_some() || get("ssl.ca.pem").is_some() {
+        let mut store = X509StoreBuilder::new().map_err(setup("TLS setup"))?;
+        if let Some(pem) = get("ssl.ca.pem") {
+            let certs = X509::stack_from_pem(pem.as_bytes()).map_err(setup("ssl.ca.pem"))?;
+            if certs.is_empty() {
+                return Err(GroupError::Config(
+                    "ssl.ca.pem holds no PEM certificate".into(),
+                ));
+            }
+            for c in certs {
+                store.add_cert(c).map_err(setup("ssl.ca.pem"))?;
+            }
+        }
+        b.set_cert_store(store.build());
+        if let Some(loc) = ca_location {
+            let path = Path::new(loc);
+            let meta = std::fs::metadata(path)
+                .map_err(|e| GroupError::Config(format!("ssl.ca.location={loc}: {e}")))?;
+            let (file, dir) = if meta.is_dir() {
+                (None, Some(path))
+            } else {
+                (Some(path), None)
+            };
+            b.load_verify_locations(file, dir).map_err(|e| {
+                GroupError::Config(format!("ssl.ca.location={loc} is not a PEM CA file: {e}"))
+            })?;
+        }
+    }
+
+    // The client's own certificate and key, for listeners with ssl.client.auth.
+    let mut has_cert = false;
+    if let Some(loc) = get("ssl.certificate.location") {
+        b.set_certificate_chain_file(loc).map_err(|e| {
+            GroupError::Config(format!(
+                "ssl.certificate.location={loc}: cannot load it as PEM: {e}"
+            ))
+        })?;
+        has_cert = true;
+    } else if let Some(pem) = get("ssl.certificate.pem") {
+        let mut chain = X509::stack_from_pem(pem.as_bytes())
+            .map_err(setup("ssl.certificate.pem"))?
+            .into_iter();
+        let leaf = chain
+            .next()
+            .ok_or_else(|| GroupError::Config("ssl.certificate.pem holds no certificate".into()))?;
+        b.set_certificate(&leaf)
+            .map_err(setup("ssl.certificate.pem"))?;
+        for c in chain {
+            b.add_extra_chain_cert(c)
+                .map_err(setup("ssl.certificate.pem"))?;
+        }
+        has_cert = true;
+    }
+    let key = match (get("ssl.key.location"), get("ssl.key.pem")) {
+        (Some(loc), _) => Some((
+            "ssl.key.location",
+            std::fs::read(loc)
+                .map_err(|e| GroupError::Config(format!("ssl.key.location={loc}: {e}")))?,
+        )),
+        (None, Some(pem)) => Some(("ssl.key.pem", pem.as_bytes().to_vec())),
+        (None, None) => None,
+    };
+    match (key, has_cert) {
+        (Some((key_setting, pem)), true) => {
+            let key = match get("ssl.key.password") {
+                Some(pw) => PKey::private_key_from_pem_passphrase(&pem, pw.as_bytes()),
+                None => PKey::private_key_from_pem(&pem),
+            }
+            .map_err(|e| {
+                GroupError::Config(format!(
+                    "{key_setting}: cannot read the PEM private key (check ssl.key.password): {e}"
+                ))
+            })?;
+            b.set_private_key(&key).map_err(setup(key_setting))?;
+            b.check_private_key().map_err(|e| {
+                GroupError::Config(format!(
+                    "{key_setting} does not match the certificate of ssl.certificate.location: {e}"
+                ))
+            })?;
+        }
+        (Some((key_setting, _)), false) => {
+            return Err(GroupError::Config(format!(
+                "{key_setting} is set without ssl.certificate.location"
+            )));
+        }
+        (None, true) => {
+            return Err(GroupError::Config(
+                "ssl.certificate.location is set without ssl.key.location".into(),
+            ));
+        }
+        (None, false) => {}
+    }
+
+    if let Some(ciphers) = get("ssl.cipher.suites") {
+        b.set_cipher_list(ciphers)
+            .map_err(setup("ssl.cipher.suites"))?;
+    }
+    let verify_hostname = match get("ssl.endpoint.identification.algorithm") {
+        None => true,
+        Some(a) if a.eq_ignore_ascii_case("https") => true,
+        Some(a) if a.eq_ignore_ascii_case("none") => false,
+        Some(a) => {
+            return Err(GroupError::Config(format!(
+                "ssl.endpoint.identification.algorithm={a} is not https or none"
+            )));
+        }
+    };
+    match get("enable.ssl.certificate.verification")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("true") => {}
+        Some("false") => b.set_verify(SslVerifyMode::NONE),
+        Some(v) => {
+            return Err(GroupError::Config(format!(
+                "enable.ssl.certificate.verification={v} is not true or false"
+            )));
+        }
+    }
+    Ok(Tls {
+        connector: b.build(),
+        verify_hostname,
+    })
+}
+
+/// Secures a connected socket as configured.
+pub(crate) fn wrap(sock: TcpStream, host: &str, sec: &Security) -> GroupResult<Box<dyn Transport>> {
+    let Some(tls) = &sec.tls else {
+        return Ok(Box::new(sock));
+    };
+    let mut cfg = tls
+        .connector
+        .configure()
+        .map_err(|e| GroupError::Auth(format!("TLS setup for {host} failed: {e}")))?;
+    cfg.set_verify_hostname(tls.verify_hostname);
+    match cfg.connect(host, sock) {
+        Ok(stream) => Ok(Box::new(stream)),
+        Err(HandshakeError::SetupFailure(e)) => Err(GroupError::Auth(format!(
+            "TLS setup for {host} failed: {e}"
+        ))),
+        Err(HandshakeError::WouldBlock(_)) => Err(GroupError::Io(format!(
+            "the TLS handshake with {host} timed out (check security.protocol: SSL or SASL_SSL \
+             only for a TLS listener)"
+        ))),
+        Err(HandshakeError::Failure(mid)) => Err(handshake_error(
+            host,
+            mid.ssl().verify_result(),
+            mid.error(),
+        )),
+    }
+}
+
+/// A failed handshake as the error to report: a certificate or a setting
+/// that no retry fixes, or a connection that broke (retried).
+fn handshake_error(host: &str, verify: X509VerifyResult, e: &openssl::ssl::Error) -> GroupError {
+    if verify != X509VerifyResult::OK {
+        return GroupError::Auth(format!(
+            "the TLS handshake with {host} failed: the broker's certificate could not be \
+             verified ({}; {e}). Set ssl.ca.location to the CA file (PEM) that signed the \
+             broker certificates, and check that the certificate names the host in \
+             bootstrap.servers (ssl.endpoint.identification.algorithm)",
+            verify.error_string()
+        ));
+    }
+    if e.io_error().is_some() || (e.code() == ErrorCode::SYSCALL && e.ssl_error().is_none()) {
+        return GroupError::Io(format!(
+            "the TLS handshake with {host} failed: {e} (connection closed; if the listener \
+             does not speak TLS, check security.protocol: PLAINTEXT or SASL_PLAINTEXT)"
+        ));
+    }
+    GroupError::Auth(format!(
+        "the TLS handshake with {host} failed: {e}. Check security.protocol (SSL or SASL_SSL \
+         for a TLS listener, PLAINTEXT or SASL_PLAINTEXT otherwise), ssl.ca.location, and \
+         ssl.certificate.location / ssl.key.location if the broker requires client certificates"
+    ))
+}
+
+/// SASL authentication on a fresh connection.
+pub(crate) fn authenticate(conn: &mut Connection, sec: &Security) -> GroupResult<()> {
+    let Some(sasl) = &sec.sasl else {
+        return Ok(());
+    };
+    handshake(conn, sasl)?;
+    match sasl.mechanism {
+        Mechanism::Plain => {
+            let mut token = Vec::with_capacity(sasl.username.len() + sasl.password.len() + 2);
+            token.push(0);
+            token.extend_from_slice(sasl.username.as_bytes());
+            token.push(0);
+            token.extend_from_slice(sasl.password.as_bytes());
+            sasl_round(conn, sasl, &token)?;
+        }
+        Mechanism::Scram(hash) => {
+            let mut client = ScramClient::new(hash, &sasl.username, &sasl.password)?;
+            let server_first = sasl_round(conn, sasl, client.client_first().as_bytes())?;
+            let client_final = client.client_final(&server_first)?;
+            let server_final = sasl_round(conn, sasl, client_final.as_bytes())?;
+            client.check_server_final(&server_final)?;
+        }
+    }
+    Ok(())
+}
+
+/// `SaslHandshake` v1: asks for the mechanism.
+fn handshake(conn: &mut Connection, sasl: &Sasl) -> GroupResult<()> {
+    let name = sasl.mechanism.name();
+    let body = conn.call(SASL_HANDSHAKE, 1, false, false, |w| {
+        w.legacy_nullable_string(Some(name));
+    })?;
+    let (error, offered) = handshake_response(&body)?;
+    match error {
+        0 => Ok(()),
+        UNSUPPORTED_SASL_MECHANISM => Err(GroupError::Auth(format!(
+            "SASL authentication failed: the broker at {} does not enable sasl.mechanism={name} \
+             on this listener (it offers {}). Set sasl.mechanism to one of those, with the \
+             sasl.username and sasl.password of a user the cluster has for it",
+            conn.addr,
+            if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            }
+        ))),
+        code => Err(GroupError::broker("SaslHandshake", code, None)),
+    }
+}
+
+/// One `SaslAuthenticate` v2 round: sends `token`, returns the broker's.
+fn sasl_round(conn: &mut Connection, sasl: &Sasl, token: &[u8]) -> GroupResult<Vec<u8>> {
+    let body = conn.call(SASL_AUTHENTICATE, 2, true, true, |w| {
+        compact_bytes(w, token);
+        w.no_tags();
+    })?;
+    let (error, message, auth_bytes) = authenticate_response(&body)?;
+    match error {
+        0 => Ok(auth_bytes),
+        SASL_AUTHENTICATION_FAILED => Err(GroupError::Auth(format!(
+            "SASL authentication failed at {} (sasl.mechanism={}, sasl.username={}){}. Check \
+             sasl.username and sasl.password (and sasl.mechanism, which must be one the broker \
+             enables for this listener), and that the user exists on the cluster",
+            conn.addr,
+            sasl.mechanism.name(),
+            sasl.username,
+            message.map(|m| format!(": {m}")).unwrap_or_default()
+        ))),
+        code => Err(GroupError::broker("SaslAuthenticate", code, message)),
+    }
+}
+
+/// `SaslHandshakeResponse` v1: the error and the mechanisms the listener enables.
+fn handshake_response(body: &[u8]) -> WireResult<(i16, Vec<String>)> {
+    let mut r = Bytes(body);
+    let error = r.i16()?;
+    let n = r.i32()?;
+    let mut offered = Vec::new();
+    for _ in 0..n.max(0) {
+        offered.push(r.string()?);
+    }
+    Ok((error, offered))
+}
+
+/// `SaslAuthenticateResponse` v2: the error, its message and the auth bytes
+/// (`session_lifetime_ms` is read past: the member reconnects, and so
+/// re-authenticates, when a broker with `connections.max.reauth.ms` closes
+/// the connection).
+fn authenticate_response(body: &[u8]) -> WireResult<(i16, Option<String>, Vec<u8>)> {
+    let mut r = Bytes(body);
+    let error = r.i16()?;
+    let message = r.compact_nullable_string()?;
+    let auth_bytes = r.compact_bytes()?;
+    let _session_lifetime_ms = r.i64()?;
+    Ok((error, message, auth_bytes))
+}
+
+/// Compact BYTES: unsigned varint length + 1, then the bytes.
+fn compact_bytes(w: &mut Writer, b: &[u8]) {
+    w.uvarint(u32::try_from(b.len() + 1).unwrap_or(u32::MAX));
+    w.buf.extend_from_slice(b);
+}
+
+/// A reader for the SASL responses' few types (`codec::Reader` has no BYTES,
+/// INT64 or classic STRING).
+struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize, what: &str) -> WireResult<&'a [u8]> {
+        if n > self.0.len() {
+            return Err(WireError(format!(
+                "{what}: needs {n} bytes, {} left in the SASL response",
+                self.0.len()
+            )));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn i16(&mut self) -> WireResult<i16> {
+        let b = self.take(2, "int16")?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> WireResult<i32> {
+        let b = self.take(4, "int32")?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn i64(&mut self) -> WireResult<i64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8, "int64")?);
+        Ok(i64::from_be_bytes(a))
+    }
+    fn uvarint(&mut self) -> WireResult<u32> {
+        let mut v: u32 = 0;
+        for shift in (0..35).step_by(7) {
+            let b = self.take(1, "varint")?[0];
+            v |= u32::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(WireError("varint longer than 5 bytes".into()))
+    }
+    fn utf8(b: &[u8]) -> WireResult<String> {
+        String::from_utf8(b.to_vec()).map_err(|_| WireError("string is not UTF-8".into()))
+    }
+    /// A classic STRING (int16 length).
+    fn string(&mut self) -> WireResult<String> {
+        let n = self.i16()?;
+        let n =
+            usize::try_from(n).map_err(|_| WireError("null where a string is required".into()))?;
+        Self::utf8(self.take(n, "string")?)
+    }
+    fn compact_nullable_string(&mut self) -> WireResult<Option<String>> {
+        match self.uvarint()? {
+            0 => Ok(None),
+            n => Self::utf8(self.take(n as usize - 1, "string")?).map(Some),
+        }
+    }
+    /// Compact BYTES (null read as empty).
+    fn compact_bytes(&mut self) -> WireResult<Vec<u8>> {
+        match self.uvarint()? {
+            0 => Ok(Vec::new()),
+            n => Ok(self.take(n as usize - 1, "bytes")?.to_vec()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::Private;
+    use openssl::ssl::SslAcceptor;
+    use openssl::symm::Cipher;
+    use openssl::x509::extension::SubjectAlternativeName;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> GroupResult<Security> {
+        Security::from_settings(&settings(pairs))
+    }
+
+    /// A self-signed certificate for `dns`, and its key.
+    fn self_signed(dns: &str) -> (X509, PKey<Private>) {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", dns).unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
+        let san = SubjectAlternativeName::new()
+            .dns(dns)
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        (b.build(), key)
+    }
+
+    fn pem_file(dir: &tempfile::TempDir, name: &str, pem: &[u8]) -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn plaintext_is_the_default_and_the_protocol_is_case_insensitive() {
+        let s = parse(&[]).unwrap();
+        assert!(s.tls.is_none() && s.sasl.is_none());
+        let s = parse(&[("security.protocol", "PLAINTEXT")]).unwrap();
+        assert!(s.tls.is_none() && s.sasl.is_none());
+        let e = parse(&[("security.protocol", "tls")]).unwrap_err();
+        assert!(
+            matches!(&e, GroupError::Config(m) if m.contains("security.protocol=tls")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ssl_reads_the_ca_hostname_check_and_verification_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = self_signed("broker.test");
+        let ca = pem_file(&dir, "ca.pem", &cert.to_pem().unwrap());
+        let s = parse(&[("security.protocol", "SSL"), ("ssl.ca.location", &ca)]).unwrap();
+        assert!(s.tls.as_ref().unwrap().verify_hostname);
+        assert!(s.sasl.is_none());
+        let s = parse(&[
+            ("security.protocol", "ssl"),
+            ("ssl.ca.location", dir.path().to_str().unwrap()),
+            ("ssl.endpoint.identification.algorithm", "none"),
+            ("enable.ssl.certificate.verification", "false"),
+        ])
+        .unwrap();
+        assert!(!s.tls.unwrap().verify_hostname);
+        let pem = String::from_utf8(cert.to_pem().unwrap()).unwrap();
+        assert!(parse(&[("security.protocol", "SSL"), ("ssl.ca.pem", &pem)]).is_ok());
+        assert!(parse(&[("security.protocol", "SSL"), ("ssl.ca.location", "probe")]).is_ok());
+        assert!(parse(&[("security.protocol", "SSL")]).is_ok());
+
+        for (key, value) in [
+            ("ssl.ca.location", "/nonexistent/ca.pem"),
+            ("ssl.ca.pem", "not a certificate"),
+            ("ssl.endpoint.identification.algorithm", "dns"),
+            ("enable.ssl.certificate.verification", "maybe"),
+            ("ssl.cipher.suites", "NO-SUCH-CIPHER"),
+        ] {
+            let e = parse(&[("security.protocol", "SSL"), (key, value)]).unwrap_err();
+            assert!(
+                matches!(&e, GroupError::Config(m) if m.contains(key)),
+                "{key}: {e}"
+            );
+        }
+        let not_pem = pem_file(&dir, "garbage.pem", b"garbage");
+        let e = parse(&[("security.protocol", "SSL"), ("ssl.ca.location", &not_pem)]).unwrap_err();
+        assert!(
+            matches!(&e, GroupError::Config(m) if m.contains("ssl.ca.location")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn client_certificates_need_a_matching_key_and_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed("client.test");
+        let (_, other_key) = self_signed("other.test");
+        let cert = pem_file(&dir, "client.pem", &cert.to_pem().unwrap());
+        let plain_key = pem_file(&dir, "client.key", &key.private_key_to_pem_pkcs8().unwrap());
+        let locked = key
+            .private_key_to_pem_pkcs8_passphrase(Cipher::aes_128_cbc(), b"key-pw")
+            .unwrap();
+        let locked_key = pem_file(&dir, "locked.key", &locked);
+        let other = pem_file(
+            &dir,
+            "other.key",
+            &other_key.private_key_to_pem_pkcs8().unwrap(),
+        );
+        let ssl = |extra: &[(&str, &str)]| {
+            let mut v = vec![("security.protocol", "SSL")];
+            v.extend_from_slice(extra);
+            parse(&v)
+        };
+        let cert_kv = ("ssl.certificate.location", cert.as_str());
+        assert!(ssl(&[cert_kv, ("ssl.key.location", &plain_key)]).is_ok());
+        assert!(
+            ssl(&[
+                cert_kv,
+                ("ssl.key.location", &locked_key),
+                ("ssl.key.password", "key-pw")
+            ])
+            .is_ok()
+        );
+        let locked_pem = String::from_utf8(locked).unwrap();
+        assert!(
+            ssl(&[
+                cert_kv,
+                ("ssl.key.pem", &locked_pem),
+                ("ssl.key.password", "key-pw")
+            ])
+            .is_ok()
+        );
+        for (bad, names) in [
+            (
+                vec![
+                    cert_kv,
+                    ("ssl.key.location", &locked_key),
+                    ("ssl.key.password", "nope"),
+                ],
+                "ssl.key.password",
+            ),
+            (
+                vec![cert_kv, ("ssl.key.location", &other)],
+                "ssl.key.location",
+            ),
+            (vec![cert_kv], "ssl.key.location"),
+            (
+                vec![("ssl.key.location", plain_key.as_str())],
+                "ssl.certificate.location",
+            ),
+        ] {
+            let e = ssl(&bad).unwrap_err();
+            assert!(
+                matches!(&e, GroupError::Config(m) if m.contains(names)),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn security_settings_that_are_not_supported_are_refused_not_ignored() {
+        for (protocol, key) in [
+            ("SSL", "ssl.keystore.location"),
+            ("SASL_SSL", "ssl.crl.location"),
+            ("SASL_SSL", "ssl.engine.id"),
+            ("SASL_PLAINTEXT", "sasl.login.callback"),
+        ] {
+            let e = parse(&[
+                ("security.protocol", protocol),
+                (key, "x"),
+                ("sasl.mechanism", "PLAIN"),
+                ("sasl.username", "u"),
+                ("sasl.password", "p"),
+            ])
+            .unwrap_err();
+            assert!(
+                matches!(&e, GroupError::Unsupported(m) if m.contains(key) && m.contains("group.protocol=classic")),
+                "{key}: {e}"
+            );
+        }
+        // As in librdkafka: TLS settings do nothing without TLS, and the
+        // settings of another SASL mechanism do nothing for PLAIN.
+        assert!(parse(&[("ssl.keystore.location", "x")]).is_ok());
+        assert!(
+            parse(&[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", "PLAIN"),
+                ("sasl.username", "u"),
+                ("sasl.password", "p"),
+                ("sasl.kerberos.service.name", "kafka"),
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn sasl_reads_the_mechanism_and_credentials() {
+        for (protocol, tls) in [("SASL_PLAINTEXT", false), ("sasl_ssl", true)] {
+            for (given, mechanism) in [
+                ("PLAIN", Mechanism::Plain),
+                ("SCRAM-SHA-256", Mechanism::Scram(ScramHash::Sha256)),
+                ("scram-sha-512", Mechanism::Scram(ScramHash::Sha512)),
+            ] {
+                for key in ["sasl.mechanism", "sasl.mechanisms"] {
+                    let s = parse(&[
+                        ("security.protocol", protocol),
+                        (key, given),
+                        ("sasl.username", "alice"),
+                        ("sasl.password", "alice-secret"),
+                    ])
+                    .unwrap();
+                    assert_eq!(s.tls.is_some(), tls);
+                    let sasl = s.sasl.unwrap();
+                    assert_eq!(sasl.mechanism, mechanism);
+                    assert_eq!(
+                        (sasl.username.as_str(), sasl.password.as_str()),
+                        ("alice", "alice-secret")
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sasl_without_a_mechanism_or_credentials_or_with_gssapi_is_an_error() {
+        let sasl = |extra: &[(&str, &str)]| {
+            let mut v = vec![("security.protocol", "SASL_SSL")];
+            v.extend_from_slice(extra);
+            parse(&v).unwrap_err()
+        };
+        let e = sasl(&[("sasl.username", "u"), ("sasl.password", "p")]);
+        assert!(
+            matches!(&e, GroupError::Config(m) if m.contains("sasl.mechanism")),
+            "{e}"
+        );
+        for m in ["GSSAPI", "OAUTHBEARER", "AWS_MSK_IAM"] {
+            let e = sasl(&[
+                ("sasl.mechanism", m),
+                ("sasl.username", "u"),
+                ("sasl.password", "p"),
+            ]);
+            assert!(
+                matches!(&e, GroupError::Unsupported(t) if t.contains("PLAIN")
+                    && t.contains("SCRAM-SHA-256") && t.contains("group.protocol=classic")),
+                "{m}: {e}"
+            );
+        }
+        let e = sasl(&[("sasl.mechanism", "PLAIN"), ("sasl.password", "p")]);
+        assert!(
+            matches!(&e, GroupError::Config(m) if m.contains("sasl.username")),
+            "{e}"
+        );
+        let e = sasl(&[("sasl.mechanism", "SCRAM-SHA-512"), ("sasl.username", "u")]);
+        assert!(
+            matches!(&e, GroupError::Config(m) if m.contains("sasl.password")),
+            "{e}"
+        );
+        let e = sasl(&[
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.mechanisms", "SCRAM-SHA-256"),
+        ]);
+        assert!(matches!(&e, GroupError::Config(_)), "{e}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let s = parse(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "alice"),
+            ("sasl.password", "hunter2-secret"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn sasl_responses_decode_and_short_ones_are_errors() {
+        let mut w = Writer::default();
+        w.i16(33);
+        w.i32(2);
+        w.legacy_nullable_string(Some("SCRAM-SHA-256"));
+        w.legacy_nullable_string(Some("PLAIN"));
+        assert_eq!(
+            handshake_response(&w.buf).unwrap(),
+            (33, vec!["SCRAM-SHA-256".to_string(), "PLAIN".to_string()])
+        );
+        for n in 0..w.buf.len() {
+            assert!(handshake_response(&w.buf[..n]).is_err(), "{n} bytes");
+        }
+
+        let mut w = Writer::default();
+        w.i16(58);
+        w.compact_nullable_string(Some("bad credentials"));
+        compact_bytes(&mut w, b"r=abc");
+        w.buf.extend_from_slice(&3_600_000i64.to_be_bytes());
+        w.no_tags();
+        assert_eq!(
+            authenticate_response(&w.buf).unwrap(),
+            (58, Some("bad credentials".to_string()), b"r=abc".to_vec())
+        );
+        for n in 0..w.buf.len() - 1 {
+            assert!(authenticate_response(&w.buf[..n]).is_err(), "{n} bytes");
+        }
+        // A length beyond the frame, and a null string where one is required.
+        assert!(authenticate_response(&[0, 0, 0, 0x7f, 1]).is_err());
+        assert!(handshake_response(&[0, 0, 0, 0, 0, 1, 0xff, 0xff]).is_err());
+    }
+
+    /// A one-connection TLS server with `cert` that echoes one byte.
+    fn tls_echo_server(cert: &X509, key: &PKey<Private>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+        b.set_certificate(cert).unwrap();
+        b.set_private_key(key).unwrap();
+        let acceptor = b.build();
+        std::thread::spawn(move || {
+            if let Ok((sock, _)) = listener.accept()
+                && let Ok(mut s) = acceptor.accept(sock)
+            {
+                let mut byte = [0u8];
+                if s.read_exact(&mut byte).is_ok() {
+                    let _ = s.write_all(&byte);
+                }
+            }
+        });
+        port
+    }
+
+    fn wrap_to(port: u16, host: &str, pairs: &[(&str, &str)]) -> GroupResult<Box<dyn Transport>> {
+        let sec = parse(pairs).unwrap();
+        let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        wrap(sock, host, &sec)
+    }
+
+    #[test]
+    fn tls_connects_to_a_trusted_broker_and_names_the_setting_when_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed("localhost");
+        let ca = pem_file(&dir, "ca.pem", &cert.to_pem().unwrap());
+        let (stranger, _) = self_signed("localhost");
+        let untrusted = pem_file(&dir, "untrusted.pem", &stranger.to_pem().unwrap());
+        fn ssl(ca: &str) -> Vec<(&str, &str)> {
+            vec![("security.protocol", "SSL"), ("ssl.ca.location", ca)]
+        }
+
+        let mut s = wrap_to(tls_echo_server(&cert, &key), "localhost", &ssl(&ca)).unwrap();
+        s.write_all(b"k").unwrap();
+        let mut byte = [0u8];
+        s.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"k");
+
+        let e = wrap_to(tls_echo_server(&cert, &key), "localhost", &ssl(&untrusted)).err();
+        assert!(
+            matches!(&e, Some(GroupError::Auth(m)) if m.contains("ssl.ca.location")),
+            "{e:?}"
+        );
+
+        // The certificate names localhost, not 127.0.0.1.
+        let e = wrap_to(tls_echo_server(&cert, &key), "127.0.0.1", &ssl(&ca)).err();
+        assert!(
+            matches!(&e, Some(GroupError::Auth(m)) if m.contains("ssl.endpoint.identification.algorithm")),
+            "{e:?}"
+        );
+        let mut no_check = ssl(&ca);
+        no_check.push(("ssl.endpoint.identification.algorithm", "none"));
+        assert!(wrap_to(tls_echo_server(&cert, &key), "127.0.0.1", &no_check).is_ok());
+    }
+
+    #[test]
+    fn tls_to_a_listener_that_closes_is_a_network_error_naming_security_protocol() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || drop(listener.accept()));
+        let e = wrap_to(port, "localhost", &[("security.protocol", "SSL")]).err();
+        assert!(
+            matches!(&e, Some(GroupError::Io(m)) if m.contains("security.protocol")),
+            "{e:?}"
+        );
+    }
+}
