@@ -502,7 +502,7 @@ impl KafkaBroker {
              group.streams.min.session.timeout.ms=3000\n\
              group.streams.session.timeout.ms=6000\n\
              group.streams.min.heartbeat.interval.ms=500\n\
-             group.streams.heartbeat.interval.ms=1000\n",
+             group.streams.heartbeat.interval.ms=500\n",
             log_dirs.display()
         );
         if !self.extra_listeners.is_empty() {

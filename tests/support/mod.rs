@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use kstreams_testkit::{ConsumedRecord, Isolation, read_to_end};
 
+mod commit_watch;
 mod crew;
 mod metrics;
 mod word_count;
+#[allow(unused_imports)]
+pub use commit_watch::*;
 #[allow(unused_imports)]
 pub use crew::*;
 pub use metrics::*;
