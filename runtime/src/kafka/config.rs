@@ -342,8 +342,13 @@ impl StreamsConfigBuilder {
             Some(v) => v.parse()?,
             None => ProcessingGuarantee::ExactlyOnce,
         };
+        // Exactly-once applications default to the Streams rebalance
+        // protocol; at-least-once commits offsets outside a transaction,
+        // which a streams group refuses from a client that is not its
+        // member, so it stays on the classic protocol.
         let group_protocol = match s.remove("group.protocol") {
             Some(v) => v.parse()?,
+            None if guarantee == ProcessingGuarantee::ExactlyOnce => GroupProtocol::Streams,
             None => GroupProtocol::Classic,
         };
         if group_protocol == GroupProtocol::Streams && guarantee != ProcessingGuarantee::ExactlyOnce
@@ -722,11 +727,7 @@ mod tests {
 
     #[test]
     fn settings_that_would_break_assignment_or_offsets_are_refused() {
-        for key in [
-            "partition.assignment.strategy",
-            "enable.auto.offset.store",
-            "group.protocol",
-        ] {
+        for key in ["partition.assignment.strategy", "enable.auto.offset.store"] {
             let err = build(&[(key, "x")]).unwrap_err();
             assert!(
                 err.to_string()
@@ -734,6 +735,36 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_group_protocol_follows_the_guarantee_unless_set() {
+        assert_eq!(build(&[]).unwrap().group_protocol, GroupProtocol::Streams);
+        let alos = build(&[("processing.guarantee", "at_least_once")]).unwrap();
+        assert_eq!(alos.group_protocol, GroupProtocol::Classic);
+        let classic = build(&[("group.protocol", "classic")]).unwrap();
+        assert_eq!(classic.group_protocol, GroupProtocol::Classic);
+        let err = build(&[("group.protocol", "consumer")]).unwrap_err();
+        assert!(err.to_string().contains("classic or streams"), "{err}");
+        let err = build(&[
+            ("group.protocol", "streams"),
+            ("processing.guarantee", "at_least_once"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("exactly_once only"), "{err}");
+        let err =
+            build(&[("group.protocol", "classic"), ("num.standby.replicas", "1")]).unwrap_err();
+        assert!(
+            err.to_string().contains("needs group.protocol=streams"),
+            "{err}"
+        );
+        assert_eq!(
+            build(&[("num.standby.replicas", "2")])
+                .unwrap()
+                .num_standby_replicas,
+            Some(2)
+        );
+        assert!(build(&[("num.standby.replicas", "-1")]).is_err());
     }
 
     #[test]

@@ -562,7 +562,17 @@ impl TaskSender {
 /// the `InTransaction` state (`_STATE`: after a failed delivery it waits
 /// for an abort) and after a fatal error (`_FATAL`, e.g. fenced).
 pub(crate) fn leaves_transaction(code: RDKafkaErrorCode) -> bool {
-    matches!(code, RDKafkaErrorCode::State | RDKafkaErrorCode::Fatal)
+    // `Fenced`: another instance took the task (its `init_transactions`
+    // bumped the epoch) while this one was frozen or cut off; the task is
+    // closed and given back, never a fatal processing error.
+    matches!(
+        code,
+        RDKafkaErrorCode::State
+            | RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+    )
 }
 
 /// Classifies a producer error the way the commit protocol needs it.
@@ -611,6 +621,7 @@ mod tests {
     fn only_a_producer_out_of_its_transaction_refuses_for_the_transaction() {
         assert!(leaves_transaction(RDKafkaErrorCode::State));
         assert!(leaves_transaction(RDKafkaErrorCode::Fatal));
+        assert!(leaves_transaction(RDKafkaErrorCode::Fenced));
         // The record's own fault: the production handler decides.
         assert!(!leaves_transaction(RDKafkaErrorCode::MessageSizeTooLarge));
         assert!(!leaves_transaction(RDKafkaErrorCode::UnknownTopic));

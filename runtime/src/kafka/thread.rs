@@ -177,7 +177,7 @@ impl StreamThread {
             let events = member.take_events();
             let had = !events.is_empty();
             let _span =
-                had.then(|| tracing::info_span!("assignment", thread = %self.name).entered());
+                had.then(|| tracing::info_span!("rebalance", thread = %self.name).entered());
             for ev in events {
                 match ev {
                     MemberEvent::Assigned(tasks) => {

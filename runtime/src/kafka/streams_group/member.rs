@@ -216,6 +216,8 @@ struct Heartbeat {
     shared: Arc<Shared>,
     conn: Option<Connection>,
     epoch: i32,
+    /// The endpoint information epoch last received.
+    endpoint_epoch: i32,
     interval: Duration,
     /// The last heartbeat the coordinator answered (or the start).
     last_ok: Instant,
@@ -232,6 +234,7 @@ impl Heartbeat {
             shared,
             conn: None,
             epoch: 0,
+            endpoint_epoch: 0,
             interval: Duration::from_millis(500),
             last_ok: Instant::now(),
             assigned: Tasks::default(),
@@ -367,6 +370,7 @@ impl Heartbeat {
             group_id: self.cfg.group_id.clone(),
             member_id: self.member_id.clone(),
             member_epoch: self.epoch,
+            endpoint_epoch: self.endpoint_epoch,
             rebalance_timeout_ms: -1,
             ..Default::default()
         };
@@ -494,6 +498,7 @@ impl Heartbeat {
         apply(&resp.warmup, &mut self.assigned.warmup)?;
         let mut st = self.shared.state.lock().unwrap();
         if let Some(e) = resp.endpoints {
+            self.endpoint_epoch = resp.endpoint_epoch;
             *self.cfg.endpoints.lock().unwrap() = Some(e);
         }
         if changed || joining {

@@ -395,6 +395,9 @@ pub(crate) struct HeartbeatResponse {
     pub active: Option<Vec<TaskIds>>,
     pub standby: Option<Vec<TaskIds>>,
     pub warmup: Option<Vec<TaskIds>>,
+    /// The epoch of the group's endpoint information; the member sends it
+    /// back, and gets `endpoints` again only when it changed.
+    pub endpoint_epoch: i32,
     pub endpoints: Option<Vec<EndpointPartitions>>,
 }
 
@@ -462,6 +465,7 @@ impl HeartbeatResponse {
         out.active = read_task_ids(r)?;
         out.standby = read_task_ids(r)?;
         out.warmup = read_task_ids(r)?;
+        out.endpoint_epoch = r.i32()?;
         if let Some(n) = r.compact_array_len()? {
             let mut v = Vec::with_capacity(n);
             for _ in 0..n {
@@ -547,6 +551,7 @@ mod tests {
         w.no_tags();
         w.compact_array_len(Some(0)); // standby
         w.compact_array_len(None); // warm-up
+        w.i32(7); // endpoint epoch
         w.compact_array_len(Some(1));
         w.compact_string("h");
         w.u16(8080);
@@ -576,6 +581,7 @@ mod tests {
         );
         assert_eq!(got.standby, Some(vec![]));
         assert_eq!(got.warmup, None);
+        assert_eq!(got.endpoint_epoch, 7);
         let e = &got.endpoints.unwrap()[0];
         assert_eq!(e.endpoint.port, 8080);
         assert_eq!(e.active, vec![("in".to_string(), vec![1])]);
