@@ -501,8 +501,8 @@ impl KafkaBroker {
              group.initial.rebalance.delay.ms=0\n\
              group.streams.min.session.timeout.ms=3000\n\
              group.streams.session.timeout.ms=6000\n\
-             group.streams.min.heartbeat.interval.ms=500\n\
-             group.streams.heartbeat.interval.ms=500\n",
+             group.streams.min.heartbeat.interval.ms=100\n\
+             group.streams.heartbeat.interval.ms=250\n",
             log_dirs.display()
         );
         if !self.extra_listeners.is_empty() {

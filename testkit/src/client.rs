@@ -655,7 +655,9 @@ pub fn read_to_end(
         .map_err(|e| Error::kafka(format!("assigning {topic:?}"), e))?;
 
     let mut done: HashSet<i32> = HashSet::new();
-    let deadline = Instant::now() + TIMEOUT;
+    // The deadline moves on while records arrive: a large topic takes as
+    // long as it takes; a read that makes no progress for TIMEOUT fails.
+    let mut deadline = Instant::now() + TIMEOUT;
     while done.len() < ends.len() {
         if Instant::now() >= deadline {
             return Err(Error::Timeout {
@@ -669,6 +671,7 @@ pub fn read_to_end(
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(m)) => {
+                deadline = Instant::now() + TIMEOUT;
                 if m.offset() + 1 >= ends[&m.partition()] {
                     done.insert(m.partition());
                 }

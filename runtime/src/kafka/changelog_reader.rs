@@ -131,6 +131,9 @@ pub(crate) struct ChangelogReader {
     /// Standby updates (`restore_all_quietly`) log at debug level: they
     /// run every commit interval.
     quiet: std::sync::atomic::AtomicBool,
+    /// Standby rounds stop here (and go on at the next round from their
+    /// checkpoints), so a standby far behind never holds up its thread.
+    budget_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl ChangelogReader {
@@ -163,6 +166,7 @@ impl ChangelogReader {
             stall_timeout,
             faults,
             quiet: std::sync::atomic::AtomicBool::new(false),
+            budget_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -171,15 +175,28 @@ impl ChangelogReader {
     }
 
     /// [`Self::restore_all`] for standby tasks' frequent catch-up rounds:
-    /// the same work, logged at debug level.
+    /// the same work, logged at debug level, and stopped after `budget`
+    /// (each applied batch is checkpointed, so the next round goes on
+    /// from there).
     pub fn restore_all_quietly(
         &self,
         targets: &mut [RestoreTarget<'_>],
+        budget: Duration,
     ) -> Result<Vec<RestoreStats>> {
         self.quiet.store(true, Ordering::Relaxed);
+        *self.budget_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + budget);
         let r = self.restore_all(targets);
+        *self.budget_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.quiet.store(false, Ordering::Relaxed);
         r
+    }
+
+    fn over_budget(&self) -> bool {
+        self.budget_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|d| Instant::now() >= d)
     }
 
     /// Restores every changelogged store of every target, all changelog
@@ -213,7 +230,7 @@ impl ChangelogReader {
         // Rounds: at most one changelog partition per partition number.
         let mut pending: Vec<usize> = (0..jobs.len()).collect();
         let mut rounds = 0;
-        while !pending.is_empty() {
+        while !pending.is_empty() && !self.over_budget() {
             let mut numbers = HashSet::new();
             let (round, rest): (Vec<usize>, Vec<usize>) = pending
                 .into_iter()
@@ -414,6 +431,9 @@ impl ChangelogReader {
                                 job.checkpoint = Some(0);
                             }
                             job.applied += records.len() as u64;
+                            if !end && self.over_budget() {
+                                return Ok(RoundEnd::Finished);
+                            }
                             if end {
                                 job.done = true;
                                 remaining -= 1;

@@ -143,7 +143,15 @@ impl TaskManager {
                 progress: p,
             });
         }
-        let stats = self.restore.restore_all_quietly(&mut targets)?;
+        // At most a commit interval per round: a standby far behind (new,
+        // or its instance restarted) catches up over several rounds while
+        // the active tasks go on.
+        let budget = self
+            .shared
+            .config
+            .commit_interval
+            .max(Duration::from_millis(50));
+        let stats = self.restore.restore_all_quietly(&mut targets, budget)?;
         drop(targets);
         let mut lags = Vec::new();
         for (id, st) in ids.into_iter().zip(stats) {
