@@ -272,21 +272,6 @@ impl StreamThread {
         // Joining the group is the first rebalance.
         self.metrics.rebalance_started();
         let result = self.run_loop();
-        if let Some(member) = self.member.take() {
-            match &result {
-                Ok(()) => {
-                    if let Err(e) = self.tasks.shutdown(&self.consumer) {
-                        tracing::error!(thread = %self.name, error = %e, "commit during shutdown failed");
-                    }
-                }
-                Err(_) => self.tasks.close_dirty(),
-            }
-            // Leaves the group: the coordinator moves the tasks at once.
-            member.close();
-            let _ = self.consumer.unassign();
-            tracing::info!(thread = %self.name, "stopped");
-            return result;
-        }
         // Leave the group cleanly in every case.
         match &result {
             Ok(()) => {
@@ -295,6 +280,13 @@ impl StreamThread {
                 }
             }
             Err(_) => self.tasks.close_dirty(),
+        }
+        if let Some(member) = self.member.take() {
+            // A leaving heartbeat: the coordinator moves the tasks at once.
+            member.close();
+            let _ = self.consumer.unassign();
+            tracing::info!(thread = %self.name, "stopped");
+            return result;
         }
         self.consumer
             .context()

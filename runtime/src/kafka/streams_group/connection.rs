@@ -171,6 +171,45 @@ impl Connection {
     }
 }
 
+/// A broker's `host:port` as `FindCoordinator` names it (IPv6 in brackets).
+pub(crate) fn broker_addr(host: &str, port: i32) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A connection to `group`'s coordinator, found through the first
+/// bootstrap server that answers. An error no retry fixes (credentials,
+/// TLS, a broker without the protocol) is returned at once; otherwise the
+/// last server's error.
+pub(crate) fn connect_coordinator(
+    bootstrap: &str,
+    sec: &Security,
+    client_id: &str,
+    timeout: Duration,
+    group: &str,
+) -> GroupResult<Connection> {
+    let mut last = GroupError::Io("no bootstrap server answered".into());
+    for addr in bootstrap_addrs(bootstrap)? {
+        let found = Connection::open(&addr, sec, client_id, timeout)
+            .and_then(|mut c| c.find_coordinator(group).map(|co| (c, co)));
+        match found {
+            Ok((boot, co)) => {
+                let addr = broker_addr(&co.host, co.port);
+                if addr == boot.addr {
+                    return Ok(boot);
+                }
+                return Connection::open(&addr, sec, client_id, timeout);
+            }
+            Err(e) if !e.is_retriable() => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// `host:port`, also with a `PROTOCOL://` prefix as librdkafka accepts.
 pub(crate) fn split_host_port(addr: &str) -> GroupResult<(&str, u16)> {
     let addr = addr.rsplit("://").next().unwrap_or(addr);

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::codec::Reader;
-use super::connection::{Connection, bootstrap_addrs};
+use super::connection::{Connection, connect_coordinator};
 use super::messages::{
     self, Endpoint, HeartbeatRequest, HeartbeatResponse, TaskIds, TopologyInfo, code,
 };
@@ -317,52 +317,21 @@ impl Heartbeat {
     }
 
     fn connect(&mut self) -> GroupResult<&mut Connection> {
-        if self.conn.is_none() {
-            let mut last = GroupError::Io("no bootstrap server answered".into());
-            let mut found = None;
-            for addr in bootstrap_addrs(&self.cfg.bootstrap)? {
-                let attempt = Connection::open(
-                    &addr,
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => {
+                let c = connect_coordinator(
+                    &self.cfg.bootstrap,
                     &self.cfg.security,
                     &self.cfg.client_id,
                     self.cfg.request_timeout,
-                )
-                .and_then(|mut c| c.find_coordinator(&self.cfg.group_id).map(|co| (c, co)));
-                match attempt {
-                    Ok(x) => {
-                        found = Some(x);
-                        break;
-                    }
-                    Err(
-                        e @ (GroupError::Auth(_)
-                        | GroupError::Unsupported(_)
-                        | GroupError::Config(_)),
-                    ) => {
-                        return Err(e);
-                    }
-                    Err(e) => last = e,
-                }
+                    &self.cfg.group_id,
+                )?;
+                tracing::debug!(member = %self.member_id, coordinator = %c.addr, "connected to the group coordinator");
+                c
             }
-            let (boot, co) = found.ok_or(last)?;
-            let addr = if co.host.contains(':') {
-                format!("[{}]:{}", co.host, co.port)
-            } else {
-                format!("{}:{}", co.host, co.port)
-            };
-            let conn = if addr == boot.addr {
-                boot
-            } else {
-                Connection::open(
-                    &addr,
-                    &self.cfg.security,
-                    &self.cfg.client_id,
-                    self.cfg.request_timeout,
-                )?
-            };
-            tracing::debug!(member = %self.member_id, coordinator = %addr, "connected to the group coordinator");
-            self.conn = Some(conn);
-        }
-        Ok(self.conn.as_mut().expect("connected above"))
+        };
+        Ok(self.conn.insert(conn))
     }
 
     fn request(&self, owned: Option<Tasks>) -> HeartbeatRequest {

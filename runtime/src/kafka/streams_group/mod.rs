@@ -72,34 +72,21 @@ pub(crate) fn check_coordinator(
     timeout: Duration,
 ) -> GroupResult<String> {
     let security = Security::from_settings(settings)?;
-    let addrs = connection::bootstrap_addrs(bootstrap)?;
     let deadline = std::time::Instant::now() + timeout;
     let per_call = timeout.min(Duration::from_secs(10));
     loop {
-        let mut last = GroupError::Io("no bootstrap server".into());
-        for addr in &addrs {
-            let found = connection::Connection::open(addr, &security, "kstreams-check", per_call)
-                .and_then(|mut c| c.find_coordinator(group))
-                .and_then(|co| {
-                    let addr = if co.host.contains(':') {
-                        format!("[{}]:{}", co.host, co.port)
-                    } else {
-                        format!("{}:{}", co.host, co.port)
-                    };
-                    connection::Connection::open(&addr, &security, "kstreams-check", per_call)
-                        .map(|_| addr)
-                });
-            match found {
-                Ok(addr) => return Ok(addr),
-                Err(e) if !e.is_retriable() => return Err(e),
-                Err(e) => last = e,
-            }
+        match connection::connect_coordinator(
+            bootstrap,
+            &security,
+            "kstreams-check",
+            per_call,
+            group,
+        ) {
+            Ok(c) => return Ok(c.addr),
+            Err(e) if !e.is_retriable() || std::time::Instant::now() >= deadline => return Err(e),
+            // E.g. COORDINATOR_NOT_AVAILABLE while the offsets topic is created.
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
-        if std::time::Instant::now() >= deadline {
-            return Err(last);
-        }
-        // E.g. COORDINATOR_NOT_AVAILABLE while the offsets topic is created.
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -6,12 +6,14 @@
 use super::*;
 
 impl TaskManager {
-    pub(super) fn create_task(
+    /// The configuration of task `id`'s `StreamTask`, writing through
+    /// `collector` (an active task's producer, or a standby's nothing).
+    pub(super) fn task_config(
         &self,
         id: TaskId,
-        partitions: Vec<(String, i32)>,
-        made: Option<Result<TaskProducerParts>>,
-    ) -> Result<ActiveTask> {
+        collector: Box<dyn crate::task_context::RecordCollector>,
+        cache_max_bytes: usize,
+    ) -> Result<TaskConfig> {
         let cfg = &self.shared.config;
         let sub = self
             .shared
@@ -22,6 +24,29 @@ impl TaskManager {
             .ok_or_else(|| {
                 StreamsError::IllegalState(format!("no sub-topology {}", id.subtopology))
             })?;
+        Ok(TaskConfig {
+            application_id: cfg.application_id.clone(),
+            task_id: id,
+            topology: self.shared.topology.clone(),
+            subtopology: sub,
+            state_dir: Some(self.state_dir(id)),
+            collector,
+            wall_clock: now_ms(),
+            lock_wait: Duration::from_secs(60),
+            deserialization_policy: cfg.deserialization_policy.clone(),
+            processing_policy: cfg.processing_policy.clone(),
+            production_policy: cfg.production_policy.clone(),
+            max_write_set_bytes: 64 << 20,
+            cache_max_bytes,
+        })
+    }
+
+    pub(super) fn create_task(
+        &self,
+        id: TaskId,
+        partitions: Vec<(String, i32)>,
+        made: Option<Result<TaskProducerParts>>,
+    ) -> Result<ActiveTask> {
         let (producer, tracker) = match (&self.alos_producer, made) {
             (Some((p, t)), _) => (p.clone(), t.clone()),
             (None, Some(made)) => made?,
@@ -29,25 +54,16 @@ impl TaskManager {
         };
         let deferred = Rc::new(Deferred::default());
         let sender = Rc::new(TaskSender::new(producer.clone()));
-        let task = StreamTask::new(TaskConfig {
-            application_id: cfg.application_id.clone(),
-            task_id: id,
-            topology: self.shared.topology.clone(),
-            subtopology: sub,
-            state_dir: Some(self.state_dir(id)),
-            collector: Box::new(KafkaRecordCollector {
-                sender: sender.clone(),
-                tracker: tracker.clone(),
-                deferred: deferred.clone(),
-            }),
-            wall_clock: now_ms(),
-            lock_wait: Duration::from_secs(60),
-            deserialization_policy: cfg.deserialization_policy.clone(),
-            processing_policy: cfg.processing_policy.clone(),
-            production_policy: cfg.production_policy.clone(),
-            max_write_set_bytes: 64 << 20,
-            cache_max_bytes: cfg.cache_max_bytes,
-        })?;
+        let collector = Box::new(KafkaRecordCollector {
+            sender: sender.clone(),
+            tracker: tracker.clone(),
+            deferred: deferred.clone(),
+        });
+        let task = StreamTask::new(self.task_config(
+            id,
+            collector,
+            self.shared.config.cache_max_bytes,
+        )?)?;
         Ok(ActiveTask {
             task,
             producer,

@@ -52,31 +52,8 @@ pub(super) struct StandbyTask {
 
 impl TaskManager {
     fn create_standby(&self, id: TaskId) -> Result<StandbyTask> {
-        let cfg = &self.shared.config;
-        let sub = self
-            .shared
-            .topology
-            .subtopologies()
-            .into_iter()
-            .find(|s| s.id == id.subtopology)
-            .ok_or_else(|| {
-                StreamsError::IllegalState(format!("no sub-topology {}", id.subtopology))
-            })?;
-        let task = StreamTask::new(TaskConfig {
-            application_id: cfg.application_id.clone(),
-            task_id: id,
-            topology: self.shared.topology.clone(),
-            subtopology: sub,
-            state_dir: Some(self.state_dir(id)),
-            collector: Box::new(NoOutput),
-            wall_clock: now_ms(),
-            lock_wait: Duration::from_secs(60),
-            deserialization_policy: cfg.deserialization_policy.clone(),
-            processing_policy: cfg.processing_policy.clone(),
-            production_policy: cfg.production_policy.clone(),
-            max_write_set_bytes: 64 << 20,
-            cache_max_bytes: 0,
-        })?;
+        // No record cache: a standby never processes.
+        let task = StreamTask::new(self.task_config(id, Box::new(NoOutput), 0)?)?;
         Ok(StandbyTask {
             task,
             progress: Arc::default(),
@@ -151,7 +128,17 @@ impl TaskManager {
             .config
             .commit_interval
             .max(Duration::from_millis(50));
-        let stats = self.restore.restore_all_quietly(&mut targets, budget)?;
+        let stats = match self.restore.restore_all_quietly(&mut targets, budget) {
+            Ok(s) => s,
+            Err(e) => {
+                // A standby that cannot catch up must not stop the active
+                // tasks: try again in a while.
+                drop(targets);
+                tracing::warn!(thread = %self.thread_name, error = %e, "standby tasks could not catch up; retrying in 5 s");
+                self.standby_due = Instant::now() + Duration::from_secs(5);
+                return Ok(());
+            }
+        };
         drop(targets);
         let mut lags = Vec::new();
         for (id, st) in ids.into_iter().zip(stats) {
