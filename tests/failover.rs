@@ -88,14 +88,7 @@ fn a_killed_instance_s_tasks_resume_from_their_standbys_replaying_only_the_lag()
     for (w, n) in steady {
         *expected.entry(w).or_default() += n;
     }
-    let mut watch = CommitWatch::start(
-        &bs,
-        &app,
-        vec![
-            (input.clone(), 0, partitions),
-            (format!("{app}-counts-repartition"), 1, partitions),
-        ],
-    );
+    let mut watch = CommitWatch::word_count(&bs, &app, &input, partitions);
     let (producer, _) = produce_in_background(
         bs.clone(),
         input.clone(),

@@ -33,14 +33,7 @@ fn tasks_that_stay_keep_committing_while_instances_come_and_go() {
     }
     let tasks = 2 * partitions as usize;
     settled_owners(&c, &[0, 1, 2], tasks);
-    let mut watch = CommitWatch::start(
-        &bs,
-        &app,
-        vec![
-            (input.clone(), 0, partitions),
-            (format!("{app}-counts-repartition"), 1, partitions),
-        ],
-    );
+    let mut watch = CommitWatch::word_count(&bs, &app, &input, partitions);
     // A steady 1,000 lines/s, for about 36 s.
     let (producer, done) = produce_in_background(
         bs.clone(),

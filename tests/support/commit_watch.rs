@@ -71,6 +71,19 @@ impl CommitWatch {
         }
     }
 
+    /// The word count's tasks: `0_p` read `input`, `1_p` its repartition
+    /// topic.
+    pub fn word_count(bs: &str, app: &str, input: &str, partitions: i32) -> CommitWatch {
+        CommitWatch::start(
+            bs,
+            app,
+            vec![
+                (input.to_string(), 0, partitions),
+                (format!("{app}-counts-repartition"), 1, partitions),
+            ],
+        )
+    }
+
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {

@@ -71,6 +71,11 @@ impl Writer {
             Some(n) => self.uvarint(n as u32 + 1),
         }
     }
+    /// Compact BYTES: unsigned varint length + 1, then the bytes.
+    pub fn compact_bytes(&mut self, b: &[u8]) {
+        self.uvarint(u32::try_from(b.len() + 1).unwrap_or(u32::MAX));
+        self.buf.extend_from_slice(b);
+    }
     /// An empty tagged-field section.
     pub fn no_tags(&mut self) {
         self.uvarint(0);
@@ -121,6 +126,28 @@ impl<'a> Reader<'a> {
         let b = self.take(4, "int32")?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
+    pub fn i64(&mut self) -> WireResult<i64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8, "int64")?);
+        Ok(i64::from_be_bytes(a))
+    }
+    fn utf8(b: &[u8]) -> WireResult<String> {
+        String::from_utf8(b.to_vec()).map_err(|_| WireError("string is not UTF-8".into()))
+    }
+    /// A classic STRING (int16 length).
+    pub fn string(&mut self) -> WireResult<String> {
+        let n = self.i16()?;
+        let n =
+            usize::try_from(n).map_err(|_| WireError("null where a string is required".into()))?;
+        Self::utf8(self.take(n, "string")?)
+    }
+    /// Compact BYTES (null read as empty).
+    pub fn compact_bytes(&mut self) -> WireResult<Vec<u8>> {
+        match self.uvarint()? {
+            0 => Ok(Vec::new()),
+            n => Ok(self.take(n as usize - 1, "bytes")?.to_vec()),
+        }
+    }
     pub fn uvarint(&mut self) -> WireResult<u32> {
         let mut v: u32 = 0;
         for shift in (0..35).step_by(7) {
@@ -137,10 +164,7 @@ impl<'a> Reader<'a> {
         if n == 0 {
             return Ok(None);
         }
-        let b = self.take(n as usize - 1, "string")?;
-        String::from_utf8(b.to_vec())
-            .map(Some)
-            .map_err(|_| WireError("string is not UTF-8".into()))
+        Self::utf8(self.take(n as usize - 1, "string")?).map(Some)
     }
     pub fn compact_string(&mut self) -> WireResult<String> {
         self.compact_nullable_string()?

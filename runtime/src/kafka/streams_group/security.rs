@@ -41,7 +41,7 @@ use openssl::ssl::{ErrorCode, HandshakeError, SslConnector, SslMethod, SslVerify
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509, X509VerifyResult};
 
-use super::codec::{WireError, WireResult, Writer};
+use super::codec::{Reader, WireResult};
 use super::connection::{Connection, Transport};
 use super::messages::{SASL_AUTHENTICATE, SASL_HANDSHAKE};
 use super::{GroupError, GroupResult};
@@ -464,7 +464,7 @@ fn handshake(conn: &mut Connection, sasl: &Sasl) -> GroupResult<()> {
 /// One `SaslAuthenticate` v2 round: sends `token`, returns the broker's.
 fn sasl_round(conn: &mut Connection, sasl: &Sasl, token: &[u8]) -> GroupResult<Vec<u8>> {
     let body = conn.call(SASL_AUTHENTICATE, 2, true, true, |w| {
-        compact_bytes(w, token);
+        w.compact_bytes(token);
         w.no_tags();
     })?;
     let (error, message, auth_bytes) = authenticate_response(&body)?;
@@ -485,7 +485,7 @@ fn sasl_round(conn: &mut Connection, sasl: &Sasl, token: &[u8]) -> GroupResult<V
 
 /// `SaslHandshakeResponse` v1: the error and the mechanisms the listener enables.
 fn handshake_response(body: &[u8]) -> WireResult<(i16, Vec<String>)> {
-    let mut r = Bytes(body);
+    let mut r = Reader::new(body);
     let error = r.i16()?;
     let n = r.i32()?;
     let mut offered = Vec::new();
@@ -500,83 +500,12 @@ fn handshake_response(body: &[u8]) -> WireResult<(i16, Vec<String>)> {
 /// re-authenticates, when a broker with `connections.max.reauth.ms` closes
 /// the connection).
 fn authenticate_response(body: &[u8]) -> WireResult<(i16, Option<String>, Vec<u8>)> {
-    let mut r = Bytes(body);
+    let mut r = Reader::new(body);
     let error = r.i16()?;
     let message = r.compact_nullable_string()?;
     let auth_bytes = r.compact_bytes()?;
     let _session_lifetime_ms = r.i64()?;
     Ok((error, message, auth_bytes))
-}
-
-/// Compact BYTES: unsigned varint length + 1, then the bytes.
-fn compact_bytes(w: &mut Writer, b: &[u8]) {
-    w.uvarint(u32::try_from(b.len() + 1).unwrap_or(u32::MAX));
-    w.buf.extend_from_slice(b);
-}
-
-/// A reader for the SASL responses' few types (`codec::Reader` has no BYTES,
-/// INT64 or classic STRING).
-struct Bytes<'a>(&'a [u8]);
-
-impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize, what: &str) -> WireResult<&'a [u8]> {
-        if n > self.0.len() {
-            return Err(WireError(format!(
-                "{what}: needs {n} bytes, {} left in the SASL response",
-                self.0.len()
-            )));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn i16(&mut self) -> WireResult<i16> {
-        let b = self.take(2, "int16")?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> WireResult<i32> {
-        let b = self.take(4, "int32")?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn i64(&mut self) -> WireResult<i64> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8, "int64")?);
-        Ok(i64::from_be_bytes(a))
-    }
-    fn uvarint(&mut self) -> WireResult<u32> {
-        let mut v: u32 = 0;
-        for shift in (0..35).step_by(7) {
-            let b = self.take(1, "varint")?[0];
-            v |= u32::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(WireError("varint longer than 5 bytes".into()))
-    }
-    fn utf8(b: &[u8]) -> WireResult<String> {
-        String::from_utf8(b.to_vec()).map_err(|_| WireError("string is not UTF-8".into()))
-    }
-    /// A classic STRING (int16 length).
-    fn string(&mut self) -> WireResult<String> {
-        let n = self.i16()?;
-        let n =
-            usize::try_from(n).map_err(|_| WireError("null where a string is required".into()))?;
-        Self::utf8(self.take(n, "string")?)
-    }
-    fn compact_nullable_string(&mut self) -> WireResult<Option<String>> {
-        match self.uvarint()? {
-            0 => Ok(None),
-            n => Self::utf8(self.take(n as usize - 1, "string")?).map(Some),
-        }
-    }
-    /// Compact BYTES (null read as empty).
-    fn compact_bytes(&mut self) -> WireResult<Vec<u8>> {
-        match self.uvarint()? {
-            0 => Ok(Vec::new()),
-            n => Ok(self.take(n as usize - 1, "bytes")?.to_vec()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use openssl::symm::Cipher;
 use openssl::x509::extension::SubjectAlternativeName;
 
 use super::*;
+use crate::kafka::streams_group::codec::Writer;
 
 fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -317,7 +318,7 @@ fn sasl_responses_decode_and_short_ones_are_errors() {
     let mut w = Writer::default();
     w.i16(58);
     w.compact_nullable_string(Some("bad credentials"));
-    compact_bytes(&mut w, b"r=abc");
+    w.compact_bytes(b"r=abc");
     w.buf.extend_from_slice(&3_600_000i64.to_be_bytes());
     w.no_tags();
     assert_eq!(
