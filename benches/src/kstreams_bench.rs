@@ -12,14 +12,17 @@
 /// The same allocator as the example jobs, so the ceiling runs with it too.
 #[path = "../../examples/common/allocator.rs"]
 mod allocator;
+mod cases;
 mod ceiling;
 mod chart;
 mod data;
 mod job;
 mod latency;
+mod many_tasks;
 mod recovery;
 mod report;
 mod runner;
+mod throughput;
 mod watch;
 
 use std::process::ExitCode;

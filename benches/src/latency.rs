@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cases::{App, Sys, System};
 use crate::data::{Loader, Rng, Vocabulary};
 use crate::job::Job;
 use crate::report::{self, Latency, Report};
-use crate::runner::{App, Ctx, Sys, System};
+use crate::runner::Ctx;
 use crate::watch::{self, Expect, WARMUP};
 
 /// A rate of the latency phase.
@@ -147,8 +148,8 @@ fn latency_case(ctx: &Ctx, who: &Sys, rate: &Rate) -> Result<Latency, String> {
     let rate = rate.lines_per_sec;
     let input = format!("{name}-in");
     let output = format!("{name}-out");
-    ctx.topic(&input)?;
-    ctx.topic(&output)?;
+    ctx.topic(&input, ctx.args.partitions)?;
+    ctx.topic(&output, ctx.args.partitions)?;
     // The paced input, generated up front.
     let n = rate * ctx.args.latency_seconds;
     let vocab = Vocabulary::new(ctx.args.vocabulary);

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::cases::{App, Sys, System};
 use crate::data::{self, Loader};
 use crate::job::Job;
 use crate::report::{Recovery, Report};
-use crate::runner::{App, Ctx, Sys, System};
+use crate::runner::Ctx;
 use crate::watch::{self, Expect};
 
 /// Every recovery system at every state size.
@@ -68,8 +69,8 @@ fn recovery_case(ctx: &Ctx, who: &Sys, keys: u64) -> Result<Recovery, String> {
     let name = format!("state-{sys}-{keys}");
     let input = format!("{name}-in");
     let output = format!("{name}-out");
-    ctx.topic(&input)?;
-    ctx.topic(&output)?;
+    ctx.topic(&input, ctx.args.partitions)?;
+    ctx.topic(&output, ctx.args.partitions)?;
     let mut expected = HashMap::new();
     {
         let mut l = Loader::new(&ctx.bootstrap, &input, 50)?;

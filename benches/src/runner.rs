@@ -1,29 +1,18 @@
-//! `kstreams-bench run`: one broker, pre-loaded input, every case interleaved.
+//! `kstreams-bench run`: its options, one fresh broker, the jobs' command
+//! lines ([`Ctx`]), and the phases in order (throughput, latency, recovery,
+//! tasks), each in its own module; then the report.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kstreams_testkit::{BrokerOptions, KafkaBroker, create_topic};
 
-use crate::data::{self, Loader, OrderTotals, Rng, Vocabulary};
-use crate::job::{self, Job};
-use crate::report::{self, Report, Throughput};
-use crate::watch::{self, Expect};
-use crate::{chart, latency, recovery};
+use crate::cases::{ALL_CASES, App, Case, Sys, System, expand_labels, valid_label};
+use crate::report::{self, Report};
+use crate::{chart, latency, many_tasks, recovery, throughput};
 
-/// Every throughput case, in the (interleaved) order they run in each round.
-pub const ALL_CASES: &[&str] = &[
-    "ceiling-wc",
-    "kstreams-wc-eos",
-    "kafka-streams-wc-eos",
-    "quix-wc-eos",
-    "kstreams-wc-alos",
-    "ceiling-orders",
-    "kstreams-orders-eos",
-    "kafka-streams-orders-eos",
-    "kstreams-orders-alos",
-];
+/// Every phase `--phases` accepts (`tasks` is not in the default).
+const PHASES: &[&str] = &["throughput", "latency", "recovery", "tasks"];
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -51,7 +40,8 @@ pub struct RunArgs {
     /// Throughput cases to run (comma-separated; default all).
     #[arg(long, value_delimiter = ',', default_values_t = ALL_CASES.iter().map(|s| s.to_string()))]
     pub cases: Vec<String>,
-    /// Phases: throughput, latency, recovery.
+    /// Phases: throughput, latency, recovery, and (only if listed) tasks:
+    /// the word count at each --tasks-partitions on one instance.
     #[arg(
         long,
         value_delimiter = ',',
@@ -91,6 +81,13 @@ pub struct RunArgs {
         default_value = "kstreams,kafka-streams,kafka-streams-txn"
     )]
     pub recovery_systems: Vec<String>,
+    /// Partition counts of the tasks phase, run one after the other each
+    /// round; the first is the baseline of its ratios.
+    #[arg(long, value_delimiter = ',', default_value = "4,64")]
+    pub tasks_partitions: Vec<i32>,
+    /// Also run ceiling-wc at each partition count of the tasks phase.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub tasks_ceiling: bool,
     /// Directory of the kstreams example binaries (default: `<dir of this binary>/examples`).
     #[arg(long)]
     pub examples_dir: Option<PathBuf>,
@@ -130,184 +127,6 @@ pub struct RunArgs {
     pub command_line: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum System {
-    Ceiling,
-    Kstreams,
-    KafkaStreams,
-    Quix,
-}
-
-impl System {
-    fn parse(s: &str) -> Result<System, String> {
-        Ok(match s {
-            "ceiling" => System::Ceiling,
-            "kstreams" => System::Kstreams,
-            "kafka-streams" => System::KafkaStreams,
-            "quix" => System::Quix,
-            _ => return Err(format!("unknown system '{s}'")),
-        })
-    }
-}
-
-/// A system, and for kstreams the label of its binaries (`kstreams-LABEL`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sys {
-    pub system: System,
-    pub label: Option<String>,
-}
-
-impl Sys {
-    /// `ceiling`, `kstreams`, `kstreams-LABEL`, `kafka-streams`,
-    /// `kafka-streams-txn` or `quix`.
-    fn parse(s: &str) -> Result<Sys, String> {
-        if s == "kafka-streams-txn" {
-            return Ok(Sys {
-                system: System::KafkaStreams,
-                label: Some(KS_TXN.into()),
-            });
-        }
-        if let Some(l) = s.strip_prefix("kstreams-") {
-            if !valid_label(l) {
-                return Err(format!("unknown system '{s}'"));
-            }
-            return Ok(Sys {
-                system: System::Kstreams,
-                label: Some(l.to_string()),
-            });
-        }
-        Ok(Sys {
-            system: System::parse(s)?,
-            label: None,
-        })
-    }
-
-    pub fn name(&self) -> String {
-        match (&self.system, &self.label) {
-            (System::Ceiling, _) => "ceiling".into(),
-            (System::Kstreams, None) => "kstreams".into(),
-            (System::Kstreams, Some(l)) => format!("kstreams-{l}"),
-            (System::KafkaStreams, None) => "kafka-streams".into(),
-            (System::KafkaStreams, Some(l)) => format!("kafka-streams-{l}"),
-            (System::Quix, _) => "quix".into(),
-        }
-    }
-
-    /// Settings this system variant adds to its jobs.
-    fn settings(&self) -> &'static [&'static str] {
-        match (&self.system, self.label.as_deref()) {
-            (System::KafkaStreams, Some(KS_TXN)) => &[KS_TXN_SETTING],
-            _ => &[],
-        }
-    }
-}
-
-/// `kafka-streams-txn`: Kafka Streams with transactional state stores
-/// (KIP-892, opt-in since 4.4): under exactly-once a crash no longer wipes
-/// the local state, so recovery replays only the changelog's tail, as kstreams
-/// does. The strongest Kafka Streams for the recovery comparison.
-const KS_TXN: &str = "txn";
-const KS_TXN_SETTING: &str = "enable.transactional.statestores=true";
-
-/// Labels end up in topic names and must not look like an app or a guarantee.
-fn valid_label(l: &str) -> bool {
-    !l.is_empty()
-        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !["wc", "orders", "eos", "alos"].contains(&l)
-}
-
-/// Replaces every unlabelled kstreams entry by one per label (in label
-/// order), and checks the labels of labelled ones.
-fn expand_labels<T: Clone>(
-    items: Vec<T>,
-    labels: &[String],
-    sys_of: impl Fn(&T) -> Sys,
-    relabel: impl Fn(&T, &str) -> T,
-) -> Result<Vec<T>, String> {
-    let mut out = Vec::new();
-    for it in items {
-        let s = sys_of(&it);
-        match (&s.system, &s.label) {
-            (System::Kstreams, None) if !labels.is_empty() => {
-                out.extend(labels.iter().map(|l| relabel(&it, l)));
-            }
-            (System::Kstreams, Some(l)) if !labels.contains(l) => {
-                return Err(format!(
-                    "'{}': no --kstreams-bin-dir {l}=DIR given",
-                    s.name()
-                ));
-            }
-            _ => out.push(it),
-        }
-    }
-    Ok(out)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum App {
-    WordCount,
-    Orders,
-}
-
-/// A throughput case: `<system>-<wc|orders>[-<eos|alos>]`, where the system
-/// may be `kstreams-LABEL` (see --kstreams-bin-dir).
-#[derive(Clone, Debug)]
-pub struct Case {
-    pub name: String,
-    pub system: System,
-    pub label: Option<String>,
-    pub app: App,
-    pub eos: bool,
-}
-
-impl Case {
-    pub fn parse(name: &str) -> Result<Case, String> {
-        let bad = || format!("unknown case '{name}' (known: {})", ALL_CASES.join(", "));
-        let (rest, eos) = if let Some(r) = name.strip_suffix("-eos") {
-            (r, true)
-        } else if let Some(r) = name.strip_suffix("-alos") {
-            (r, false)
-        } else {
-            (name, true)
-        };
-        let (sys, app) = if let Some(s) = rest.strip_suffix("-wc") {
-            (s, App::WordCount)
-        } else if let Some(s) = rest.strip_suffix("-orders") {
-            (s, App::Orders)
-        } else {
-            return Err(bad());
-        };
-        let Sys { system, label } = Sys::parse(sys).map_err(|_| bad())?;
-        if (system == System::Ceiling && !eos) || (system == System::Quix && app == App::Orders) {
-            return Err(bad());
-        }
-        Ok(Case {
-            name: name.to_string(),
-            system,
-            label,
-            app,
-            eos,
-        })
-    }
-
-    fn sys(&self) -> Sys {
-        Sys {
-            system: self.system,
-            label: self.label.clone(),
-        }
-    }
-
-    /// This (unlabelled kstreams) case run with the binaries labelled `label`.
-    fn with_label(&self, label: &str) -> Case {
-        let rest = self.name.strip_prefix("kstreams").unwrap_or(&self.name);
-        Case {
-            name: format!("kstreams-{label}{rest}"),
-            label: Some(label.to_string()),
-            ..self.clone()
-        }
-    }
-}
-
 /// One set of kstreams example binaries.
 struct Kbins {
     label: Option<String>,
@@ -324,7 +143,7 @@ pub(crate) struct Ctx {
     kstreams: Vec<Kbins>,
     bench_exe: PathBuf,
     /// The broker's process, for its CPU time per case.
-    broker_pid: Option<u32>,
+    pub(crate) broker_pid: Option<u32>,
 }
 
 /// Newer order_aggregation binaries add a per-minute window branch unless
@@ -446,8 +265,9 @@ impl Ctx {
         self.work.join("logs").join(format!("{name}.log"))
     }
 
-    pub(crate) fn topic(&self, name: &str) -> Result<(), String> {
-        create_topic(&self.bootstrap, name, self.args.partitions, false)
+    /// Creates topic `name` with `partitions` partitions.
+    pub(crate) fn topic(&self, name: &str, partitions: i32) -> Result<(), String> {
+        create_topic(&self.bootstrap, name, partitions, false)
             .map_err(|e| format!("creating topic {name}: {e}"))
     }
 
@@ -477,9 +297,15 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let cases = expand_labels(cases, &labels, Case::sys, Case::with_label)?;
     for p in &args.phases {
-        if !["throughput", "latency", "recovery"].contains(&p.as_str()) {
-            return Err(format!("unknown phase '{p}'"));
+        if !PHASES.contains(&p.as_str()) {
+            return Err(format!(
+                "unknown phase '{p}' (known: {})",
+                PHASES.join(", ")
+            ));
         }
+    }
+    if args.phases.iter().any(|p| p == "tasks") {
+        many_tasks::check_partitions(&args.tasks_partitions)?;
     }
     let with_label = |s: &Sys, l: &str| Sys {
         system: s.system,
@@ -511,6 +337,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         (runs("throughput") && cases.iter().any(|c| c.system == s))
             || (runs("latency") && latency_systems.iter().any(|x| x.system == s))
             || (runs("recovery") && recovery_systems.iter().any(|x| x.system == s))
+            || (runs("tasks") && s == System::Kstreams)
     };
     let kstreams_dirs: Vec<(Option<String>, PathBuf)> = if labelled_dirs.is_empty() {
         vec![(None, examples)]
@@ -645,7 +472,7 @@ fn run_phases(
 ) -> Result<(), String> {
     let phase = |p: &str| ctx.args.phases.iter().any(|x| x == p);
     if phase("throughput") && !cases.is_empty() {
-        throughput_phase(ctx, cases, rep)?;
+        throughput::phase(ctx, cases, rep)?;
     }
     if phase("latency") && !latency_systems.is_empty() {
         latency::phase(ctx, latency_systems, rep)?;
@@ -653,239 +480,8 @@ fn run_phases(
     if phase("recovery") {
         recovery::phase(ctx, recovery_systems, rep)?;
     }
-    Ok(())
-}
-
-fn throughput_phase(ctx: &Ctx, cases: &[Case], rep: &mut Report) -> Result<(), String> {
-    let a = &ctx.args;
-    let mut expected_words = HashMap::new();
-    let mut expected_orders = OrderTotals::new();
-    let (mut line_records, mut order_records) = (0u64, 0u64);
-    if cases.iter().any(|c| c.app == App::WordCount) {
-        ctx.topic("lines")?;
-        let t = Instant::now();
-        let vocab = Vocabulary::new(a.vocabulary);
-        let mut rng = Rng(0x5eed_1234_5678_9abc);
-        let mut loader = Loader::new(&ctx.bootstrap, "lines", 50)?;
-        let mut bytes = 0u64;
-        for _ in 0..a.lines {
-            let line = vocab.line(&mut rng, &mut expected_words);
-            bytes += line.len() as u64;
-            loader.send(None, line.as_bytes())?;
-        }
-        loader.flush()?;
-        line_records = loader.sent;
-        let words: u64 = expected_words.values().sum();
-        let secs = t.elapsed().as_secs_f64();
-        eprintln!(
-            "kstreams-bench: loaded {line_records} lines ({words} words, {} distinct, {:.1} MB) in {secs:.1} s",
-            expected_words.len(),
-            bytes as f64 / 1e6
-        );
-        rep.inputs.push(format!(
-            "`lines`: {line_records} lines, {words} words ({} distinct of a {}-word Zipf(s=1) vocabulary), {:.1} MB of values; loaded in {secs:.1} s ({:.0} records/s)",
-            expected_words.len(),
-            a.vocabulary,
-            bytes as f64 / 1e6,
-            line_records as f64 / secs
-        ));
-    }
-    if cases.iter().any(|c| c.app == App::Orders) {
-        ctx.topic("orders")?;
-        let t = Instant::now();
-        let mut loader = Loader::new(&ctx.bootstrap, "orders", 50)?;
-        let mut err = None;
-        expected_orders = data::orders(a.orders as usize, a.customers, 42, |k, v| {
-            if err.is_none()
-                && let Err(e) = loader.send(Some(k), v)
-            {
-                err = Some(e);
-            }
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        loader.flush()?;
-        order_records = loader.sent;
-        let secs = t.elapsed().as_secs_f64();
-        eprintln!("kstreams-bench: loaded {order_records} order records in {secs:.1} s");
-        rep.inputs.push(format!(
-            "`orders`: {} orders for {} customers ({} with orders), {order_records} records with ~5% re-sends and ~0.2% malformed; loaded in {secs:.1} s",
-            a.orders,
-            a.customers,
-            expected_orders.len()
-        ));
-    }
-    for round in 1..=a.rounds {
-        for case in cases {
-            let (input, records, expect) = match case.app {
-                App::WordCount => (
-                    "lines",
-                    line_records,
-                    if case.system == System::Ceiling {
-                        Expect::Records(line_records)
-                    } else {
-                        Expect::Counts {
-                            expected: expected_words.clone(),
-                            at_least: !case.eos,
-                        }
-                    },
-                ),
-                App::Orders => (
-                    "orders",
-                    order_records,
-                    if case.system == System::Ceiling {
-                        Expect::Records(order_records)
-                    } else {
-                        Expect::Totals(expected_orders.clone())
-                    },
-                ),
-            };
-            let t = throughput_case(ctx, case, round, input, records, &expect)?;
-            eprintln!("kstreams-bench: {}", report::throughput_line(&t));
-            rep.throughput.push(t);
-            // Let the broker settle (log flushes, cleaner) before the next case.
-            std::thread::sleep(Duration::from_secs(3));
-        }
+    if phase("tasks") {
+        many_tasks::phase(ctx, rep)?;
     }
     Ok(())
-}
-
-fn throughput_case(
-    ctx: &Ctx,
-    case: &Case,
-    round: usize,
-    input: &str,
-    records: u64,
-    expect: &Expect,
-) -> Result<Throughput, String> {
-    let app_id = format!("{}-r{round}", case.name);
-    let output = format!("{app_id}-out");
-    ctx.topic(&output)?;
-    if case.app == App::Orders {
-        // The kstreams example sends malformed orders to <output>-dlq, which must exist.
-        create_topic(&ctx.bootstrap, &format!("{output}-dlq"), 1, false)
-            .map_err(|e| format!("creating {output}-dlq: {e}"))?;
-    }
-    let argv = ctx.argv(
-        &case.sys(),
-        case.app,
-        case.eos,
-        &app_id,
-        input,
-        &output,
-        &[],
-    );
-    eprintln!("kstreams-bench: round {round}: {} ...", case.name);
-    let broker_cpu_at_start = ctx.broker_pid.and_then(job::process_cpu_secs);
-    let mut job = Job::spawn(&argv, &ctx.log(&app_id))?;
-    let started = job.started;
-    let mut rss_seen = 0.0f64;
-    let w = watch::watch(
-        &ctx.bootstrap,
-        &output,
-        expect,
-        ctx.timeout(),
-        false,
-        || {
-            rss_seen = rss_seen.max(job.peak_rss_mib().unwrap_or(0.0));
-            job.alive()
-        },
-    );
-    let rss = job.peak_rss_mib().map(|r| r.max(rss_seen));
-    let cpu = job.cpu_secs();
-    let broker_cpu = ctx
-        .broker_pid
-        .and_then(job::process_cpu_secs)
-        .zip(broker_cpu_at_start)
-        .map(|(end, start)| end - start);
-    let w = match w {
-        Ok(w) => w,
-        Err(e) => {
-            return Err(format!(
-                "{}: {e}; log {}:\n{}",
-                case.name,
-                job.log.display(),
-                job.log_tail(30)
-            ));
-        }
-    };
-    job.terminate(Duration::from_secs(30));
-    let _ = std::fs::remove_dir_all(ctx.state_dir(&app_id));
-    let secs = w.done.map(|d| (d - started).as_secs_f64());
-    Ok(Throughput {
-        case: case.name.clone(),
-        round,
-        input_records: records,
-        secs,
-        first_secs: w.first.map(|f| (f - started).as_secs_f64()),
-        rss_mib: rss,
-        cpu_secs: cpu,
-        broker_cpu_secs: broker_cpu,
-        output_records: w.records,
-        progress: format!("{}/{}", w.satisfied, w.wanted),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_listed_case_parses() {
-        for c in ALL_CASES {
-            Case::parse(c).unwrap();
-        }
-        assert!(Case::parse("quix-orders-eos").is_err());
-        assert!(Case::parse("ceiling-wc-alos").is_err());
-    }
-
-    #[test]
-    fn labelled_kstreams_cases() {
-        let c = Case::parse("kstreams-old-orders-eos").unwrap();
-        assert_eq!(
-            (c.system, c.label.as_deref(), c.app, c.eos),
-            (System::Kstreams, Some("old"), App::Orders, true)
-        );
-        assert!(Case::parse("kstreams-wc-eos").unwrap().label.is_none());
-        assert!(Case::parse("kafka-streams-wc-eos").unwrap().label.is_none());
-        let labels = vec!["old".to_string(), "new".to_string()];
-        let cases: Vec<Case> = ["ceiling-wc", "kstreams-wc-eos", "kafka-streams-wc-eos"]
-            .iter()
-            .map(|c| Case::parse(c).unwrap())
-            .collect();
-        let names: Vec<String> = expand_labels(cases, &labels, Case::sys, Case::with_label)
-            .unwrap()
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "ceiling-wc",
-                "kstreams-old-wc-eos",
-                "kstreams-new-wc-eos",
-                "kafka-streams-wc-eos"
-            ]
-        );
-        let bad = vec![Case::parse("kstreams-x-wc-eos").unwrap()];
-        assert!(expand_labels(bad, &labels, Case::sys, Case::with_label).is_err());
-        assert_eq!(Sys::parse("kstreams-new").unwrap().name(), "kstreams-new");
-        let txn = Sys::parse("kafka-streams-txn").unwrap();
-        assert_eq!(
-            (txn.system, txn.name().as_str(), txn.settings()),
-            (
-                System::KafkaStreams,
-                "kafka-streams-txn",
-                &["enable.transactional.statestores=true"][..]
-            )
-        );
-        assert!(Sys::parse("kafka-streams").unwrap().settings().is_empty());
-        let c = Case::parse("kafka-streams-txn-wc-eos").unwrap();
-        assert_eq!(
-            (c.system, c.label.as_deref()),
-            (System::KafkaStreams, Some("txn"))
-        );
-        assert!(Sys::parse("kstreams-").is_err());
-    }
 }

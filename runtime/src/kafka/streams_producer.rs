@@ -193,23 +193,65 @@ pub(crate) fn abort_polling(
 /// came. So every flush that found one record in flight took 100 ms, and
 /// `commit_transaction` flushes first: a task's commit took ~100 ms even on
 /// an idle broker, a commit interval, in each of a word count's two
-/// sub-topologies (see benches/RESULTS.md). Here the check
+/// sub-topologies (see benches/RESULTS.md).
+///
+/// Why it sleeps between checks rather than polling with a short timeout:
+/// rdkafka turns a poll's remaining time into whole milliseconds, rounding
+/// down, so `poll(1 ms)` never blocks: it spins for the whole millisecond.
+/// A flush built on it spun a core for as long as the broker took to
+/// acknowledge, and with 128 tasks committing at once those spinning commit
+/// threads took a quarter of the process's CPU from the stream thread and
+/// the broker (64-partition word count, `perf`). Here the check
 /// (`rd_kafka_flush` with no wait, which also sends lingering batches at
-/// once) repeats after each millisecond of polling.
+/// once) follows the served reports, then a nap that starts at
+/// `FLUSH_NAP_MIN` and doubles up to `FLUSH_NAP_MAX`: a quick flush is seen
+/// done within a fraction of a millisecond, a slow one costs a few dozen
+/// wake-ups.
 pub(crate) fn flush_promptly<C: ProducerContext>(
     p: &BaseProducer<C>,
     timeout: Duration,
 ) -> rdkafka::error::KafkaResult<()> {
     let started = std::time::Instant::now();
+    let mut nap = FLUSH_NAP_MIN;
     loop {
         match Producer::flush(p, Duration::ZERO) {
             Err(rdkafka::error::KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
                 if started.elapsed() < timeout =>
             {
-                p.poll(Duration::from_millis(1));
+                serve_delivery_reports(p);
+                if p.in_flight_count() > 0 {
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(FLUSH_NAP_MAX);
+                }
             }
             other => return other,
         }
+    }
+}
+
+/// The first and the longest wait between two checks of `flush_promptly`.
+const FLUSH_NAP_MIN: Duration = Duration::from_micros(100);
+const FLUSH_NAP_MAX: Duration = Duration::from_millis(4);
+
+/// Serves every delivery report queued now, without waiting.
+///
+/// `BaseProducer::poll(ZERO)` serves at most one event (one batch of
+/// reports), so this goes on while an event shrank the producer's
+/// out-queue (`rd_kafka_outq_len`: records not yet acknowledged plus
+/// reports not yet served), and stops at the first poll that found nothing.
+pub(crate) fn serve_delivery_reports<C: ProducerContext>(p: &BaseProducer<C>) {
+    let mut left = p.in_flight_count();
+    // Bounded: reports that keep coming are left for the next call.
+    for _ in 0..4096 {
+        if left <= 0 {
+            return;
+        }
+        p.poll(Duration::ZERO);
+        let now = p.in_flight_count();
+        if now >= left {
+            return;
+        }
+        left = now;
     }
 }
 

@@ -324,7 +324,9 @@ impl StreamThread {
             } else {
                 let idle = Duration::from_millis(50);
                 match (eos, self.tasks.next_commit_due()) {
-                    (true, Some(due)) => due.saturating_duration_since(Instant::now()).min(idle),
+                    (true, Some(due)) => {
+                        whole_millis(due.saturating_duration_since(Instant::now())).min(idle)
+                    }
                     _ => idle,
                 }
             };
@@ -409,5 +411,39 @@ impl StreamThread {
             }
         }
         Ok(())
+    }
+}
+
+/// `d` rounded up to whole milliseconds.
+///
+/// Why: rdkafka hands librdkafka a poll's remaining time in whole
+/// milliseconds, rounded down, and polls again until the time is up, so a
+/// poll for 1.6 ms blocks for 1 ms and then spins for the rest; a wait of
+/// less than 1 ms spun whole. Whole milliseconds block throughout.
+fn whole_millis(d: Duration) -> Duration {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_millis;
+    use std::time::Duration;
+
+    #[test]
+    fn poll_timeouts_are_whole_milliseconds_rounded_up() {
+        assert_eq!(whole_millis(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            whole_millis(Duration::from_micros(1)),
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            whole_millis(Duration::from_micros(1600)),
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            whole_millis(Duration::from_millis(7)),
+            Duration::from_millis(7)
+        );
     }
 }

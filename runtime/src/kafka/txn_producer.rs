@@ -26,7 +26,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 
 use super::record_collector::{TaskProducer, TxnErrorKind, classify};
-use super::streams_producer::{ABORT_TIMEOUT, TXN_TIMEOUT, abort_polling, flush_promptly};
+use super::streams_producer::{
+    ABORT_TIMEOUT, TXN_TIMEOUT, abort_polling, flush_promptly, serve_delivery_reports,
+};
 
 /// A failed transaction call, classified for the commit protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +142,6 @@ impl TxnProducer for TaskProducer {
     }
 
     fn poll(&self) {
-        rdkafka::producer::BaseProducer::poll(self, std::time::Duration::ZERO);
+        serve_delivery_reports(self);
     }
 }

@@ -225,16 +225,9 @@ impl TaskManager {
                 continue;
             }
             t.deferred.hold();
-            let nice = self.shared.config.background_nice;
-            let handle = std::thread::Builder::new()
-                .name(format!("{}-commit-{id}", self.thread_name))
-                .spawn(move || {
-                    crate::kafka::priority::lower_this_thread(nice);
-                    job.run()
-                })
-                .map_err(|e| {
-                    StreamsError::IllegalState(format!("cannot start a commit thread: {e}"))
-                })?;
+            let handle = self.workers.run(move || job.run()).map_err(|e| {
+                StreamsError::IllegalState(format!("cannot start a commit thread: {e}"))
+            })?;
             t.in_flight = Some(InFlight {
                 handle,
                 started: Instant::now(),

@@ -345,10 +345,13 @@ fn aborts_beyond_task_timeout_fail_the_thread() {
 fn the_hold_back_cap_makes_reap_commits_wait() {
     let h = Harness::new();
     let (release, wait) = std::sync::mpsc::channel::<()>();
-    let handle = std::thread::spawn(move || {
-        let _ = wait.recv();
-        Ok(TxnTimings::default())
-    });
+    let pool = super::commit_workers::CommitWorkers::new(0);
+    let handle = pool
+        .run(move || {
+            let _ = wait.recv();
+            Ok(TxnTimings::default())
+        })
+        .unwrap();
     let f = InFlight {
         handle,
         started: Instant::now(),
@@ -456,11 +459,14 @@ fn a_hung_transaction_call_is_given_up_as_fenced_and_lets_go_of_the_sealed_write
     h.process(START, 102);
     let job = h.prepare();
     let (release, wait) = std::sync::mpsc::channel::<()>();
+    let pool = super::commit_workers::CommitWorkers::new(0);
     let f = InFlight {
-        handle: std::thread::spawn(move || {
-            let _ = wait.recv();
-            Ok(TxnTimings::default())
-        }),
+        handle: pool
+            .run(move || {
+                let _ = wait.recv();
+                Ok(TxnTimings::default())
+            })
+            .unwrap(),
         started: Instant::now(),
         shared: job.shared.clone(),
     };
