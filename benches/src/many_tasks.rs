@@ -290,13 +290,14 @@ pub fn phase(ctx: &Ctx, rep: &mut Report) -> Result<(), String> {
         command: a.command_line.clone(),
         params: format!(
             "tasks phase: --tasks-partitions {}, lines={}, vocabulary={}, rounds={}, \
-             commit.interval.ms={}, ceiling {}, extra job config {:?}",
+             commit.interval.ms={}, ceiling {}, warm-up run {}, extra job config {:?}",
             list(&a.tasks_partitions),
             a.lines,
             a.vocabulary,
             a.rounds,
             a.commit_interval_ms,
             if a.tasks_ceiling { "yes" } else { "no" },
+            if a.tasks_warmup { "yes" } else { "no" },
             a.config
         ),
         partitions: a.tasks_partitions.clone(),
@@ -309,6 +310,11 @@ pub fn phase(ctx: &Ctx, rep: &mut Report) -> Result<(), String> {
     } else {
         vec![&kstreams]
     };
+    if a.tasks_warmup
+        && let Some(&p) = a.tasks_partitions.first()
+    {
+        warm_up(ctx, &kstreams, p)?;
+    }
     let mut failed = 0;
     for round in 1..=a.rounds {
         for &p in &a.tasks_partitions {
@@ -367,6 +373,32 @@ pub fn phase(ctx: &Ctx, rep: &mut Report) -> Result<(), String> {
             "tasks phase: {failed} run(s) failed or were not exact (see the report)"
         ));
     }
+    Ok(())
+}
+
+/// One unrecorded kstreams word count at `p` partitions, so the broker's
+/// JIT is warm before the first measured run. It must still be exact.
+fn warm_up(ctx: &Ctx, kstreams: &Case, p: i32) -> Result<(), String> {
+    let input = format!("tasks-warmup-p{p}-lines");
+    ctx.topic(&input, p)?;
+    let lines = throughput::load_lines(ctx, &input)?;
+    let expect = throughput::word_count_expect(kstreams.system, kstreams.eos, &lines);
+    let run = CaseRun {
+        case: kstreams,
+        round: 0,
+        app_id: format!("tasks-warmup-p{p}-{}", kstreams.name),
+        input: &input,
+        records: lines.records,
+        expect: &expect,
+        partitions: p,
+        sample: false,
+    };
+    let (t, _) = throughput::run_case(ctx, &run).map_err(|e| format!("tasks warm-up: {e}"))?;
+    eprintln!(
+        "kstreams-bench: tasks warm-up (not recorded) P={p}: {}",
+        report::throughput_line(&t)
+    );
+    std::thread::sleep(Duration::from_secs(3));
     Ok(())
 }
 

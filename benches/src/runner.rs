@@ -88,6 +88,12 @@ pub struct RunArgs {
     /// Also run ceiling-wc at each partition count of the tasks phase.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub tasks_ceiling: bool,
+    /// Run the tasks phase's kstreams word count once, unrecorded, at the
+    /// first partition count before round 1: the fresh broker's JIT is
+    /// cold, and whichever case ran first was measured up to 1.5x slower
+    /// (4 partitions: 57k, 77k, 88k lines/s in rounds 1-3).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub tasks_warmup: bool,
     /// Directory of the kstreams example binaries (default: `<dir of this binary>/examples`).
     #[arg(long)]
     pub examples_dir: Option<PathBuf>,
